@@ -1,0 +1,72 @@
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from xpnet import functions as F
+
+
+def host(dev, a):
+    return dev.to_numpy(a).astype(np.float64)
+
+
+def test_sigmoid_is_stable_and_exact(dev):
+    x = dev.asarray([-1000.0, -30.0, -1.0, 0.0, 1.0, 30.0, 1000.0], dtype="float64")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = host(dev, F.sigmoid(x))
+    ref = np.array([1 / (1 + math.exp(-v)) if v > -700 else 0.0 for v in [-1000, -30, -1, 0, 1, 30, 1000]])
+    np.testing.assert_allclose(y, ref, rtol=1e-15, atol=0)
+
+
+def test_softmax_normalises_each_row_and_keeps_dtype(dev):
+    x = dev.asarray([[1.0, 2.0, 3.0], [1000.0, 1000.0, 0.0]], dtype="float32")
+    y = F.softmax(x)
+    assert y.dtype == dev.xp.float32
+    y = host(dev, y)
+    np.testing.assert_allclose(y.sum(axis=1), [1.0, 1.0], rtol=1e-6)
+    e = np.exp([1.0, 2.0, 3.0] - np.max([1.0, 2.0, 3.0]))
+    np.testing.assert_allclose(y[0], e / e.sum(), rtol=1e-6)
+    np.testing.assert_allclose(y[1], [0.5, 0.5, 0.0], atol=1e-7)
+
+
+def test_softmax_of_one_sample(dev):
+    y = host(dev, F.softmax(dev.asarray([0.3, 2.9, 4.0], dtype="float64")))
+    np.testing.assert_allclose(y, [0.01821127, 0.24519181, 0.73659691], rtol=1e-6)  # the book's
+
+
+def test_cross_entropy_labels_and_one_hot_agree(dev):
+    y = dev.asarray([[0.1, 0.05, 0.6, 0.0, 0.25], [0.7, 0.1, 0.1, 0.05, 0.05]], dtype="float64")
+    t_idx = dev.asarray(np.array([2, 0]))
+    t_hot = dev.asarray(np.eye(5)[[2, 0]], dtype="float64")
+    a, b = F.cross_entropy_error(y, t_idx), F.cross_entropy_error(y, t_hot)
+    expected = -(math.log(0.6) + math.log(0.7)) / 2
+    assert float(a) == pytest.approx(expected, rel=1e-14)
+    assert float(b) == pytest.approx(expected, rel=1e-14)
+
+
+def test_cross_entropy_of_a_zero_probability_is_finite(dev):
+    y = dev.asarray([[1.0, 0.0]], dtype="float32")
+    v = float(F.cross_entropy_error(y, dev.asarray(np.array([1]))))
+    assert math.isfinite(v) and v > 80
+
+
+def test_softmax_cross_entropy_matches_composition(dev):
+    rng = np.random.default_rng(0)
+    x = dev.asarray(rng.standard_normal((4, 6)) * 3, dtype="float64")
+    t = dev.asarray(np.array([0, 5, 2, 2]))
+    a = float(F.softmax_cross_entropy(x, t))
+    b = float(F.cross_entropy_error(F.softmax(x), t))
+    assert a == pytest.approx(b, rel=1e-12)
+
+
+def test_one_hot(dev):
+    t = dev.asarray(np.array([1, 0, 3]))
+    np.testing.assert_array_equal(host(dev, F.one_hot(t, 4, dev.xp.float32)), np.eye(4)[[1, 0, 3]])
+
+
+def test_relu(dev):
+    x = dev.asarray([-2.0, 0.0, 3.0], dtype="float32")
+    np.testing.assert_array_equal(host(dev, F.relu(x)), [0.0, 0.0, 3.0])
+    np.testing.assert_array_equal(host(dev, F.relu_grad(x)), [0.0, 0.0, 1.0])

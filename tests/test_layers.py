@@ -1,0 +1,151 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import xpnet
+from xpnet.layers import Affine, AddLayer, MulLayer, Relu, Sigmoid, SoftmaxWithLoss
+
+
+def scalar(dev, v):
+    return dev.asarray(v, dtype="float64")
+
+
+def test_buy_apple_gives_the_books_numbers(dev):
+    apple, apple_num, tax = scalar(dev, 100.0), scalar(dev, 2.0), scalar(dev, 1.1)
+    mul_apple, mul_tax = MulLayer(), MulLayer()
+    price = mul_tax.forward(mul_apple.forward(apple, apple_num), tax)
+    dapple_price, dtax = mul_tax.backward(scalar(dev, 1.0))
+    dapple, dapple_num = mul_apple.backward(dapple_price)
+    assert float(price) == pytest.approx(220, rel=1e-15)
+    got = [float(v) for v in (dapple, dapple_num, dtax)]
+    assert got == pytest.approx([2.2, 110, 200], rel=1e-15)
+
+
+def test_buy_apple_orange_gives_the_books_numbers(dev):
+    apple, apple_num, orange, orange_num, tax = (scalar(dev, v) for v in (100.0, 2.0, 150.0, 3.0, 1.1))
+    mul_apple, mul_orange, add, mul_tax = MulLayer(), MulLayer(), AddLayer(), MulLayer()
+    total = add.forward(mul_apple.forward(apple, apple_num), mul_orange.forward(orange, orange_num))
+    price = mul_tax.forward(total, tax)
+    dall, dtax = mul_tax.backward(scalar(dev, 1.0))
+    dapple_price, dorange_price = add.backward(dall)
+    dapple, dapple_num = mul_apple.backward(dapple_price)
+    dorange, dorange_num = mul_orange.backward(dorange_price)
+    assert float(price) == pytest.approx(715, rel=1e-15)
+    got = [float(v) for v in (dapple_num, dapple, dorange, dorange_num, dtax)]
+    assert got == pytest.approx([110, 2.2, 3.3, 165, 650], rel=1e-15)
+
+
+def test_shopping_with_python_numbers():
+    m1, m2 = MulLayer(), MulLayer()
+    assert m2.forward(m1.forward(100, 2), 1.1) == pytest.approx(220)
+    dprice, dtax = m2.backward(1)
+    assert m1.backward(dprice) == pytest.approx((2.2, 110)) and dtax == 200
+
+
+def rand(dev, shape, seed=0, scale=1.0):
+    return dev.asarray(np.random.default_rng(seed).standard_normal(shape) * scale, dtype="float64")
+
+
+def assert_passes(report):
+    assert report.passed, str(report)
+    for r in report.values():
+        assert r.max_abs < 1e-7, str(report)
+
+
+def test_mul_and_add_backward_with_broadcasting(dev):
+    x, y = rand(dev, (3, 4), 1), rand(dev, (4,), 2)
+    assert_passes(xpnet.gradcheck(MulLayer(), x, y))
+    assert_passes(xpnet.gradcheck(AddLayer(), x, y))
+    r = xpnet.gradcheck(MulLayer(), x, y)
+    assert set(r) == {"x", "y"} and r["y"].shape == (4,)
+
+
+def test_relu_backward(dev):
+    x = rand(dev, (5, 7), 3)
+    assert_passes(xpnet.gradcheck(Relu(), x))
+
+
+def test_sigmoid_backward(dev):
+    assert_passes(xpnet.gradcheck(Sigmoid(), rand(dev, (4, 6), 4, scale=3.0)))
+
+
+def test_affine_backward_with_nd_input(dev):
+    W, b = rand(dev, (12, 5), 5), rand(dev, (5,), 6)
+    layer = Affine(W, b)
+    x = rand(dev, (3, 2, 2, 3), 7)
+    out = layer.forward(x)
+    assert tuple(out.shape) == (3, 5)
+    dx = layer.backward(rand(dev, (3, 5), 8))
+    assert tuple(dx.shape) == (3, 2, 2, 3)
+    r = xpnet.gradcheck(layer, x)
+    assert set(r) == {"x", "W", "b"}
+    assert_passes(r)
+
+
+@pytest.mark.parametrize("labels", ["index", "onehot"])
+def test_softmax_with_loss_backward(dev, labels):
+    x = rand(dev, (4, 5), 9, scale=2.0)
+    t_idx = np.array([0, 4, 2, 2])
+    t = dev.asarray(t_idx) if labels == "index" else dev.asarray(np.eye(5)[t_idx], dtype="float64")
+    r = xpnet.gradcheck(SoftmaxWithLoss(), x, t)
+    assert set(r) == {"x"}
+    assert_passes(r)
+
+
+def test_softmax_with_loss_label_forms_agree(dev):
+    x = rand(dev, (6, 3), 10)
+    t_idx = np.array([0, 1, 2, 2, 1, 0])
+    a, b = SoftmaxWithLoss(), SoftmaxWithLoss()
+    la = float(a.forward(x, dev.asarray(t_idx)))
+    lb = float(b.forward(x, dev.asarray(np.eye(3)[t_idx], dtype="float64")))
+    assert la == pytest.approx(lb, rel=1e-14)
+    np.testing.assert_allclose(dev.to_numpy(a.backward()), dev.to_numpy(b.backward()), rtol=1e-14)
+
+
+@pytest.mark.parametrize("make", [Relu, Sigmoid, lambda: SoftmaxWithLoss()])
+def test_backward_does_not_touch_dout(dev, make):
+    layer = make()
+    x = rand(dev, (3, 4), 11)
+    if isinstance(layer, SoftmaxWithLoss):
+        layer.forward(x, dev.asarray(np.array([0, 1, 3])))
+        dout = dev.asarray(2.0, dtype="float64")
+    else:
+        layer.forward(x)
+        dout = rand(dev, (3, 4), 12)
+    before = dev.to_numpy(dout).copy()
+    layer.backward(dout)
+    np.testing.assert_array_equal(dev.to_numpy(dout), before)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_layers_keep_the_dtype(dev, dtype):
+    rng = np.random.default_rng(0)
+    W = dev.asarray(rng.standard_normal((4, 3)), dtype=dtype)
+    b = dev.asarray(np.zeros(3), dtype=dtype)
+    x = dev.asarray(rng.standard_normal((2, 4)), dtype=dtype)
+    dt = dev.dtype(dtype)
+    h = Sigmoid().forward(Relu().forward(Affine(W, b).forward(x)))
+    loss_layer = SoftmaxWithLoss()
+    loss = loss_layer.forward(h, dev.asarray(np.array([0, 2])))
+    assert h.dtype == dt and loss.dtype == dt and loss_layer.backward().dtype == dt
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 6), c=st.integers(2, 6), d=st.integers(1, 5), onehot=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_affine_softmax_shapes_and_label_forms(n, c, d, onehot, seed):
+    dev = xpnet.device("cpu")
+    rng = np.random.default_rng(seed)
+    layer = Affine(dev.asarray(rng.standard_normal((d, c))), dev.asarray(rng.standard_normal(c)))
+    x = dev.asarray(rng.standard_normal((n, d)))
+    t_idx = rng.integers(0, c, n)
+    t = np.eye(c)[t_idx] if onehot else t_idx
+    last = SoftmaxWithLoss()
+    loss = last.forward(layer.forward(x), t)
+    assert np.isfinite(float(loss)) and float(loss) >= 0
+    dx = layer.backward(last.backward())
+    assert dx.shape == (n, d) and layer.dW.shape == (d, c) and layer.db.shape == (c,)
+    np.testing.assert_allclose(last.backward().sum(axis=1), 0, atol=1e-12)  # rows of y - t sum to 0
+    report = xpnet.gradcheck(SoftmaxWithLoss(), layer.forward(x), t)
+    assert report.passed, str(report)

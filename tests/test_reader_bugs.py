@@ -1,0 +1,130 @@
+"""The bugs readers of the book really made (see shared/seeds), written as their NumPy layers.
+
+gradcheck must fail on each and name the layer whose backward is wrong.
+"""
+
+from collections import OrderedDict
+
+import numpy as np
+
+import xpnet
+from xpnet.layers import Affine, MulLayer, Relu, SoftmaxWithLoss
+
+
+class MulLayerPlus(MulLayer):
+    def backward(self, dout):  # written with + instead of *
+        return dout + self.y, dout + self.x
+
+
+class SigmoidPrecedence:
+    def forward(self, x):
+        self.out = 1 / 1 + np.exp(-x)  # the missing parentheses
+        return self.out
+
+    def backward(self, dout):
+        return dout * (1.0 - self.out) * self.out
+
+
+class BatchSoftmaxWithLoss:
+    """softmax normalised over the whole batch instead of each row."""
+
+    def forward(self, x, t):
+        e = np.exp(x - np.max(x))
+        self.y = e / np.sum(e)
+        self.t = t
+        return -np.sum(np.log(self.y[np.arange(len(t)), t] + 1e-7)) / len(t)
+
+    def backward(self, dout=1):
+        dx = self.y.copy()
+        dx[np.arange(len(self.t)), self.t] -= 1
+        return dx / len(self.t)
+
+
+class NoMinusSoftmaxWithLoss(SoftmaxWithLoss):
+    def forward(self, x, t, check=True):
+        return -super().forward(x, t, check)  # cross entropy without its minus sign
+
+
+class BookNet:
+    """A reader's TwoLayerNet in plain NumPy, with pluggable last layer and loop order."""
+
+    def __init__(self, last=None, reverse=True, seed=0):
+        rng = np.random.default_rng(seed)
+        self.params = {"W1": 0.5 * rng.standard_normal((6, 5)), "b1": np.zeros(5),
+                       "W2": 0.5 * rng.standard_normal((5, 5)), "b2": np.zeros(5)}
+        self.layers = OrderedDict(Affine1=Affine(self.params["W1"], self.params["b1"]), Relu1=Relu(),
+                                  Affine2=Affine(self.params["W2"], self.params["b2"]))
+        self.lastLayer = last or SoftmaxWithLoss()
+        self.reverse = reverse
+
+    def predict(self, x):
+        for layer in self.layers.values():
+            x = layer.forward(x)
+        return x
+
+    def loss(self, x, t):
+        return self.lastLayer.forward(self.predict(x), t)
+
+    def gradient(self, x, t):
+        self.loss(x, t)
+        dout = self.lastLayer.backward(1)
+        layers = list(self.layers.values())
+        for layer in (reversed(layers) if self.reverse else layers):
+            dout = layer.backward(dout)
+        return {"W1": self.layers["Affine1"].dW, "b1": self.layers["Affine1"].db,
+                "W2": self.layers["Affine2"].dW, "b2": self.layers["Affine2"].db}
+
+
+def data():
+    rng = np.random.default_rng(1)
+    return rng.random((4, 6)), np.array([0, 3, 1, 4])
+
+
+def test_correct_reader_net_passes():
+    report = xpnet.gradcheck(BookNet(), *data())
+    assert report.passed, str(report)
+
+
+def test_mul_layer_written_with_plus():
+    report = xpnet.gradcheck(MulLayerPlus(), np.float64(100.0), np.float64(2.0))
+    assert not report.passed and not report["x"].passed
+
+
+def test_sigmoid_without_parentheses():
+    report = xpnet.gradcheck(SigmoidPrecedence(), np.linspace(-2, 2, 7))
+    assert not report.passed
+
+
+def test_batch_softmax_is_found_in_the_last_layer():
+    report = xpnet.gradcheck(BookNet(last=BatchSoftmaxWithLoss()), *data())
+    assert not report.passed
+    assert report.culprits == ["BatchSoftmaxWithLoss"], str(report)
+    assert max(r.max_rel for r in report.values()) > 1e-3
+
+
+def test_cross_entropy_without_minus():
+    report = xpnet.gradcheck(BookNet(last=NoMinusSoftmaxWithLoss()), *data())
+    assert report.culprits == ["NoMinusSoftmaxWithLoss"], str(report)
+
+
+def test_forgotten_reverse_is_blamed_on_the_wiring():
+    report = xpnet.gradcheck(BookNet(reverse=False), *data())
+    assert not report.passed and report.culprits == []
+    assert any("reverse" in n for n in report.notes), str(report)
+
+
+def test_backward_that_writes_into_dout_is_reported():
+    class BookRelu:
+        def forward(self, x):
+            self.mask = x <= 0
+            out = x.copy()
+            out[self.mask] = 0
+            return out
+
+        def backward(self, dout):
+            dout[self.mask] = 0
+            return dout
+
+    report = xpnet.gradcheck(BookRelu(), np.linspace(-1, 1, 6))
+    assert report.passed  # the values are right ...
+    assert any("wrote into its dout" in n for n in report.notes)  # ... but the caller is told

@@ -1,0 +1,27 @@
+"""xpnet: the layer-by-layer backprop of *Deep Learning from Scratch*, on every Array API backend.
+
+The same layers, nets and training loop run on NumPy (CPU), CuPy (CUDA GPUs), PyTorch and the
+strict reference namespace; ``xpnet.device(...)`` picks where.
+"""
+
+from .device import Device, DeviceUnavailableError, device, device_of, device_report, devices, use_device
+from .gradient import GradcheckReport, gradcheck, numerical_gradient
+from .layers import Affine, AddLayer, MulLayer, Relu, Sigmoid, SoftmaxWithLoss
+from .nets import MultiLayerNet, TwoLayerNet
+from .datasets import DatasetError, load_idx_dataset, load_mnist
+from .optimizers import SGD, AdaGrad, Adam, Momentum
+from .trainer import History, Trainer, TrainingDivergedError
+from .checkpoint import CheckpointError, load_net, save_net
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Device", "DeviceUnavailableError", "device", "device_of", "device_report", "devices", "use_device",
+    "GradcheckReport", "gradcheck", "numerical_gradient",
+    "Affine", "AddLayer", "MulLayer", "Relu", "Sigmoid", "SoftmaxWithLoss",
+    "MultiLayerNet", "TwoLayerNet",
+    "DatasetError", "load_idx_dataset", "load_mnist",
+    "SGD", "AdaGrad", "Adam", "Momentum",
+    "History", "Trainer", "TrainingDivergedError",
+    "CheckpointError", "load_net", "save_net",
+]

@@ -1,0 +1,65 @@
+"""Checkpoints: parameters and architecture in one ``.npz``, no pickle, written atomically.
+
+Parameters are saved as host NumPy arrays and the architecture as a JSON string, so a net
+trained on a GPU loads onto a laptop's CPU (or any other device) with ``load_net``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+
+import numpy as np
+
+from .nets import MultiLayerNet, TwoLayerNet
+from .trainer import write_atomic
+
+__all__ = ["save_net", "load_net", "CheckpointError"]
+
+_FORMAT = "xpnet-checkpoint-1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, damaged or not an xpnet checkpoint."""
+
+
+def save_net(net, path) -> str:
+    """Save ``net`` to ``path`` (``.npz`` is added when missing); returns the path written."""
+    path = os.fspath(path)
+    if not path.endswith(".npz"):
+        path += ".npz"
+    arrays = {f"param/{k}": net.device.to_numpy(v) for k, v in net.params.items()}
+    meta = {"format": _FORMAT, "config": net.config}
+    arrays["__meta__"] = np.array(json.dumps(meta))
+    write_atomic(path, lambda f: np.savez(f, **arrays))
+    return path
+
+
+def load_net(path, device=None, dtype=None):
+    """Rebuild a saved net on ``device`` (default: the current default device)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "__meta__" not in z.files:
+                raise CheckpointError(f"{path} is not an xpnet checkpoint (no architecture record)")
+            meta = json.loads(str(z["__meta__"]))
+            params = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("param/")}
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        if isinstance(e, CheckpointError):
+            raise
+        raise CheckpointError(f"{path} is damaged or not an .npz checkpoint ({e})") from None
+    if meta.get("format") != _FORMAT:
+        raise CheckpointError(f"{path} has format {meta.get('format')!r}; this xpnet reads {_FORMAT}")
+    cfg = meta["config"]
+    sizes = cfg["sizes"]
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+        if params.get(f"W{i}", np.empty(0)).shape != (a, b) or params.get(f"b{i}", np.empty(0)).shape != (b,):
+            raise CheckpointError(f"{path}: parameters W{i}/b{i} do not match the saved sizes {sizes}")
+    dtype = dtype or cfg["dtype"]
+    if cfg["class"] == "TwoLayerNet":
+        return TwoLayerNet(*sizes, cfg["weight_init"], device=device, dtype=dtype, _host_params=params)
+    return MultiLayerNet(sizes, cfg["activation"], cfg["weight_init"], device=device, dtype=dtype,
+                         _host_params=params)

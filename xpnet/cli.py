@@ -1,0 +1,213 @@
+"""The ``xpnet`` command: ``train``, ``devices``, ``gradcheck`` and ``bench``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+class _Fail(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+def _positive_int(s):
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
+    return v
+
+
+def _positive_float(s):
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {s!r}") from None
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {s!r}")
+    return v
+
+
+def _sizes(s):
+    try:
+        v = [int(p) for p in s.replace("-", ",").split(",") if p.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected layer sizes like 784,100,10, got {s!r}") from None
+    if len(v) < 2 or min(v) < 1:
+        raise argparse.ArgumentTypeError(f"expected at least two positive layer sizes, got {s!r}")
+    return v
+
+
+def _weight_init(s):
+    if s.lower() in ("he", "xavier"):
+        return s.lower()
+    return _positive_float(s)
+
+
+def _device_arg(s):
+    import xpnet
+
+    try:
+        return xpnet.device(s)
+    except (ValueError, TypeError, xpnet.DeviceUnavailableError) as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="xpnet", description="Backprop from scratch on any Array API device.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a net on MNIST (the book's protocol by default)")
+    t.add_argument("--device", type=_device_arg, default="auto", help="auto (default), cpu, cuda, cuda:N, torch, ...")
+    t.add_argument("--hidden", type=_positive_int, default=50, help="hidden units of the two-layer net (50)")
+    t.add_argument("--sizes", type=_sizes, help="all layer sizes, e.g. 784,100,100,10 (overrides --hidden)")
+    t.add_argument("--activation", choices=["relu", "sigmoid"], default="relu")
+    t.add_argument("--weight-init", type=_weight_init, default=0.01, help="std (0.01), 'he' or 'xavier'")
+    t.add_argument("--iters", type=_positive_int, default=10000)
+    t.add_argument("--batch-size", type=_positive_int, default=100)
+    t.add_argument("--lr", type=_positive_float, default=0.1)
+    t.add_argument("--optimizer", choices=["sgd", "momentum", "adagrad", "adam"], default="sgd")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    t.add_argument("--eval-interval", type=_positive_int, help="iterations between evaluations (an epoch)")
+    t.add_argument("--data-dir", help="directory with the MNIST IDX files (default: bundled copy)")
+    t.add_argument("--out", help="output directory (default: a new folder under runs/)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--no-plot", action="store_true", help="do not draw the PNG plot")
+
+    sub.add_parser("devices", help="list the devices usable here, and why the others are not")
+
+    g = sub.add_parser("gradcheck", help="the book's gradient check of TwoLayerNet on 3 MNIST images")
+    g.add_argument("--device", type=_device_arg, default="auto")
+    g.add_argument("--data-dir", help="directory with the MNIST IDX files")
+    g.add_argument("--seed", type=int, default=0)
+
+    b = sub.add_parser("bench", help="time xpnet against the book's code, tuned NumPy and PyTorch")
+    b.add_argument("--quick", action="store_true", help="a tiny configuration (seconds): checks that it runs")
+    b.add_argument("--repeats", type=_positive_int, default=3)
+    b.add_argument("--steps", type=_positive_int, default=2000, help="timed steps per per-step measurement")
+    b.add_argument("--devices", default=None, help="xpnet devices to time (default: cpu and every GPU)")
+    b.add_argument("--no-protocol", action="store_true", help="skip the whole 10000-iteration protocol")
+    b.add_argument("--json", default="bench-results.json", help="where to write the table as JSON")
+    return p
+
+
+def _new_run_dir(device_name: str) -> Path:
+    base = Path("runs")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    name = device_name.replace(":", "")
+    for k in range(1000):
+        d = base / (f"{stamp}-{name}" + (f"-{k}" if k else ""))
+        try:
+            d.mkdir(parents=True, exist_ok=False)
+            return d
+        except FileExistsError:
+            continue
+    raise _Fail("could not create a new run directory under runs/")
+
+
+def _load(data_dir):
+    from .datasets import DatasetError, load_mnist
+
+    try:
+        return load_mnist(path=data_dir)
+    except DatasetError as e:
+        raise _Fail(str(e)) from None
+
+
+def cmd_train(a) -> int:
+    import xpnet
+    from .checkpoint import save_net
+    from .trainer import Trainer, TrainingDivergedError
+
+    dev = a.device
+    out = Path(a.out) if a.out else _new_run_dir(dev.name)
+    if out.exists() and not out.is_dir():
+        raise _Fail(f"--out {out} exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    (x_train, t_train), (x_test, t_test) = _load(a.data_dir)
+    sizes = a.sizes or [x_train.shape[1], a.hidden, 10]
+    if sizes[0] != x_train.shape[1] or sizes[-1] != 10:
+        raise _Fail(f"--sizes must start with {x_train.shape[1]} (pixels) and end with 10 (classes), got {sizes}")
+    net = xpnet.MultiLayerNet(sizes, a.activation, a.weight_init, device=dev, dtype=a.dtype, seed=a.seed) \
+        if a.sizes else xpnet.TwoLayerNet(sizes[0], sizes[1], sizes[2], a.weight_init, device=dev,
+                                          dtype=a.dtype, seed=a.seed)
+    print(f"xpnet train: {net} on {dev.name}, {a.optimizer} lr {a.lr}, batch {a.batch_size}, "
+          f"{a.iters} iterations")
+    trainer = Trainer(net, x_train, t_train, x_test, t_test, optimizer=a.optimizer, lr=a.lr,
+                      batch_size=a.batch_size, iters=a.iters, eval_interval=a.eval_interval, seed=a.seed,
+                      progress=False if a.quiet else None)
+    try:
+        hist = trainer.fit()
+    except TrainingDivergedError as e:
+        raise _Fail(str(e)) from None
+    print(f"final test accuracy {hist.final_test_acc:.4f} (train {hist.final_train_acc:.4f}); "
+          f"wall time {hist.wall_time_s:.2f} s")
+    hist.save_json(out / "history.json")
+    ckpt = save_net(net, out / "model.npz")
+    print(f"history: {out / 'history.json'}\ncheckpoint: {ckpt}")
+    if a.no_plot:
+        print("plot: skipped (--no-plot)")
+    else:
+        from .plot import PlotUnavailable, plot_history
+
+        try:
+            print(f"plot: {plot_history(hist, out / 'curves.png')}")
+        except PlotUnavailable as e:
+            print(f"plot: skipped ({e})")
+    return 0
+
+
+def cmd_devices(a) -> int:
+    from .device import device, device_report
+
+    print(f"default (auto): {device('auto').name}")
+    for name, ok, why in device_report():
+        print(f"  {'yes' if ok else 'no ':<3} {name:<18} {why}")
+    return 0
+
+
+def cmd_gradcheck(a) -> int:
+    import xpnet
+
+    (x_train, t_train), _ = _load(a.data_dir)
+    dev = a.device
+    net = xpnet.TwoLayerNet(784, 50, 10, device=dev, dtype="float64", seed=a.seed)
+    x, t = dev.asarray(x_train[:3], dtype="float64"), dev.asarray(t_train[:3])
+    t0 = time.perf_counter()
+    report = xpnet.gradcheck(net, x, t, locate=False)
+    print(f"TwoLayerNet 784-50-10 on {dev.name}, 3 MNIST images, float64 ({time.perf_counter() - t0:.1f} s)")
+    for key, r in report.items():
+        print(f"{key}: max abs diff {r.max_abs:.3e}, max rel {r.max_rel:.3e}  {'ok' if r.passed else 'FAIL'}")
+    print("PASSED" if report.passed else "FAILED")
+    return 0 if report.passed else 1
+
+
+def cmd_bench(a) -> int:
+    from .bench import run_cli
+
+    return run_cli(a)
+
+
+def main(argv=None) -> int:
+    a = _parser().parse_args(argv)
+    try:
+        return {"train": cmd_train, "devices": cmd_devices, "gradcheck": cmd_gradcheck,
+                "bench": cmd_bench}[a.command](a)
+    except _Fail as e:
+        print(f"xpnet {a.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""Computational-graph layers of the book's chapter 5, written once for every Array API backend.
+
+Each layer keeps the book's names and signatures (``forward(...)``, ``backward(dout)``), minus
+its traps: ``backward`` never writes into the caller's ``dout``; no Python-scalar-vs-array
+dependence; no float64 upcasts.  Parameterised layers resolve their namespace once, from their
+parameters; parameter-free layers resolve it on their first call and keep it.
+"""
+
+from __future__ import annotations
+
+from array_api_compat import array_namespace
+
+from ._checks import check_features, check_labels, shape_str
+from .functions import log_softmax, one_hot, sigmoid, softmax
+
+__all__ = ["MulLayer", "AddLayer", "Relu", "Sigmoid", "Affine", "SoftmaxWithLoss"]
+
+
+def _unbroadcast(grad, like):
+    """Sum ``grad`` down to the shape of the forward operand ``like`` (numbers included)."""
+    shape = getattr(like, "shape", None)
+    gshape = getattr(grad, "shape", ())
+    if shape is None:  # a Python number took part: its gradient is a number-like total
+        if gshape == ():
+            return grad
+        xp = array_namespace(grad)
+        return xp.sum(grad)
+    if gshape == shape:
+        return grad
+    xp = array_namespace(grad)
+    lead = len(gshape) - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        i + lead for i, s in enumerate(shape) if s == 1 and gshape[i + lead] != 1
+    )
+    g = xp.sum(grad, axis=axes, keepdims=True) if axes else grad
+    return xp.reshape(g, shape)
+
+
+class MulLayer:
+    """out = x * y; works on numbers and on arrays (broadcasting included)."""
+
+    def __init__(self):
+        self.x = None
+        self.y = None
+
+    def forward(self, x, y):
+        self.x, self.y = x, y
+        return x * y
+
+    def backward(self, dout):
+        return _unbroadcast(dout * self.y, self.x), _unbroadcast(dout * self.x, self.y)
+
+
+class AddLayer:
+    """out = x + y; the gradient passes through unchanged (as new objects, never aliases)."""
+
+    def __init__(self):
+        self.x_like = None
+        self.y_like = None
+
+    def forward(self, x, y):
+        self.x_like, self.y_like = x, y
+        return x + y
+
+    def backward(self, dout):
+        return _unbroadcast(dout * 1, self.x_like), _unbroadcast(dout * 1, self.y_like)
+
+
+class Relu:
+    """max(x, 0).  Backward masks with ``where`` on a fresh array instead of the book's
+    in-place ``dout[mask] = 0``, which silently corrupted the caller's gradient."""
+
+    def __init__(self, xp=None):
+        self.xp = xp
+        self.out = None
+
+    def forward(self, x):
+        xp = self.xp or self._bind(x)
+        self.out = out = xp.maximum(x, 0.0)
+        return out
+
+    def backward(self, dout):
+        return self.xp.where(self.out > 0, dout, 0.0)
+
+    def _bind(self, x):
+        self.xp = array_namespace(x)
+        return self.xp
+
+    @property
+    def mask(self):  # the book's attribute: True where the input was <= 0
+        return self.out <= 0
+
+
+class Sigmoid:
+    """Stable sigmoid; backward uses the saved output: dx = dout * y * (1 - y)."""
+
+    def __init__(self, xp=None):
+        self.xp = xp
+        self.out = None
+
+    def forward(self, x):
+        xp = self.xp or self._bind(x)
+        self.out = out = sigmoid(x, xp)
+        return out
+
+    def backward(self, dout):
+        y = self.out
+        return dout * ((1.0 - y) * y)
+
+    def _bind(self, x):
+        self.xp = array_namespace(x)
+        return self.xp
+
+
+class Affine:
+    """out = x @ W + b, for x of shape (N, ...) flattened to (N, D) like the book's.
+
+    ``compute_dx=False`` skips ``dout @ W.T`` -- the input gradient of a first layer that
+    nobody reads (the largest of the four products of the book's step).
+    """
+
+    def __init__(self, W, b, compute_dx: bool = True):
+        xp = array_namespace(W, b)
+        if W.ndim != 2 or b.shape != (W.shape[1],):
+            raise ValueError(
+                f"Affine needs W of shape (D, M) and b of shape (M,), got W {shape_str(W.shape)} "
+                f"and b {shape_str(b.shape)}"
+            )
+        self.xp = xp
+        self.W, self.b = W, b
+        self.compute_dx = compute_dx
+        self.x = None
+        self.original_x_shape = None
+        self.dW = None
+        self.db = None
+
+    def forward(self, x):
+        W = self.W
+        shape = x.shape
+        if x.ndim != 2 or shape[1] != W.shape[0]:
+            check_features(x, W.shape[0])  # raises unless only the layout differs
+            x = self.xp.reshape(x, (-1, W.shape[0]))
+        if x.dtype != W.dtype:
+            raise TypeError(
+                f"Affine input x has dtype {x.dtype} but W has {W.dtype}; convert one of them "
+                "instead of mixing precisions"
+            )
+        self.original_x_shape = shape
+        self.x = x
+        return x @ W + self.b
+
+    def backward(self, dout):
+        x = self.x
+        self.dW = x.T @ dout
+        self.db = self.xp.sum(dout, axis=0)
+        if not self.compute_dx:
+            return None
+        dx = dout @ self.W.T
+        return dx if dx.shape == self.original_x_shape else self.xp.reshape(dx, self.original_x_shape)
+
+
+class SoftmaxWithLoss:
+    """Softmax followed by cross entropy, with the fused backward ``(y - t) / N``.
+
+    ``t`` may be integer labels of shape (N,) or one-hot (probability) rows of shape (N, C).
+    The loss is computed from the logits with log-sum-exp, so it is exact where the book's
+    ``log(y + 1e-7)`` is biased.
+    """
+
+    def __init__(self, xp=None):
+        self.xp = xp
+        self.loss = None
+        self.y = None
+        self.t = None
+        self._t_onehot = None
+
+    def forward(self, x, t, check: bool = True):
+        xp = self.xp or self._bind(x)
+        if x.ndim != 2:
+            raise ValueError(f"SoftmaxWithLoss expects scores of shape (N, C), got {shape_str(x.shape)}")
+        n, c = x.shape
+        form = check_labels(t, n, c, xp, check_range=check)
+        t1 = one_hot(t, c, x.dtype, xp) if form == "index" else t
+        logp = log_softmax(x, xp)
+        self.t, self._t_onehot = t, t1
+        self.y = xp.exp(logp)
+        self.loss = -xp.sum(t1 * logp) / n
+        return self.loss
+
+    def forward_probs(self, x, t_onehot):
+        """Only what backward needs (softmax, no loss): the net's gradient path."""
+        xp = self.xp or self._bind(x)
+        self.t = self._t_onehot = t_onehot
+        self.y = softmax(x, xp)
+        return self.y
+
+    def backward(self, dout=1):
+        y = self.y
+        dx = y - self._t_onehot
+        dx *= dout / y.shape[0]
+        return dx
+
+    def _bind(self, x):
+        self.xp = array_namespace(x)
+        return self.xp

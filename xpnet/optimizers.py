@@ -1,0 +1,108 @@
+"""Optimizers with the book's interface, ``update(params, grads)``, updating in place.
+
+In-place operators (``p -= ...``) are part of the Array API standard, so every backend
+updates the very arrays the layers hold: no re-binding, no copies of the parameters.
+State (velocities, moments) is created on the first update, on the parameters' device.
+"""
+
+from __future__ import annotations
+
+import math
+
+from array_api_compat import array_namespace
+
+__all__ = ["SGD", "Momentum", "AdaGrad", "Adam", "get_optimizer"]
+
+
+def _positive(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+class SGD:
+    """p <- p - lr * g."""
+
+    def __init__(self, lr=0.01):
+        self.lr = _positive("lr", lr)
+
+    def update(self, params, grads):
+        lr = self.lr
+        for key, p in params.items():
+            p -= lr * grads[key]
+
+
+class Momentum:
+    """v <- momentum * v - lr * g;  p <- p + v."""
+
+    def __init__(self, lr=0.01, momentum=0.9):
+        self.lr, self.momentum = _positive("lr", lr), float(momentum)
+        self.v = None
+
+    def update(self, params, grads):
+        if self.v is None:
+            xp = array_namespace(*params.values())
+            self.v = {k: xp.zeros_like(p) for k, p in params.items()}
+        lr, mom = self.lr, self.momentum
+        for key, p in params.items():
+            v = self.v[key]
+            v *= mom
+            v -= lr * grads[key]
+            p += v
+
+
+class AdaGrad:
+    """h <- h + g*g;  p <- p - lr * g / (sqrt(h) + 1e-7)."""
+
+    def __init__(self, lr=0.01):
+        self.lr = _positive("lr", lr)
+        self.h = None
+
+    def update(self, params, grads):
+        if self.h is None:
+            self._xp = xp = array_namespace(*params.values())
+            self.h = {k: xp.zeros_like(p) for k, p in params.items()}
+        xp = self._xp
+        for key, p in params.items():
+            g, h = grads[key], self.h[key]
+            h += g * g
+            p -= self.lr * g / (xp.sqrt(h) + 1e-7)
+
+
+class Adam:
+    """Adam (Kingma & Ba), in the book's bias-corrected-step form."""
+
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999):
+        self.lr, self.beta1, self.beta2 = _positive("lr", lr), float(beta1), float(beta2)
+        self.iter = 0
+        self.m = self.v = None
+
+    def update(self, params, grads):
+        if self.m is None:
+            self._xp = xp = array_namespace(*params.values())
+            self.m = {k: xp.zeros_like(p) for k, p in params.items()}
+            self.v = {k: xp.zeros_like(p) for k, p in params.items()}
+        self.iter += 1
+        b1, b2 = self.beta1, self.beta2
+        lr_t = self.lr * math.sqrt(1.0 - b2 ** self.iter) / (1.0 - b1 ** self.iter)
+        xp = self._xp
+        for key, p in params.items():
+            g, m, v = grads[key], self.m[key], self.v[key]
+            m += (1 - b1) * (g - m)
+            v += (1 - b2) * (g * g - v)
+            p -= lr_t * m / (xp.sqrt(v) + 1e-7)
+
+
+_BY_NAME = {"sgd": SGD, "momentum": Momentum, "adagrad": AdaGrad, "adam": Adam}
+
+
+def get_optimizer(name_or_optimizer, lr=None):
+    """An optimizer from its name (``sgd``, ``momentum``, ``adagrad``, ``adam``) or as given."""
+    if not isinstance(name_or_optimizer, str):
+        if not callable(getattr(name_or_optimizer, "update", None)):
+            raise TypeError("optimizer must be a name or an object with update(params, grads)")
+        return name_or_optimizer
+    cls = _BY_NAME.get(name_or_optimizer.lower())
+    if cls is None:
+        raise ValueError(f"unknown optimizer {name_or_optimizer!r}; choose one of {', '.join(_BY_NAME)}")
+    return cls() if lr is None else cls(lr=lr)
