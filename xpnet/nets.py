@@ -164,13 +164,16 @@ class MultiLayerNet:
         self._forward_backward(x, t1, need_loss=False)
         return self.grads
 
-    def _forward_backward(self, x, t_onehot, need_loss: bool):
-        """One forward and backward pass on validated inputs; the loss only when asked."""
+    def _forward_backward(self, x, t_onehot, need_loss: bool, grad_scale=1.0):
+        """One forward and backward pass on validated inputs; the loss only when asked.
+
+        ``grad_scale`` multiplies every gradient (the trainer folds SGD's learning rate in).
+        """
         for layer in self._layer_list:
             x = layer.forward(x)
         last = self.lastLayer
         loss = last.forward(x, t_onehot, check=False) if need_loss else last.forward_probs(x, t_onehot)
-        dout = last.backward(1.0)
+        dout = last.backward(grad_scale)
         for layer in self._reversed:
             dout = layer.backward(dout)
         return loss if need_loss else None

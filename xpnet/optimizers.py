@@ -31,6 +31,11 @@ class SGD:
         for key, p in params.items():
             p -= lr * grads[key]
 
+    def update_folded(self, params, grads):
+        """The update for gradients that already carry the factor ``lr`` (see Trainer)."""
+        for key, p in params.items():
+            p -= grads[key]
+
 
 class Momentum:
     """v <- momentum * v - lr * g;  p <- p + v."""

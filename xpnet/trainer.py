@@ -159,36 +159,22 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------
     def fit(self) -> History:
-        net, xp, dev = self.net, self.xp, self.device
-        X, T1 = self.x_train, self._t_train_onehot
-        n, bs = X.shape[0], self.batch_size
-        rng = dev.rng(self.seed)
-        params, opt = net.params, self.optimizer
-        step = net._forward_backward
-        take = xp.take
-        record = self.record_loss
+        """Run the protocol: evaluate every ``eval_interval`` steps, report every ``report_every``."""
         hist = self.history
         tqdm = _use_tqdm(self.progress)
         bar = tqdm(total=self.iters, unit="it", leave=True, dynamic_ncols=True) if tqdm else None
-        pending = []  # 0-d device arrays: the losses since the last report
-        start_pending = 0
+        self._rng = self.device.rng(self.seed)
         t0 = time.perf_counter()
         try:
-            for i in range(self.iters):
+            i = 0
+            while i < self.iters:
                 if i % self.eval_interval == 0:
-                    self._report(pending, start_pending, bar)
-                    pending, start_pending = [], i
                     self._eval(i, bar)
-                elif i % self.report_every == 0:
-                    self._report(pending, start_pending, bar)
-                    pending, start_pending = [], i
-                idx = rng.integers(n, bs)
-                loss = step(take(X, idx, axis=0), take(T1, idx, axis=0), record)
-                opt.update(params, net.grads)
-                if record:
-                    pending.append(loss)
-            self._report(pending, start_pending, bar)
-            dev.synchronize()
+                end = min(self.iters, (i // self.report_every + 1) * self.report_every,
+                          (i // self.eval_interval + 1) * self.eval_interval)
+                self._report(self.run_steps(end - i), i, bar)
+                i = end
+            self.device.synchronize()
         finally:
             if bar is not None:
                 bar.close()
@@ -197,6 +183,36 @@ class Trainer:
         if self.final_eval:
             hist.final_train_acc, hist.final_test_acc = self.evaluate()
         return hist
+
+    def run_steps(self, k: int) -> list:
+        """``k`` training steps and nothing else; returns the losses as 0-d device arrays.
+
+        The whole hot loop: draw indices on the device, gather the batch, forward and backward,
+        update in place. No host transfer, no validation (the data was checked on arrival).
+        """
+        net, xp, opt = self.net, self.xp, self.optimizer
+        X, T1 = self.x_train, self._t_train_onehot
+        n, bs = X.shape[0], self.batch_size
+        rng = getattr(self, "_rng", None) or self.device.rng(self.seed)
+        self._rng = rng
+        params, update = net.params, opt.update
+        step, take, record = net._forward_backward, xp.take, self.record_loss
+        # plain SGD: fold -lr into the loss gradient, so the update is one in-place subtraction
+        fold = type(opt).__name__ == "SGD" and hasattr(opt, "update_folded")
+        scale = opt.lr if fold else 1.0
+        losses = []
+        largest = max(a * b for a, b in zip(net.sizes[:-1], net.sizes[1:])) * 2 * bs
+        with self.device.step_scope(largest):
+            for _ in range(k):
+                idx = rng.integers(n, bs)
+                loss = step(take(X, idx, axis=0), take(T1, idx, axis=0), record, scale)
+                if fold:
+                    opt.update_folded(params, net.grads)
+                else:
+                    update(params, net.grads)
+                if record:
+                    losses.append(loss)
+        return losses
 
     def _report(self, pending, start, bar):
         """Bring a chunk of losses to the host (one transfer), check them, show progress."""
