@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import importlib
 import os
 from dataclasses import dataclass, field
@@ -45,6 +46,16 @@ def dtype_name(dt) -> str:
 
 
 _SMALL_PRODUCT_FLOPS = 16e6  # measured crossover on a 2-core machine (784-100-10 at batch 200 gains from 2)
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller():
+    """threadpoolctl's view of the loaded BLAS libraries, built once (a scan costs ~130 us)."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    return ThreadpoolController()
 
 
 class DeviceUnavailableError(RuntimeError):
@@ -101,14 +112,10 @@ class Device:
         """
         if self.kind != "numpy" or largest_product_flops >= _SMALL_PRODUCT_FLOPS:
             return contextlib.nullcontext()
-        env = os.environ.get("XPNET_BLAS_THREADS")
-        try:
-            from threadpoolctl import threadpool_limits
-        except ImportError:
+        controller = _blas_controller()
+        if controller is None:
             return contextlib.nullcontext()
-        if env:
-            return threadpool_limits(int(env), user_api="blas")
-        return threadpool_limits(1, user_api="blas")
+        return controller.limit(limits=int(os.environ.get("XPNET_BLAS_THREADS") or 1), user_api="blas")
 
     # -- dtypes ---------------------------------------------------------------------
     def dtype(self, dtype):

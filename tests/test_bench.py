@@ -1,0 +1,40 @@
+"""The benchmark only has to run here (a tiny configuration); timings never go into tests."""
+
+import json
+
+from xpnet.bench import TunedNumpyContender, XpnetContender, _init_params, run, step_flops
+from xpnet.cli import main
+
+
+def test_quick_benchmark_runs_every_table():
+    res = run(quick=True, steps=5, log=lambda *a: None)
+    tables = res["tables"]
+    assert {"book_step", "tiny_step", "big_step", "protocol", "memory"} <= set(tables)
+    rows = tables["book_step"]["rows"]
+    assert {"xpnet cpu", "book NumPy float64", "hand-tuned NumPy float32"} <= set(rows)
+    assert rows["xpnet cpu"]["ratio_to_xpnet"] == 1.0
+    assert all(r["median"] > 0 and r["min"] <= r["median"] <= r["max"] for r in rows.values())
+    assert "matmul floor (products only)" in tables["big_step"]["rows"]
+    assert res["machine"]["matmul_gflops_f32"] > 0
+    assert step_flops([784, 50, 10], 100) == 2 * (2 * 100 * (784 * 50 + 50 * 10)) + 2 * 100 * 50 * 10
+
+
+def test_tuned_reference_learns_like_xpnet():
+    """The hand-tuned contender is a real implementation of the same step, not a stand-in."""
+    import xpnet
+
+    (x, t), (xt, tt) = xpnet.load_mnist()
+    data = ((x[:3000], t[:3000]), (xt[:1000], tt[:1000]))
+    p = _init_params([784, 50, 10], 0.01, 0)
+    a, b = XpnetContender(p, data, 0.1, 100, 0), TunedNumpyContender(p, data, 0.1, 100, 0)
+    a.steps(300)
+    b.steps(300)
+    acc_a, acc_b = a.evaluate()[1], b.evaluate()[1]
+    assert acc_a > 0.8 and abs(acc_a - acc_b) < 0.05
+
+
+def test_bench_command_writes_json(tmp_path, capsys):
+    out = tmp_path / "b.json"
+    assert main(["bench", "--quick", "--steps", "5", "--no-protocol", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert "book_step" in data["tables"] and "ratio to xpnet cpu" in capsys.readouterr().out
