@@ -2,7 +2,8 @@
 
 import json
 
-from xpnet.bench import TunedNumpyContender, XpnetContender, _init_params, run, step_flops
+from xpnet.bench import _init_params, run, step_flops
+from xpnet.bench.contenders import BookContender, JaxContender, TunedNumpyContender, XpnetContender, book_code
 from xpnet.cli import main
 
 
@@ -38,3 +39,35 @@ def test_bench_command_writes_json(tmp_path, capsys):
     assert main(["bench", "--quick", "--steps", "5", "--no-protocol", "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     assert "book_step" in data["tables"] and "ratio to xpnet cpu" in capsys.readouterr().out
+
+
+def test_book_reference_code_agrees_with_xpnet():
+    """The book's own code (as the benchmark runs it) and xpnet give the same gradients."""
+    import numpy as np
+
+    import xpnet
+
+    p = _init_params([12, 6, 10], 0.5, 1)
+    book = book_code(np).TwoLayerNet(p)
+    net = xpnet.TwoLayerNet(12, 6, 10, device="cpu", dtype="float64", _host_params=p)
+    rng = np.random.default_rng(0)
+    x, t = rng.standard_normal((5, 12)), rng.integers(0, 10, 5)
+    gb, gx = book.gradient(x, np.eye(10)[t]), net.gradient(x, t)
+    for k in gb:
+        np.testing.assert_allclose(gb[k], gx[k], rtol=1e-10, atol=1e-12)
+    data = ((rng.random((300, 12)), rng.integers(0, 10, 300)), (rng.random((50, 12)), rng.integers(0, 10, 50)))
+    c = BookContender(p, data, 0.1, 10, 0)
+    c.steps(5)
+    assert len(c.train_loss_list) == 5 and 0 <= c.evaluate()[1] <= 1
+
+
+def test_jax_contender_learns():
+    import pytest
+
+    pytest.importorskip("jax")
+    import xpnet
+
+    (x, t), (xt, tt) = xpnet.load_mnist()
+    c = JaxContender(_init_params([784, 50, 10], 0.01, 0), ((x[:3000], t[:3000]), (xt[:1000], tt[:1000])), 0.1, 100, 0)
+    c.steps(300)
+    assert c.evaluate()[1] > 0.8

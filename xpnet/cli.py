@@ -95,6 +95,7 @@ def _parser():
     b.add_argument("--steps", type=_positive_int, default=2000, help="timed steps per per-step measurement")
     b.add_argument("--devices", default=None, help="xpnet devices to time (default: cpu and every GPU)")
     b.add_argument("--no-protocol", action="store_true", help="skip the whole 10000-iteration protocol")
+    b.add_argument("--no-jax", action="store_true", help="leave out the jitted JAX contender")
     b.add_argument("--json", default="bench-results.json", help="where to write the table as JSON")
     return p
 

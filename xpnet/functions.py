@@ -74,11 +74,16 @@ def one_hot(t, num_classes: int, dtype=None, xp=None):
     return xp.astype(t[..., None] == classes, dtype)
 
 
-def _as_batch(y, t, xp):
+def _batch_and_onehot(y, t, xp, check):
+    """(scores of shape (N, C), one-hot targets (N, C)) from one sample or a batch, and integer
+    or one-hot labels -- validated as the book's functions never were."""
     if y.ndim == 1:  # one sample, as the book allows
         y = xp.reshape(y, (1, y.shape[0]))
         t = xp.reshape(t, (1, -1)) if t.ndim == 1 and xp.isdtype(t.dtype, "real floating") \
             else xp.reshape(t, (1,))
+    n, c = y.shape
+    if check_labels(t, n, c, xp, check_range=check) == "index":
+        t = one_hot(t, c, y.dtype, xp)
     return y, t
 
 
@@ -89,21 +94,13 @@ def cross_entropy_error(y, t, xp=None, check=True):
     ``y + 1e-7``, which biases the loss of confident predictions.
     """
     xp = xp or array_namespace(y, t)
-    y, t = _as_batch(y, t, xp)
-    n, c = y.shape
-    form = check_labels(t, n, c, xp, check_range=check)
-    if form == "index":
-        t = one_hot(t, c, y.dtype, xp)
+    y, t = _batch_and_onehot(y, t, xp, check)
     tiny = xp.finfo(y.dtype).smallest_normal
-    return -xp.sum(t * xp.log(xp.maximum(y, tiny))) / n
+    return -xp.sum(t * xp.log(xp.maximum(y, tiny))) / y.shape[0]
 
 
 def softmax_cross_entropy(x, t, xp=None, check=True):
     """Cross entropy of ``softmax(x)`` computed from the logits (log-sum-exp, exact)."""
     xp = xp or array_namespace(x, t)
-    x, t = _as_batch(x, t, xp)
-    n, c = x.shape
-    form = check_labels(t, n, c, xp, check_range=check)
-    if form == "index":
-        t = one_hot(t, c, x.dtype, xp)
-    return -xp.sum(t * log_softmax(x, xp)) / n
+    x, t = _batch_and_onehot(x, t, xp, check)
+    return -xp.sum(t * log_softmax(x, xp)) / x.shape[0]

@@ -1,0 +1,291 @@
+"""Side-by-side benchmark: xpnet against the book's code, a hand-tuned NumPy step and PyTorch.
+
+Everything runs in one process, on the same data, protocol and seed, with the contenders
+interleaved round by round so that machine noise hits them alike. Reported: medians, min-max
+spread, each time as a ratio to xpnet, the measured float32 matmul rate and the FLOP count
+of the work (so the distance to the hardware floor is visible). ``xpnet bench`` runs it.
+
+The reference contenders are written here, not imported: the book's chapter-5 code as a reader
+runs it (float64, one-hot labels, a second forward pass for the recorded loss), and the best
+step a careful NumPy programmer writes (float32, preallocated buffers, ``out=``, fused
+softmax-cross-entropy gradient, no input gradient for the first layer).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import platform
+import statistics
+import time
+import tracemalloc
+from collections import OrderedDict
+
+import numpy as np
+
+from ..trainer import write_atomic
+from .contenders import (BookContender, JaxContender, TorchContender, TorchGraphContender, TunedNumpyContender,
+                         TunedNumpyOneThreadContender, XpnetContender)
+
+# ---------------------------------------------------------------------------------------
+# measurements
+# ---------------------------------------------------------------------------------------
+def matmul_rate(n=1024, seconds=0.5) -> float:
+    """Measured float32 GFLOP/s of an n x n x n product (the best of several timed batches)."""
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    b, c = a.copy(), np.empty_like(a)
+    np.matmul(a, b, out=c)
+    best, t_end = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < t_end:
+        t0 = time.perf_counter()
+        for _ in range(3):
+            np.matmul(a, b, out=c)
+        best = max(best, 3 * 2 * n ** 3 / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def step_flops(sizes, batch) -> int:
+    """FLOPs of the products of one step: forward, weight gradients, input gradients but the first."""
+    f = sum(2 * batch * a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    dx = sum(2 * batch * a * b for a, b in zip(sizes[1:-1], sizes[2:]))
+    return 2 * f + dx
+
+
+def matmul_floor(sizes, batch, rounds=200) -> float:
+    """Seconds per step of the step's matrix products alone (preallocated, out=)."""
+    rng = np.random.default_rng(0)
+    acts = [rng.standard_normal((batch, s)).astype(np.float32) for s in sizes]
+    Ws = [rng.standard_normal((a, b)).astype(np.float32) for a, b in zip(sizes[:-1], sizes[1:])]
+    outs = [np.empty((batch, b), np.float32) for b in sizes[1:]]
+    dWs = [np.empty_like(W) for W in Ws]
+    dxs = [np.empty((batch, a), np.float32) for a in sizes[1:-1]]
+
+    def once():
+        for i, W in enumerate(Ws):
+            np.matmul(acts[i], W, out=outs[i])
+        for i in range(len(Ws) - 1, -1, -1):
+            np.matmul(acts[i].T, outs[i], out=dWs[i])
+            if i:
+                np.matmul(outs[i], Ws[i].T, out=dxs[i - 1])
+
+    once()
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        once()
+    return (time.perf_counter() - t0) / rounds
+
+
+def _init_params(sizes, std, seed):
+    rng = np.random.default_rng(seed)
+    p = {}
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+        p[f"W{i}"] = (std if std != "he" else np.sqrt(2.0 / a)) * rng.standard_normal((a, b))
+        p[f"b{i}"] = np.zeros(b)
+    return p
+
+
+def _stats(xs):
+    return {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "n": len(xs)}
+
+
+def time_steps(contenders, steps, repeats, warmup=20):
+    """Per-step seconds of each contender, interleaved round by round."""
+    for c in contenders:
+        c.steps(warmup)
+    times = {c.name: [] for c in contenders}
+    for _ in range(repeats):
+        for c in contenders:
+            gc.collect()
+            t0 = time.perf_counter()
+            c.steps(steps)
+            times[c.name].append((time.perf_counter() - t0) / steps)
+    return {k: _stats(v) for k, v in times.items()}
+
+
+def time_protocol(make, iters, eval_interval, repeats):
+    """Whole protocol (steps + an evaluation of train and test every epoch), fresh nets each run."""
+    out = {}
+    for _ in range(repeats):
+        for name, factory in make.items():
+            gc.collect()
+            t0 = time.perf_counter()
+            c = factory()
+            acc = None
+            if isinstance(c, XpnetContender):
+                h = c.protocol(iters, eval_interval)
+                acc = h.test_acc[-1]
+            else:
+                for i in range(0, iters, eval_interval):
+                    acc = c.evaluate()[1]
+                    c.steps(min(eval_interval, iters - i))
+            dt = time.perf_counter() - t0
+            final = c.evaluate()[1]
+            rec = out.setdefault(name, {"times": [], "final_test_acc": [], "last_epoch_test_acc": []})
+            rec["times"].append(dt)
+            rec["final_test_acc"].append(final)
+            rec["last_epoch_test_acc"].append(acc)
+    return {k: {**_stats(v["times"]), "final_test_acc": v["final_test_acc"],
+                "last_epoch_test_acc": v["last_epoch_test_acc"]} for k, v in out.items()}
+
+
+def xpnet_memory(data, params, iters, eval_interval):
+    """Peak traced memory of xpnet's protocol, and growth of the step once warm (bytes)."""
+    c = XpnetContender(params, data, 0.1, 100, 0)
+    c.steps(200)
+    tracemalloc.start()
+    c.steps(1000)  # each call keeps its own 1000 recorded losses: equal calls, equal memory
+    after_warm = tracemalloc.get_traced_memory()[0]
+    c.steps(1000)
+    c.steps(1000)
+    after_more = tracemalloc.get_traced_memory()[0]
+    tracemalloc.reset_peak()
+    c.protocol(iters, eval_interval)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    import resource
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # whole process, all contenders
+    return {"step_growth_bytes_per_1000_steps": (after_more - after_warm) / 2.0, "protocol_peak_bytes": peak,
+            "process_max_rss_bytes": rss}
+
+
+# ---------------------------------------------------------------------------------------
+def run(quick=False, repeats=3, steps=2000, devices=None, protocol=True, with_jax=True, log=print):
+    from .. import __version__
+    from ..datasets import load_mnist
+    from ..device import devices as available
+
+    if devices is None:  # every compute device; array_api_strict is a test namespace, not one
+        devices = [d for d in available() if d != "array_api_strict"]
+    try:
+        import torch
+
+        torch_version = torch.__version__
+        torch_devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    except ImportError:
+        torch_version, torch_devices = None, []
+    (x, t), (xt, tt) = load_mnist()
+    if quick:
+        x, t, xt, tt = x[:2000], t[:2000], xt[:500], tt[:500]
+        repeats, steps = 1, min(steps, 30)
+    data = ((x, t), (xt, tt))
+    rate = matmul_rate(seconds=0.2 if quick else 1.0)
+    res = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
+                       "cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
+                       "torch": torch_version, "xpnet": __version__, "matmul_gflops_f32": rate},
+           "quick": quick, "repeats": repeats, "steps": steps}
+    log(f"machine: {res['machine']['platform']}, {os.cpu_count()} cpus, NumPy {np.__version__}, "
+        f"torch {torch_version}; float32 matmul {rate:.1f} GFLOP/s")
+
+    def contenders(sizes, batch, std, with_book):
+        p = _init_params(sizes, std, 0)
+        fs = OrderedDict()
+        for d in devices:
+            fs[f"xpnet {d}"] = lambda d=d: XpnetContender(p, data, 0.1, batch, 0, device=d)
+        if with_book:
+            fs["book NumPy float64"] = lambda: BookContender(p, data, 0.1, batch, 0)
+        fs["hand-tuned NumPy float32"] = lambda: TunedNumpyContender(p, data, 0.1, batch, 0)
+        if with_book and _has_threadpoolctl():
+            fs[TunedNumpyOneThreadContender.name] = lambda: TunedNumpyOneThreadContender(p, data, 0.1, batch, 0)
+        for td in torch_devices:
+            fs[f"idiomatic PyTorch {td}"] = lambda td=td: TorchContender(p, data, 0.1, batch, 0, td)
+        if "cuda" in torch_devices:
+            fs["PyTorch CUDA graph"] = lambda: TorchGraphContender(p, data, 0.1, batch, 0)
+        if with_book and any(d.startswith("cuda") for d in devices):
+            import cupy
+
+            fs["book code on cupy float64"] = lambda: BookContender(p, data, 0.1, batch, 0, module=cupy)
+        if with_jax and _importable("jax"):
+            fs["jitted JAX"] = lambda: JaxContender(p, data, 0.1, batch, 0)
+        return fs
+
+    tables = {}
+    # 1. the book's net, per step
+    book_sizes = [784, 50, 10]
+    fs = contenders(book_sizes, 100, 0.01, True)
+    tables["book_step"] = _table("book net 784-50-10, batch 100: per step", time_steps(
+        [f() for f in fs.values()], steps, repeats), step_flops(book_sizes, 100), rate, log)
+    # 2. the tiny net: only dispatch overhead
+    tiny_data = _tiny_data()
+    p_tiny = _init_params([16, 8, 10], 0.1, 0)
+    tiny = [XpnetContender(p_tiny, tiny_data, 0.1, 4, 0, device="cpu"),
+            TunedNumpyContender(p_tiny, tiny_data, 0.1, 4, 0)]
+    tables["tiny_step"] = _table("tiny net 16-8-10, batch 4: per step", time_steps(tiny, steps, repeats),
+                                 step_flops([16, 8, 10], 4), rate, log)
+    # 3. a larger MLP where the products dominate, against its matmul floor
+    big = [784, 256, 256, 10] if quick else [784, 1024, 1024, 10]
+    bb = 64 if quick else 512
+    fs_big = contenders(big, bb, "he", False)
+    big_steps = max(steps // 20, 5)
+    tb = time_steps([f() for f in fs_big.values()], big_steps, repeats, warmup=3)
+    floor = [matmul_floor(big, bb, rounds=big_steps) for _ in range(repeats)]
+    tb["matmul floor (products only)"] = _stats(floor)
+    tables["big_step"] = _table(f"MLP {'-'.join(map(str, big))}, batch {bb}: per step", tb,
+                                step_flops(big, bb), rate, log)
+    # 4. the whole protocol
+    if protocol:
+        iters = 200 if quick else 10000
+        interval = 50 if quick else 600
+        tp = time_protocol(fs, iters, interval, repeats)
+        evals = len(range(0, iters, interval))
+        flops = iters * step_flops(book_sizes, 100) + evals * (x.shape[0] + xt.shape[0]) * 2 * (784 * 50 + 50 * 10)
+        tables["protocol"] = _table(f"book protocol: {iters} steps + {evals} evaluations of "
+                                    f"{x.shape[0] + xt.shape[0]} images, whole run", tp, flops, rate, log, unit="s")
+        mem = xpnet_memory(data, _init_params(book_sizes, 0.01, 0), iters, interval)
+        tables["memory"] = mem
+        log(f"xpnet memory: step growth {mem['step_growth_bytes_per_1000_steps']:.0f} B per 1000 steps "
+            f"(after warm-up); protocol peak {mem['protocol_peak_bytes'] / 2**20:.1f} MiB above the loaded "
+            f"data (tracemalloc); whole benchmark process max RSS {mem['process_max_rss_bytes'] / 2**20:.0f} MiB")
+    res["tables"] = tables
+    return res
+
+
+def _importable(name):
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def _has_threadpoolctl():
+    from ..device import _blas_controller
+
+    return _blas_controller() is not None
+
+
+def _tiny_data():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1000, 16)).astype(np.float32)
+    t = rng.integers(0, 10, 1000)
+    return (x, t), (x[:200], t[:200])
+
+
+def _table(title, stats, flops, rate, log, unit="us"):
+    ref_key = next((k for k in stats if k.startswith("xpnet cpu")), next(iter(stats)))
+    ref = stats[ref_key]["median"]
+    floor_s = flops / (rate * 1e9)
+    log(f"\n{title}  ({flops / 1e6:.1f} MFLOP, floor at {rate:.0f} GFLOP/s: "
+        f"{_fmt(floor_s, unit)})")
+    log(f"  {'contender':<36} {'median':>10} {'min-max':>21} {'ratio to ' + ref_key:>22}")
+    for k, s in stats.items():
+        s["ratio_to_xpnet"] = s["median"] / ref
+        extra = ""
+        if "final_test_acc" in s:
+            extra = f"   test acc {statistics.median(s['final_test_acc']):.4f}"
+        log(f"  {k:<36} {_fmt(s['median'], unit):>10} {_fmt(s['min'], unit):>10}-{_fmt(s['max'], unit):<10} "
+            f"{s['ratio_to_xpnet']:>21.2f}x{extra}")
+    return {"title": title, "flops": flops, "floor_s": floor_s, "reference": ref_key, "rows": stats}
+
+
+def _fmt(seconds, unit):
+    return f"{seconds * 1e6:.0f} us" if unit == "us" else f"{seconds:.2f} s"
+
+
+def run_cli(a) -> int:
+    devices = [d.strip() for d in a.devices.split(",")] if a.devices else None
+    res = run(quick=a.quick, repeats=a.repeats, steps=a.steps, devices=devices, protocol=not a.no_protocol,
+              with_jax=not a.no_jax)
+    data = json.dumps(res, indent=1, default=float).encode()
+    write_atomic(a.json, lambda f: f.write(data))
+    print(f"\nwritten: {a.json}")
+    return 0

@@ -1,0 +1,418 @@
+"""The contenders of ``xpnet bench``, each a real implementation of the same training step.
+
+- the book's chapter-5 code as a reader runs it, verbatim but for the array module it is
+  handed (NumPy, or CuPy for "the book's code on a GPU");
+- a hand-tuned NumPy float32 step (preallocated buffers, ``out=``, fused gradient);
+- idiomatic PyTorch (``nn.Sequential``, ``F.cross_entropy``, ``optim.SGD``), and on CUDA the
+  same step captured whole in a CUDA graph;
+- a jitted JAX step (when JAX is installed);
+- xpnet itself, through its Trainer's own hot loop.
+
+Every contender has ``steps(k)`` (k training steps) and ``evaluate()`` (train, test accuracy).
+"""
+
+from __future__ import annotations
+
+import types
+from collections import OrderedDict
+
+import numpy as np
+
+
+# ---------------------------------------------------------------------------------------
+# the book's code (ch. 5: common/functions.py, common/layers.py, two_layer_net.py)
+# ---------------------------------------------------------------------------------------
+def book_code(np):  # noqa: C901 - the book's code, kept as the book writes it
+    """The book's layers and TwoLayerNet, with ``np`` the array module (numpy or cupy)."""
+
+    def softmax(x):
+        if x.ndim == 2:
+            x = x.T
+            x = x - np.max(x, axis=0)
+            y = np.exp(x) / np.sum(np.exp(x), axis=0)
+            return y.T
+        x = x - np.max(x)
+        return np.exp(x) / np.sum(np.exp(x))
+
+    def cross_entropy_error(y, t):
+        if y.ndim == 1:
+            t = t.reshape(1, t.size)
+            y = y.reshape(1, y.size)
+        if t.size == y.size:
+            t = t.argmax(axis=1)
+        batch_size = y.shape[0]
+        return -np.sum(np.log(y[np.arange(batch_size), t] + 1e-7)) / batch_size
+
+    class Relu:
+        def forward(self, x):
+            self.mask = x <= 0
+            out = x.copy()
+            out[self.mask] = 0
+            return out
+
+        def backward(self, dout):
+            dout[self.mask] = 0
+            return dout
+
+    class Affine:
+        def __init__(self, W, b):
+            self.W, self.b = W, b
+
+        def forward(self, x):
+            self.original_x_shape = x.shape
+            x = x.reshape(x.shape[0], -1)
+            self.x = x
+            return np.dot(self.x, self.W) + self.b
+
+        def backward(self, dout):
+            dx = np.dot(dout, self.W.T)
+            self.dW = np.dot(self.x.T, dout)
+            self.db = np.sum(dout, axis=0)
+            return dx.reshape(*self.original_x_shape)
+
+    class SoftmaxWithLoss:
+        def forward(self, x, t):
+            self.t = t
+            self.y = softmax(x)
+            self.loss = cross_entropy_error(self.y, self.t)
+            return self.loss
+
+        def backward(self, dout=1):
+            batch_size = self.t.shape[0]
+            if self.t.size == self.y.size:
+                return (self.y - self.t) / batch_size
+            dx = self.y.copy()
+            dx[np.arange(batch_size), self.t] -= 1
+            return dx / batch_size
+
+    class TwoLayerNet:
+        def __init__(self, params):
+            self.params = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
+            self.layers = OrderedDict()
+            self.layers["Affine1"] = Affine(self.params["W1"], self.params["b1"])
+            self.layers["Relu1"] = Relu()
+            self.layers["Affine2"] = Affine(self.params["W2"], self.params["b2"])
+            self.lastLayer = SoftmaxWithLoss()
+
+        def predict(self, x):
+            for layer in self.layers.values():
+                x = layer.forward(x)
+            return x
+
+        def loss(self, x, t):
+            return self.lastLayer.forward(self.predict(x), t)
+
+        def accuracy(self, x, t):
+            y = np.argmax(self.predict(x), axis=1)
+            if t.ndim != 1:
+                t = np.argmax(t, axis=1)
+            return float(np.sum(y == t)) / float(x.shape[0])
+
+        def gradient(self, x, t):
+            self.loss(x, t)
+            dout = self.lastLayer.backward(1)
+            for layer in reversed(list(self.layers.values())):
+                dout = layer.backward(dout)
+            return {"W1": self.layers["Affine1"].dW, "b1": self.layers["Affine1"].db,
+                    "W2": self.layers["Affine2"].dW, "b2": self.layers["Affine2"].db}
+
+    return types.SimpleNamespace(softmax=softmax, cross_entropy_error=cross_entropy_error, Relu=Relu,
+                                 Affine=Affine, SoftmaxWithLoss=SoftmaxWithLoss, TwoLayerNet=TwoLayerNet)
+
+
+class BookContender:
+    """train_neuralnet.py's loop: choice, gradient, update, and the loss recorded every step."""
+
+    def __init__(self, params, data, lr, batch_size, seed, module=np):
+        (x, t), (xt, tt) = data
+        self.np = module
+        self.name = "book NumPy float64" if module is np else f"book code on {module.__name__} float64"
+        self.x, self.xt = module.asarray(x, dtype=module.float64), module.asarray(xt, dtype=module.float64)
+        eye = module.eye(10)
+        self.t, self.tt = eye[module.asarray(t)], eye[module.asarray(tt)]  # the book trains on one-hot labels
+        self.net = book_code(module).TwoLayerNet(params)
+        self.lr, self.bs = lr, batch_size
+        module.random.seed(seed)
+        self.train_loss_list = []
+
+    def steps(self, k):
+        np_, net, x, t, n, lr = self.np, self.net, self.x, self.t, self.x.shape[0], self.lr
+        for _ in range(k):
+            batch_mask = np_.random.choice(n, self.bs)
+            x_batch, t_batch = x[batch_mask], t[batch_mask]
+            grad = net.gradient(x_batch, t_batch)
+            for key in ("W1", "b1", "W2", "b2"):
+                net.params[key] -= lr * grad[key]
+            self.train_loss_list.append(net.loss(x_batch, t_batch))
+        if np_ is not np:
+            np_.cuda.get_current_stream().synchronize()
+
+    def evaluate(self):
+        return self.net.accuracy(self.x, self.t), self.net.accuracy(self.xt, self.tt)
+
+
+# ---------------------------------------------------------------------------------------
+# hand-tuned NumPy float32: the best a careful NumPy programmer writes without a framework
+# ---------------------------------------------------------------------------------------
+class TunedNumpyContender:
+    name = "hand-tuned NumPy float32"
+
+    def __init__(self, params, data, lr, batch_size, seed):
+        (x, t), (xt, tt) = data
+        self.x, self.t, self.xt, self.tt = x.astype(np.float32), t, xt.astype(np.float32), tt
+        self.Ws = [np.array(params[f"W{i}"], dtype=np.float32) for i in range(1, len(params) // 2 + 1)]
+        self.bs_ = [np.array(params[f"b{i}"], dtype=np.float32) for i in range(1, len(params) // 2 + 1)]
+        B = batch_size
+        self.B, self.lr, self.rng = B, np.float32(lr), np.random.default_rng(seed)
+        self.acts = [np.empty((B, W.shape[1]), np.float32) for W in self.Ws]  # outputs of each Affine
+        self.douts = [np.empty((B, W.shape[0]), np.float32) for W in self.Ws[1:]]
+        self.dWs = [np.empty_like(W) for W in self.Ws]
+        self.xb = np.empty((B, self.x.shape[1]), np.float32)
+        self.rows = np.arange(B)
+        self.losses = np.empty(0, np.float32)
+
+    def steps(self, k):
+        X, T, B, lr, rows = self.x, self.t, self.B, self.lr, self.rows
+        Ws, bs, acts, douts, dWs, xb = self.Ws, self.bs_, self.acts, self.douts, self.dWs, self.xb
+        L = len(Ws)
+        losses = np.empty(k, np.float32)
+        inv_b = np.float32(1.0 / B)
+        for s in range(k):
+            idx = self.rng.integers(0, X.shape[0], B)
+            np.take(X, idx, axis=0, out=xb, mode="clip")
+            tb = T[idx]
+            a = xb
+            for i in range(L):
+                np.matmul(a, Ws[i], out=acts[i])
+                acts[i] += bs[i]
+                if i < L - 1:
+                    np.maximum(acts[i], 0, out=acts[i])
+                a = acts[i]
+            z = acts[-1]
+            z -= z.max(axis=1, keepdims=True)
+            np.exp(z, out=z)
+            ssum = z.sum(axis=1, keepdims=True)
+            z /= ssum
+            losses[s] = -np.log(z[rows, tb]).mean()
+            z[rows, tb] -= 1
+            z *= inv_b
+            g = z
+            for i in range(L - 1, -1, -1):
+                np.matmul((acts[i - 1] if i else xb).T, g, out=dWs[i])
+                db = g.sum(axis=0)
+                if i:
+                    dprev = douts[i - 1]
+                    np.matmul(g, Ws[i].T, out=dprev)
+                    dprev *= acts[i - 1] > 0
+                dWs[i] *= lr
+                Ws[i] -= dWs[i]
+                db *= lr
+                bs[i] -= db
+                if i:
+                    g = dprev
+        self.losses = losses
+
+    def _acc(self, x, t):
+        correct = 0
+        for j in range(0, x.shape[0], 10000):
+            a = x[j:j + 10000]
+            for i, (W, b) in enumerate(zip(self.Ws, self.bs_)):
+                a = a @ W
+                a += b
+                if i < len(self.Ws) - 1:
+                    np.maximum(a, 0, out=a)
+            correct += int((a.argmax(axis=1) == t[j:j + 10000]).sum())
+        return correct / x.shape[0]
+
+    def evaluate(self):
+        return self._acc(self.x, self.t), self._acc(self.xt, self.tt)
+
+
+class TunedNumpyOneThreadContender(TunedNumpyContender):
+    """The same hand-tuned step with OpenBLAS held to one thread, as xpnet does for small
+    products: shown so that what the thread policy buys is visible on its own."""
+
+    name = "hand-tuned NumPy f32, 1 BLAS thread"
+
+    def steps(self, k):
+        from ..device import _blas_controller
+
+        with _blas_controller().limit(limits=1, user_api="blas"):
+            super().steps(k)
+
+
+# ---------------------------------------------------------------------------------------
+# idiomatic PyTorch: nn.Sequential, F.cross_entropy, optim.SGD
+# ---------------------------------------------------------------------------------------
+class TorchContender:
+    def __init__(self, params, data, lr, batch_size, seed, device="cpu"):
+        import torch
+
+        self.torch = torch
+        self.name = "idiomatic PyTorch " + device
+        (x, t), (xt, tt) = data
+        dev = torch.device(device)
+        self.dev = dev
+        self.x, self.t = torch.as_tensor(x, dtype=torch.float32, device=dev), torch.as_tensor(t, device=dev)
+        self.xt, self.tt = torch.as_tensor(xt, dtype=torch.float32, device=dev), torch.as_tensor(tt, device=dev)
+        n = len(params) // 2
+        mods = []
+        for i in range(1, n + 1):
+            W = params[f"W{i}"]
+            lin = torch.nn.Linear(W.shape[0], W.shape[1])
+            with torch.no_grad():
+                lin.weight.copy_(torch.as_tensor(W.T, dtype=torch.float32))
+                lin.bias.copy_(torch.as_tensor(params[f"b{i}"], dtype=torch.float32))
+            mods.append(lin)
+            if i < n:
+                mods.append(torch.nn.ReLU())
+        self.model = torch.nn.Sequential(*mods).to(dev)
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=lr)
+        self.bs = batch_size
+        self.gen = torch.Generator(device=dev)
+        self.gen.manual_seed(seed)
+        self.losses = []
+
+    def steps(self, k):
+        torch, F = self.torch, self.torch.nn.functional
+        model, opt, n = self.model, self.opt, self.x.shape[0]
+        for _ in range(k):
+            idx = torch.randint(0, n, (self.bs,), generator=self.gen, device=self.dev)
+            opt.zero_grad()
+            loss = F.cross_entropy(model(self.x[idx]), self.t[idx])
+            loss.backward()
+            opt.step()
+            self.losses.append(loss.detach())
+        if self.dev.type == "cuda":
+            torch.cuda.synchronize(self.dev)
+
+    def evaluate(self):
+        torch = self.torch
+        with torch.no_grad():
+            def acc(x, t):
+                c = sum(int((self.model(x[j:j + 10000]).argmax(1) == t[j:j + 10000]).sum())
+                        for j in range(0, x.shape[0], 10000))
+                return c / x.shape[0]
+
+            return acc(self.x, self.t), acc(self.xt, self.tt)
+
+
+# ---------------------------------------------------------------------------------------
+# xpnet itself: the Trainer's own hot loop
+# ---------------------------------------------------------------------------------------
+class XpnetContender:
+    def __init__(self, params, data, lr, batch_size, seed, device="cpu", sizes=None):
+        from ..nets import MultiLayerNet
+        from ..trainer import Trainer
+
+        (x, t), (xt, tt) = data
+        sizes = sizes or [params["W1"].shape[0]] + [params[f"W{i}"].shape[1] for i in range(1, len(params) // 2 + 1)]
+        self.net = MultiLayerNet(sizes, device=device, dtype="float32", _host_params=params)
+        self.name = f"xpnet {self.net.device.name}"
+        self.trainer = Trainer(self.net, x, t, xt, tt, lr=lr, batch_size=batch_size, seed=seed, log=None,
+                               progress=False, final_eval=False, iters=10000)
+        self.losses = []
+
+    def steps(self, k):
+        self.losses = self.trainer.run_steps(k)
+        self.trainer.device.synchronize()
+
+    def evaluate(self):
+        return self.trainer.evaluate()
+
+    def protocol(self, iters, eval_interval):
+        tr = self.trainer
+        tr.iters, tr.eval_interval, tr.report_every = iters, eval_interval, min(100, eval_interval)
+        return tr.fit()
+
+
+class TorchGraphContender(TorchContender):
+    """The idiomatic PyTorch step -- sampling, forward, backward, SGD -- captured once as a CUDA
+    graph and replayed (PyTorch's documented whole-network capture). CUDA only."""
+
+    def __init__(self, params, data, lr, batch_size, seed, device="cuda"):
+        super().__init__(params, data, lr, batch_size, seed, device)
+        torch = self.torch
+        self.name = "PyTorch CUDA graph"
+        torch.cuda.manual_seed(seed)  # the default generator is capture-safe
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(s):
+            for _ in range(3):
+                self._body()
+        torch.cuda.current_stream().wait_stream(s)
+        self.graph = torch.cuda.CUDAGraph()
+        self.opt.zero_grad(set_to_none=True)
+        with torch.cuda.graph(self.graph):
+            self.static_loss = self._body()
+
+    def _body(self):
+        torch, F = self.torch, self.torch.nn.functional
+        idx = torch.randint(0, self.x.shape[0], (self.bs,), device=self.dev)
+        self.opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(self.model(self.x[idx]), self.t[idx])
+        loss.backward()
+        self.opt.step()
+        return loss
+
+    def steps(self, k):
+        for _ in range(k):
+            self.graph.replay()
+            self.losses.append(self.static_loss.detach().clone())
+        self.torch.cuda.synchronize(self.dev)
+
+
+class JaxContender:
+    """A jitted JAX step (sampling, value_and_grad, SGD) with donated parameters."""
+
+    def __init__(self, params, data, lr, batch_size, seed):
+        import jax
+        import jax.numpy as jnp
+
+        self.jax, self.jnp = jax, jnp
+        self.name = f"jitted JAX {jax.default_backend()}"
+        (x, t), (xt, tt) = data
+        self.x, self.t = jnp.asarray(x, dtype=jnp.float32), jnp.asarray(t)
+        self.xt, self.tt = jnp.asarray(xt, dtype=jnp.float32), jnp.asarray(tt)
+        n_layers = len(params) // 2
+        self.params = [(jnp.asarray(params[f"W{i}"], jnp.float32), jnp.asarray(params[f"b{i}"], jnp.float32))
+                       for i in range(1, n_layers + 1)]
+        self.key = jax.random.PRNGKey(seed)
+        n, bs = x.shape[0], batch_size
+
+        def predict(ps, a):
+            for W, b in ps[:-1]:
+                a = jax.nn.relu(a @ W + b)
+            W, b = ps[-1]
+            return a @ W + b
+
+        def loss_fn(ps, xb, tb):
+            logp = jax.nn.log_softmax(predict(ps, xb))
+            return -jnp.mean(jnp.take_along_axis(logp, tb[:, None], axis=1))
+
+        def step(ps, key, X, T):
+            key, sub = jax.random.split(key)
+            idx = jax.random.randint(sub, (bs,), 0, n)
+            loss, g = jax.value_and_grad(loss_fn)(ps, X[idx], T[idx])
+            ps = jax.tree_util.tree_map(lambda p, d: p - lr * d, ps, g)
+            return ps, key, loss
+
+        self._step = jax.jit(step, donate_argnums=(0,))
+        self._correct = jax.jit(lambda ps, a, tb: jnp.sum(jnp.argmax(predict(ps, a), axis=1) == tb))
+        self.losses = []
+
+    def steps(self, k):
+        ps, key, X, T, step = self.params, self.key, self.x, self.t, self._step
+        losses = []
+        for _ in range(k):
+            ps, key, loss = step(ps, key, X, T)
+            losses.append(loss)
+        self.params, self.key, self.losses = ps, key, losses
+        self.jax.block_until_ready(ps)
+
+    def evaluate(self):
+        def acc(x, t):
+            c = sum(int(self._correct(self.params, x[j:j + 10000], t[j:j + 10000])) for j in range(0, x.shape[0], 10000))
+            return c / x.shape[0]
+
+        return acc(self.x, self.t), acc(self.xt, self.tt)
