@@ -52,28 +52,28 @@ def step_flops(sizes, batch) -> int:
     return 2 * f + dx
 
 
-def matmul_floor(sizes, batch, rounds=200) -> float:
-    """Seconds per step of the step's matrix products alone (preallocated, out=)."""
-    rng = np.random.default_rng(0)
-    acts = [rng.standard_normal((batch, s)).astype(np.float32) for s in sizes]
-    Ws = [rng.standard_normal((a, b)).astype(np.float32) for a, b in zip(sizes[:-1], sizes[1:])]
-    outs = [np.empty((batch, b), np.float32) for b in sizes[1:]]
-    dWs = [np.empty_like(W) for W in Ws]
-    dxs = [np.empty((batch, a), np.float32) for a in sizes[1:-1]]
+class MatmulFloor:
+    """The step's matrix products alone (preallocated, ``out=``), timed like a contender."""
 
-    def once():
-        for i, W in enumerate(Ws):
-            np.matmul(acts[i], W, out=outs[i])
-        for i in range(len(Ws) - 1, -1, -1):
-            np.matmul(acts[i].T, outs[i], out=dWs[i])
-            if i:
-                np.matmul(outs[i], Ws[i].T, out=dxs[i - 1])
+    name = "matmul floor (products only)"
 
-    once()
-    t0 = time.perf_counter()
-    for _ in range(rounds):
-        once()
-    return (time.perf_counter() - t0) / rounds
+    def __init__(self, sizes, batch):
+        rng = np.random.default_rng(0)
+        self.acts = [rng.standard_normal((batch, s)).astype(np.float32) for s in sizes]
+        self.Ws = [rng.standard_normal((a, b)).astype(np.float32) for a, b in zip(sizes[:-1], sizes[1:])]
+        self.outs = [np.empty((batch, b), np.float32) for b in sizes[1:]]
+        self.dWs = [np.empty_like(W) for W in self.Ws]
+        self.dxs = [np.empty((batch, a), np.float32) for a in sizes[1:-1]]
+
+    def steps(self, k):
+        acts, Ws, outs, dWs, dxs = self.acts, self.Ws, self.outs, self.dWs, self.dxs
+        for _ in range(k):
+            for i, W in enumerate(Ws):
+                np.matmul(acts[i], W, out=outs[i])
+            for i in range(len(Ws) - 1, -1, -1):
+                np.matmul(acts[i].T, outs[i], out=dWs[i])
+                if i:
+                    np.matmul(outs[i], Ws[i].T, out=dxs[i - 1])
 
 
 def _init_params(sizes, std, seed):
@@ -89,26 +89,34 @@ def _stats(xs):
     return {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "n": len(xs)}
 
 
-def time_steps(contenders, steps, repeats, warmup=20):
-    """Per-step seconds of each contender, interleaved round by round."""
+def time_steps(contenders, steps, repeats, warmup=20, split=5):
+    """Per-step seconds of each contender: ``repeats * split`` rounds of ``steps / split`` steps,
+    the order rotating every round and a short pause before each timing, so that neither a
+    noisy moment nor the threads a previous contender left spinning favour anyone."""
     for c in contenders:
         c.steps(warmup)
     times = {c.name: [] for c in contenders}
-    for _ in range(repeats):
-        for c in contenders:
+    per_round = max(steps // split, 1)
+    order = list(contenders)
+    for r in range(repeats * split):
+        for c in order[r % len(order):] + order[:r % len(order)]:
             gc.collect()
+            time.sleep(0.02)
             t0 = time.perf_counter()
-            c.steps(steps)
-            times[c.name].append((time.perf_counter() - t0) / steps)
+            c.steps(per_round)
+            times[c.name].append((time.perf_counter() - t0) / per_round)
     return {k: _stats(v) for k, v in times.items()}
 
 
 def time_protocol(make, iters, eval_interval, repeats):
     """Whole protocol (steps + an evaluation of train and test every epoch), fresh nets each run."""
     out = {}
-    for _ in range(repeats):
-        for name, factory in make.items():
+    names = list(make)
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            factory = make[name]
             gc.collect()
+            time.sleep(0.05)
             t0 = time.perf_counter()
             c = factory()
             acc = None
@@ -217,10 +225,8 @@ def run(quick=False, repeats=3, steps=2000, devices=None, protocol=True, with_ja
     big = [784, 256, 256, 10] if quick else [784, 1024, 1024, 10]
     bb = 64 if quick else 512
     fs_big = contenders(big, bb, "he", False)
-    big_steps = max(steps // 20, 5)
-    tb = time_steps([f() for f in fs_big.values()], big_steps, repeats, warmup=3)
-    floor = [matmul_floor(big, bb, rounds=big_steps) for _ in range(repeats)]
-    tb["matmul floor (products only)"] = _stats(floor)
+    big_steps = max(steps // 10, 5)
+    tb = time_steps([f() for f in fs_big.values()] + [MatmulFloor(big, bb)], big_steps, repeats, warmup=3)
     tables["big_step"] = _table(f"MLP {'-'.join(map(str, big))}, batch {bb}: per step", tb,
                                 step_flops(big, bb), rate, log)
     # 4. the whole protocol
