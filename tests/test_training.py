@@ -120,3 +120,19 @@ def test_trainer_rejects_bad_data_and_settings(mnist):
         Trainer(net, x, t, optimizer="rmsprop")
     with pytest.raises(ValueError, match="lr must be a positive"):
         Trainer(net, x, t, lr=-1.0)
+
+
+def test_folded_sgd_matches_the_plain_update(dev, mnist):
+    """The trainer folds SGD's lr into the loss gradient; the result must be the plain update's."""
+
+    class PlainSGD(xpnet.SGD):  # a subclass is never folded
+        pass
+
+    nets = []
+    for opt in (xpnet.SGD(0.1), PlainSGD(0.1)):
+        net = xpnet.TwoLayerNet(784, 20, 10, device=dev, dtype="float64", seed=4)
+        Trainer(net, *small(mnist, 1000), optimizer=opt, iters=50, log=None, progress=False, seed=2).fit()
+        nets.append(net)
+    for k in nets[0].params:
+        np.testing.assert_allclose(dev.to_numpy(nets[0].params[k]), dev.to_numpy(nets[1].params[k]),
+                                   rtol=1e-10, atol=1e-12)

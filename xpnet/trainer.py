@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ._checks import check_features, check_labels
-from .optimizers import get_optimizer
+from .optimizers import SGD, get_optimizer
 
 __all__ = ["Trainer", "History", "TrainingDivergedError", "write_atomic"]
 
@@ -198,7 +198,7 @@ class Trainer:
         params, update = net.params, opt.update
         step, take, record = net._forward_backward, xp.take, self.record_loss
         # plain SGD: fold -lr into the loss gradient, so the update is one in-place subtraction
-        fold = type(opt).__name__ == "SGD" and hasattr(opt, "update_folded")
+        fold = type(opt) is SGD  # exactly SGD: a subclass may have its own update
         scale = opt.lr if fold else 1.0
         losses = []
         largest = max(a * b for a, b in zip(net.sizes[:-1], net.sizes[1:])) * 2 * bs
