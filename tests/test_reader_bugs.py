@@ -120,3 +120,10 @@ def test_backward_that_writes_into_dout_is_reported():
     report = xpnet.gradcheck(book_relu, np.linspace(-1, 1, 6))
     assert report.passed  # the values are right ...
     assert any("wrote into its dout" in n for n in report.notes)  # ... but the caller is told
+
+
+def test_a_float32_reader_net_is_flagged_not_silently_checked():
+    net = BookNet()
+    net.params = {k: v.astype(np.float32) for k, v in net.params.items()}
+    report = xpnet.gradcheck(net, *data(), locate=False)
+    assert report.dtype == "float32" and any("not float64" in n for n in report.notes)

@@ -193,6 +193,12 @@ def _check_net(net, inputs, report, h, atol, rtol, dtype, locate, seed):
         raise TypeError("gradcheck(net, x, t): pass the input batch x and its labels t")
     if hasattr(net, "to") and hasattr(net, "config"):
         net = net.to(dtype=dtype)
+    else:  # a user's own net: its parameters are whatever it made them
+        actual = {_dtype_name(p) for p in net.params.values() if _is_float_array(p)}
+        if actual and actual != {dtype}:
+            report.notes.append(f"the net's parameters are {', '.join(sorted(actual))}, not {dtype}, and it "
+                                f"has no .to(dtype=...): create it in {dtype} for a precise check")
+            report.dtype = ", ".join(sorted(actual))
     x, t = (_cast(a, dtype) for a in inputs)
     try:
         analytic = {k: _to_host(g) for k, g in net.gradient(x, t).items()}
