@@ -202,9 +202,13 @@ class Trainer:
         scale = opt.lr if fold else 1.0
         losses = []
         largest = max(a * b for a, b in zip(net.sizes[:-1], net.sizes[1:])) * 2 * bs
+        block = max(1, min(k, 256))  # indices for up to 256 steps drawn in one call, then sliced
         with self.device.step_scope(largest):
-            for _ in range(k):
-                idx = rng.integers(n, bs)
+            for i in range(k):
+                j = i % block
+                if j == 0:
+                    drawn = rng.integers(n, min(block, k - i) * bs)
+                idx = drawn[j * bs:(j + 1) * bs]
                 loss = step(take(X, idx, axis=0), take(T1, idx, axis=0), record, scale)
                 if fold:
                     opt.update_folded(params, net.grads)
