@@ -94,6 +94,25 @@ def read_idx(file, expected_magic: int | None = None, sha256: str | None = None)
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
+_CACHE: dict = {}
+
+
+def _read_idx_cached(file: Path, magic, sha256):
+    """``read_idx``, remembered per file (path, size, mtime): decompressing and hashing MNIST costs
+    about a second, and a session often loads it more than once. The cached array is read-only;
+    callers get converted copies."""
+    st = file.stat()
+    key = (str(file.resolve()), st.st_size, st.st_mtime_ns, magic, sha256)
+    arr = _CACHE.get(key)
+    if arr is None:
+        arr = read_idx(file, magic, sha256)
+        arr.flags.writeable = False
+        if len(_CACHE) >= 8:
+            _CACHE.clear()
+        _CACHE[key] = arr
+    return arr
+
+
 def _finish(images, labels, file_i, file_l, normalize, flatten, one_hot_label, dtype):
     if images.ndim != 3:
         raise DatasetError(f"{file_i} holds {images.ndim}-d data, expected N x rows x cols images")
@@ -115,8 +134,8 @@ def _load(directory: Path, splits, normalize, flatten, one_hot_label, dtype, dig
     for split in ("train", "test"):
         stem_i, stem_l = splits[split]
         fi, fl = _find(directory, stem_i), _find(directory, stem_l)
-        images = read_idx(fi, _IMAGES_MAGIC, digests.get(stem_i))
-        labels = read_idx(fl, _LABELS_MAGIC, digests.get(stem_l))
+        images = _read_idx_cached(fi, _IMAGES_MAGIC, digests.get(stem_i))
+        labels = _read_idx_cached(fl, _LABELS_MAGIC, digests.get(stem_l))
         out.append(_finish(images, labels, fi, fl, normalize, flatten, one_hot_label, dtype))
     if one_hot_label and out[0][1].shape[1] != out[1][1].shape[1]:  # pad to the same class count
         c = max(out[0][1].shape[1], out[1][1].shape[1])

@@ -151,9 +151,12 @@ def xpnet_memory(data, params, iters, eval_interval):
     c.protocol(iters, eval_interval)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    import resource
+    try:
+        import resource
 
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # whole process, all contenders
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # whole process, all contenders
+    except ImportError:  # not on Windows
+        rss = 0
     return {"step_growth_bytes_per_1000_steps": (after_more - after_warm) / 2.0, "protocol_peak_bytes": peak,
             "process_max_rss_bytes": rss}
 
