@@ -8,7 +8,7 @@ from xpnet.cli import main
 
 
 def test_quick_benchmark_runs_every_table():
-    res = run(quick=True, steps=5, log=lambda *a: None)
+    res = run(quick=True, steps=5, with_jax=False, log=lambda *a: None)
     tables = res["tables"]
     assert {"book_step", "tiny_step", "big_step", "protocol", "memory"} <= set(tables)
     rows = tables["book_step"]["rows"]
@@ -36,7 +36,7 @@ def test_tuned_reference_learns_like_xpnet():
 
 def test_bench_command_writes_json(tmp_path, capsys):
     out = tmp_path / "b.json"
-    assert main(["bench", "--quick", "--steps", "5", "--no-protocol", "--json", str(out)]) == 0
+    assert main(["bench", "--quick", "--steps", "5", "--no-protocol", "--no-jax", "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     assert "book_step" in data["tables"] and "ratio to xpnet cpu" in capsys.readouterr().out
 

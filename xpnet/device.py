@@ -29,6 +29,8 @@ import numpy as np
 
 __all__ = [
     "Device",
+    "host_rng",
+    "is_host_data",
     "DeviceUnavailableError",
     "device",
     "devices",
@@ -36,6 +38,17 @@ __all__ = [
     "use_device",
     "device_of",
 ]
+
+def host_rng(seed=None):
+    """The host generator (NumPy PCG64) used wherever results must agree across devices, such as
+    initial weights: draw here, then place with ``Device.asarray``."""
+    return np.random.default_rng(seed)
+
+
+def is_host_data(x) -> bool:
+    """True for data that lives on the host: NumPy arrays, lists, tuples, numbers."""
+    return isinstance(x, (np.ndarray, np.generic, list, tuple, int, float))
+
 
 def dtype_name(dt) -> str:
     """'float32' for any backend's float32 (NumPy/CuPy types, torch and strict dtypes, names)."""

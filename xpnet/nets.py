@@ -9,9 +9,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 
-import numpy as np
-
-from .device import device as _get_device, device_of, dtype_name
+from .device import device as _get_device, device_of, dtype_name, host_rng
 from ._checks import check_features, check_float_array, check_labels
 from .functions import one_hot
 from .layers import Affine, Relu, Sigmoid, SoftmaxWithLoss
@@ -59,13 +57,14 @@ class MultiLayerNet:
         self.sizes, self.activation, self.weight_init, self.seed = sizes, activation, weight_init, seed
 
         if _host_params is None:
-            rng = np.random.default_rng(seed)
-            _host_params = {}
+            rng = host_rng(seed)
+            self.params = {}
             for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
-                _host_params[f"W{i}"] = _init_scale(weight_init, n_in) * rng.standard_normal((n_in, n_out))
-                _host_params[f"b{i}"] = np.zeros(n_out)
-        np_dt = np.dtype(dtype_name(dt))
-        self.params = {k: dev.asarray(np.asarray(v, dtype=np_dt), dtype=dt) for k, v in _host_params.items()}
+                W = _init_scale(weight_init, n_in) * rng.standard_normal((n_in, n_out))
+                self.params[f"W{i}"] = dev.asarray(W, dtype=dt)
+                self.params[f"b{i}"] = xp.zeros(n_out, dtype=dt, device=dev.native)
+        else:
+            self.params = {k: dev.asarray(v, dtype=dt) for k, v in _host_params.items()}
         self._build_layers()
 
     # -- structure --------------------------------------------------------------------

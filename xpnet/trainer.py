@@ -8,15 +8,15 @@ checked for NaN/inf). Evaluation runs in batches, so memory stays bounded.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
-
 from ._checks import check_features, check_labels
+from .device import is_host_data
 from .optimizers import SGD, get_optimizer
 
 __all__ = ["Trainer", "History", "TrainingDivergedError", "write_atomic"]
@@ -120,20 +120,19 @@ class Trainer:
         net, dev, xp = self.net, self.device, self.xp
         if x is None or t is None:
             raise ValueError(f"x_{split} and t_{split} must both be given")
-        if isinstance(x, np.ndarray) or isinstance(x, (list, tuple)):
-            x = np.asarray(x)
-            if not np.issubdtype(x.dtype, np.floating):
-                raise TypeError(f"x_{split} must be floating point (scale images to [0, 1]), got {x.dtype}")
-            x = dev.asarray(x, dtype=net.dtype)
-        elif not dev.owns(x):
-            raise ValueError(f"x_{split} is not on the net's device {dev.name!r}; pass host (NumPy) data "
-                             "or arrays of that device")
-        elif x.dtype != net.dtype:
-            raise TypeError(f"x_{split} has dtype {x.dtype}, the net computes in {net.dtype}")
+        if not dev.owns(x):
+            if not is_host_data(x):
+                raise ValueError(f"x_{split} is not on the net's device {dev.name!r}; pass host (NumPy) data "
+                                 "or arrays of that device")
+            x = dev.asarray(x)
+        if not xp.isdtype(x.dtype, "real floating"):
+            raise TypeError(f"x_{split} must be floating point (scale images to [0, 1]), got {x.dtype}")
+        if x.dtype != net.dtype:  # converted once, on arrival, never inside the step
+            x = xp.astype(x, net.dtype)
         check_features(x, net.sizes[0], f"x_{split}")
         if x.ndim != 2:
             x = xp.reshape(x, (x.shape[0], net.sizes[0]))
-        t = dev.asarray(np.asarray(t)) if isinstance(t, (np.ndarray, list, tuple)) else t
+        t = dev.asarray(t) if is_host_data(t) and not dev.owns(t) else t
         if not dev.owns(t):
             raise ValueError(f"t_{split} is not on the net's device {dev.name!r}")
         if check_labels(t, x.shape[0], net.num_classes, xp) == "onehot":
@@ -223,14 +222,13 @@ class Trainer:
         if not pending and bar is None:
             return
         if pending:
-            chunk = self.device.to_numpy(self.xp.stack(pending)).astype(np.float64)
-            bad = np.flatnonzero(~np.isfinite(chunk))
-            if bad.size:
-                k = start + int(bad[0])
+            chunk = [float(v) for v in self.device.to_numpy(self.xp.stack(pending)).tolist()]
+            bad = next((j for j, v in enumerate(chunk) if not math.isfinite(v)), None)
+            if bad is not None:
                 raise TrainingDivergedError(
-                    f"the loss became {chunk[bad[0]]} at iteration {k}; training diverged. "
+                    f"the loss became {chunk[bad]} at iteration {start + bad}; training diverged. "
                     f"Try a smaller learning rate (now {getattr(self.optimizer, 'lr', '?')}).")
-            self.history.loss.extend(chunk.tolist())
+            self.history.loss.extend(chunk)
         if bar is not None:
             bar.update(start + len(pending) - bar.n)
             post = {}

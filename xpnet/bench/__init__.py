@@ -89,7 +89,7 @@ def _stats(xs):
     return {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "n": len(xs)}
 
 
-def time_steps(contenders, steps, repeats, warmup=20, split=5):
+def time_steps(contenders, steps, repeats, warmup=20, split=5, pause=0.02):
     """Per-step seconds of each contender: ``repeats * split`` rounds of ``steps / split`` steps,
     the order rotating every round and a short pause before each timing, so that neither a
     noisy moment nor the threads a previous contender left spinning favour anyone."""
@@ -101,7 +101,7 @@ def time_steps(contenders, steps, repeats, warmup=20, split=5):
     for r in range(repeats * split):
         for c in order[r % len(order):] + order[:r % len(order)]:
             gc.collect()
-            time.sleep(0.02)
+            time.sleep(pause)
             t0 = time.perf_counter()
             c.steps(per_round)
             times[c.name].append((time.perf_counter() - t0) / per_round)
@@ -177,9 +177,10 @@ def run(quick=False, repeats=3, steps=2000, devices=None, protocol=True, with_ja
     except ImportError:
         torch_version, torch_devices = None, []
     (x, t), (xt, tt) = load_mnist()
+    split, pause = 5, 0.02
     if quick:
         x, t, xt, tt = x[:2000], t[:2000], xt[:500], tt[:500]
-        repeats, steps = 1, min(steps, 30)
+        repeats, steps, split, pause = 1, min(steps, 30), 1, 0.0
     data = ((x, t), (xt, tt))
     rate = matmul_rate(seconds=0.2 if quick else 1.0)
     res = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
@@ -216,20 +217,22 @@ def run(quick=False, repeats=3, steps=2000, devices=None, protocol=True, with_ja
     book_sizes = [784, 50, 10]
     fs = contenders(book_sizes, 100, 0.01, True)
     tables["book_step"] = _table("book net 784-50-10, batch 100: per step", time_steps(
-        [f() for f in fs.values()], steps, repeats), step_flops(book_sizes, 100), rate, log)
+        [f() for f in fs.values()], steps, repeats, split=split, pause=pause), step_flops(book_sizes, 100), rate, log)
     # 2. the tiny net: only dispatch overhead
     tiny_data = _tiny_data()
     p_tiny = _init_params([16, 8, 10], 0.1, 0)
     tiny = [XpnetContender(p_tiny, tiny_data, 0.1, 4, 0, device="cpu"),
             TunedNumpyContender(p_tiny, tiny_data, 0.1, 4, 0)]
-    tables["tiny_step"] = _table("tiny net 16-8-10, batch 4: per step", time_steps(tiny, steps, repeats),
+    tables["tiny_step"] = _table("tiny net 16-8-10, batch 4: per step",
+                                 time_steps(tiny, steps, repeats, split=split, pause=pause),
                                  step_flops([16, 8, 10], 4), rate, log)
     # 3. a larger MLP where the products dominate, against its matmul floor
     big = [784, 256, 256, 10] if quick else [784, 1024, 1024, 10]
     bb = 64 if quick else 512
     fs_big = contenders(big, bb, "he", False)
     big_steps = max(steps // 10, 5)
-    tb = time_steps([f() for f in fs_big.values()] + [MatmulFloor(big, bb)], big_steps, repeats, warmup=3)
+    tb = time_steps([f() for f in fs_big.values()] + [MatmulFloor(big, bb)], big_steps, repeats, warmup=3,
+                    split=split, pause=pause)
     tables["big_step"] = _table(f"MLP {'-'.join(map(str, big))}, batch {bb}: per step", tb,
                                 step_flops(big, bb), rate, log)
     # 4. the whole protocol
