@@ -36,6 +36,7 @@ def test_train_deeper_net_with_adam(tmp_path, capsys):
     (["--device", "tpu"], "unknown device"),
     (["--optimizer", "rmsprop"], "invalid choice"),
     (["--sizes", "784"], "at least two"),
+    (["--seed", "-1"], "non-negative integer"),
 ])
 def test_bad_options_give_a_message_not_a_traceback(args, msg, capsys):
     with pytest.raises(SystemExit) as e:

@@ -23,10 +23,17 @@ def test_cpu_device_is_numpy():
     assert dev.xp is np and dev.kind == "numpy"
 
 
-@pytest.mark.parametrize("spec", ["tpu", "cuda:x", "cuda:-1", ""])
-def test_bad_specs_are_rejected_with_the_valid_forms(spec):
-    with pytest.raises(ValueError, match="cuda"):
+@pytest.mark.parametrize("spec,msg", [
+    ("tpu", "unknown device 'tpu'; expected one of: auto, cpu, cuda, cuda:N, array_api_strict, torch"),
+    ("", "unknown device ''; expected one of"),
+    ("cuda:x", "bad device index in 'cuda:x': expected cuda:N with N >= 0"),
+    ("cuda:-1", "bad device index in 'cuda:-1'"),
+    ("torch:cuda:y", "bad device index in 'torch:cuda:y'"),
+])
+def test_bad_specs_are_rejected_with_the_valid_forms(spec, msg):
+    with pytest.raises(ValueError) as e:
         xpnet.device(spec)
+    assert msg in str(e.value)
 
 
 def test_unavailable_cuda_says_why_and_what_is_available():
@@ -75,6 +82,8 @@ def test_rng_is_seeded_and_in_range(dev):
     idx = dev.to_numpy(g1.integers(10, 1000))
     assert idx.shape == (1000,) and idx.min() >= 0 and idx.max() <= 9 and len(set(idx.tolist())) == 10
     assert dev.to_numpy(g1.normal((3,), "float32")).dtype == np.float32
+    perm = dev.to_numpy(g1.permutation(20))
+    assert sorted(perm.tolist()) == list(range(20))
 
 
 def test_numpy_arrays_do_not_belong_to_strict():

@@ -94,3 +94,54 @@ def test_bad_constructor_arguments():
         xpnet.MultiLayerNet([4, 2], weight_init="glorot")
     with pytest.raises(TypeError, match="floating"):
         xpnet.TwoLayerNet(4, 3, 2, dtype="int32", device="cpu")
+
+
+def test_float64_one_hot_labels_on_a_float32_net(dev, net):
+    x, t = data(dev)
+    t64 = dev.asarray(np.eye(3)[dev.to_numpy(t)], dtype="float64")
+    g1, g2 = net.gradient(x, t64), None
+    assert all(g.dtype == dev.xp.float32 for g in g1.values())
+    g1 = {k: dev.to_numpy(v).copy() for k, v in g1.items()}
+    g2 = net.gradient(x, t)
+    for k in g1:
+        np.testing.assert_allclose(g1[k], dev.to_numpy(g2[k]), rtol=1e-6, atol=1e-7)
+    assert net.loss(x, t64).dtype == dev.xp.float32
+
+
+def test_accuracy_rejects_empty_sets_and_bad_batch_sizes(dev, net):
+    x, t = data(dev)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        net.accuracy(x, t, batch_size=-1)
+    with pytest.raises(ValueError, match="no samples"):
+        net.accuracy(x[:0, ...], t[:0])
+
+
+def test_numerical_gradient_step_below_resolution():
+    from xpnet.gradient import numerical_gradient
+
+    x = np.array([40000.0], dtype=np.float32)
+    with pytest.raises(ValueError, match="below the resolution of float32"):
+        numerical_gradient(lambda v: float(v[0]) ** 2, x, h=1e-4)
+
+
+def test_optimizer_coefficients_are_checked():
+    with pytest.raises(ValueError, match=r"beta1 must be a number in \[0, 1\)"):
+        xpnet.Adam(beta1=1.0)
+    with pytest.raises(ValueError, match="momentum"):
+        xpnet.Momentum(momentum=float("nan"))
+
+
+def test_cross_entropy_of_3d_scores():
+    with pytest.raises(ValueError, match=r"shape \(N, C\) or \(C,\), got 3-d"):
+        F.cross_entropy_error(np.ones((2, 3, 4)), np.array([0, 1]))
+
+
+def test_integer_pixels_cannot_be_normalised():
+    with pytest.raises(ValueError, match="normalize=False"):
+        xpnet.load_mnist(dtype="uint8")
+
+
+def test_bad_blas_thread_setting(monkeypatch):
+    monkeypatch.setenv("XPNET_BLAS_THREADS", "two")
+    with pytest.raises(ValueError, match="XPNET_BLAS_THREADS must be a positive integer"):
+        xpnet.device("cpu").step_scope(1e3)

@@ -36,16 +36,41 @@ def test_every_optimizer_learns(opt, lr, mnist):
     assert h.final_test_acc > 0.85, (opt, h.final_test_acc)
 
 
-def test_optimizers_on_every_device(dev):
+def _reference_updates(name, w, g, steps=2):
+    """The optimizers' formulas written out in plain NumPy float64."""
+    v = np.zeros_like(w)
+    h = np.zeros_like(w)
+    m = np.zeros_like(w)
+    for i in range(1, steps + 1):
+        if name == "SGD":
+            w = w - 0.1 * g
+        elif name == "Momentum":
+            v = 0.9 * v - 0.1 * g
+            w = w + v
+        elif name == "AdaGrad":
+            h = h + g * g
+            w = w - 0.1 * g / (np.sqrt(h) + 1e-7)
+        else:  # Adam, the book's form
+            lr_t = 0.01 * np.sqrt(1 - 0.999 ** i) / (1 - 0.9 ** i)
+            m = m + 0.1 * (g - m)
+            v = v + 0.001 * (g * g - v)
+            w = w - lr_t * m / (np.sqrt(v) + 1e-7)
+    return w
+
+
+@pytest.mark.parametrize("opt", [xpnet.SGD(0.1), xpnet.Momentum(0.1), xpnet.AdaGrad(0.1), xpnet.Adam(0.01)],
+                         ids=lambda o: type(o).__name__)
+def test_optimizers_match_their_formulas_in_place(dev, opt):
     rng = np.random.default_rng(0)
-    for opt in (xpnet.SGD(0.1), xpnet.Momentum(0.1), xpnet.AdaGrad(0.1), xpnet.Adam(0.01)):
-        p = {"W": dev.asarray(rng.standard_normal((3, 2)), dtype="float32")}
-        W = p["W"]
-        g = {"W": dev.asarray(np.ones((3, 2)), dtype="float32")}
-        opt.update(p, g)
-        opt.update(p, g)
-        assert p["W"] is W  # updated in place: the layers keep seeing the same array
-        assert np.all(dev.to_numpy(W) < rng.standard_normal((3, 2)) * 0 + 10)
+    w0, g = rng.standard_normal((3, 2)), rng.standard_normal((3, 2))
+    p = {"W": dev.asarray(w0.copy(), dtype="float64")}  # on cpu asarray would share w0
+    W = p["W"]
+    grads = {"W": dev.asarray(g, dtype="float64")}
+    opt = type(opt)(**{k: v for k, v in vars(opt).items() if k in ("lr", "momentum", "beta1", "beta2")})
+    opt.update(p, grads)
+    opt.update(p, grads)
+    assert p["W"] is W  # the layers keep seeing the same array
+    np.testing.assert_allclose(dev.to_numpy(W), _reference_updates(type(opt).__name__, w0, g), rtol=1e-12)
 
 
 def test_sgd_update_is_exact(dev):
@@ -136,3 +161,51 @@ def test_folded_sgd_matches_the_plain_update(dev, mnist):
     for k in nets[0].params:
         np.testing.assert_allclose(dev.to_numpy(nets[0].params[k]), dev.to_numpy(nets[1].params[k]),
                                    rtol=1e-10, atol=1e-12)
+
+
+def test_adam_keeps_its_own_default_learning_rate(mnist):
+    net = xpnet.TwoLayerNet(784, 10, 10, device="cpu", seed=0)
+    assert Trainer(net, *small(mnist, 500), optimizer="adam").optimizer.lr == 0.001
+    assert Trainer(net, *small(mnist, 500)).optimizer.lr == 0.1  # the book's SGD protocol
+
+
+def test_each_fit_records_its_own_history(mnist):
+    net = xpnet.TwoLayerNet(784, 10, 10, device="cpu", seed=0)
+    tr = Trainer(net, *small(mnist, 500), iters=20, eval_interval=5, log=None, progress=False)
+    first, second = tr.fit(), tr.fit()
+    assert first is not second and len(second.loss) == 20 and second.eval_iters == [0, 5, 10, 15]
+
+
+def test_without_recorded_losses_divergence_is_still_caught(mnist):
+    net = xpnet.TwoLayerNet(784, 50, 10, weight_init_std=1.0, device="cpu", seed=0)
+    tr = Trainer(net, *small(mnist, 2000), iters=300, lr=1e10, record_loss=False, eval_interval=50,
+                 log=None, progress=False)
+    with np.errstate(all="ignore"), pytest.raises(TrainingDivergedError, match="parameters became NaN"):
+        tr.fit()
+    ok = Trainer(xpnet.TwoLayerNet(784, 10, 10, device="cpu", seed=0), *small(mnist, 500), iters=30,
+                 record_loss=False, log=None, progress=False).fit()
+    assert ok.loss == [] and ok.final_test_acc is not None
+
+
+def test_one_sample_training_set(mnist):
+    (x, t), _ = mnist
+    net = xpnet.TwoLayerNet(784, 10, 10, device="cpu", seed=0)
+    h = Trainer(net, x[0], t[:1], iters=3, batch_size=1, log=None, progress=False, final_eval=False).fit()
+    assert len(h.loss) == 3
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    umask = os.umask(0)
+    os.umask(umask)
+    path = save_net(xpnet.TwoLayerNet(4, 3, 2, device="cpu", seed=0), tmp_path / "m.npz")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~umask
+
+
+def test_damaged_architecture_record(tmp_path):
+    meta = np.array('{"format": "xpnet-checkpoint-1", "config": {"sizes": "x"}}')
+    np.savez(tmp_path / "m.npz", __meta__=meta)
+    with pytest.raises(CheckpointError, match="damaged architecture record"):
+        load_net(tmp_path / "m.npz")

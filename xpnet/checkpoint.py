@@ -51,15 +51,20 @@ def load_net(path, device=None, dtype=None):
         if isinstance(e, CheckpointError):
             raise
         raise CheckpointError(f"{path} is damaged or not an .npz checkpoint ({e})") from None
-    if meta.get("format") != _FORMAT:
-        raise CheckpointError(f"{path} has format {meta.get('format')!r}; this xpnet reads {_FORMAT}")
-    cfg = meta["config"]
-    sizes = cfg["sizes"]
+    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+        fmt = meta.get("format") if isinstance(meta, dict) else None
+        raise CheckpointError(f"{path} has format {fmt!r}; this xpnet reads {_FORMAT}")
+    try:
+        cfg = meta["config"]
+        sizes = [int(v) for v in cfg["sizes"]]
+        kind, activation, weight_init = cfg["class"], cfg["activation"], cfg["weight_init"]
+        saved_dtype = cfg["dtype"]
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path} has a damaged architecture record ({type(e).__name__}: {e})") from None
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
         if params.get(f"W{i}", np.empty(0)).shape != (a, b) or params.get(f"b{i}", np.empty(0)).shape != (b,):
             raise CheckpointError(f"{path}: parameters W{i}/b{i} do not match the saved sizes {sizes}")
-    dtype = dtype or cfg["dtype"]
-    if cfg["class"] == "TwoLayerNet":
-        return TwoLayerNet(*sizes, cfg["weight_init"], device=device, dtype=dtype, _host_params=params)
-    return MultiLayerNet(sizes, cfg["activation"], cfg["weight_init"], device=device, dtype=dtype,
-                         _host_params=params)
+    dtype = dtype or saved_dtype
+    if kind == "TwoLayerNet" and len(sizes) == 3:
+        return TwoLayerNet(*sizes, weight_init, device=device, dtype=dtype, _host_params=params)
+    return MultiLayerNet(sizes, activation, weight_init, device=device, dtype=dtype, _host_params=params)

@@ -35,6 +35,16 @@ def _positive_float(s):
     return v
 
 
+def _seed(s):
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {s!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {s!r}")
+    return v
+
+
 def _sizes(s):
     try:
         v = [int(p) for p in s.replace("-", ",").split(",") if p.strip()]
@@ -72,9 +82,10 @@ def _parser():
     t.add_argument("--weight-init", type=_weight_init, default=0.01, help="std (0.01), 'he' or 'xavier'")
     t.add_argument("--iters", type=_positive_int, default=10000)
     t.add_argument("--batch-size", type=_positive_int, default=100)
-    t.add_argument("--lr", type=_positive_float, default=0.1)
+    t.add_argument("--lr", type=_positive_float, default=None,
+                   help="learning rate (default: 0.1 for sgd, the optimizer's own default otherwise)")
     t.add_argument("--optimizer", choices=["sgd", "momentum", "adagrad", "adam"], default="sgd")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=_seed, default=0)
     t.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     t.add_argument("--eval-interval", type=_positive_int, help="iterations between evaluations (an epoch)")
     t.add_argument("--data-dir", help="directory with the MNIST IDX files (default: bundled copy)")
@@ -87,7 +98,7 @@ def _parser():
     g = sub.add_parser("gradcheck", help="the book's gradient check of TwoLayerNet on 3 MNIST images")
     g.add_argument("--device", type=_device_arg, default="auto")
     g.add_argument("--data-dir", help="directory with the MNIST IDX files")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=_seed, default=0)
 
     b = sub.add_parser("bench", help="time xpnet against the book's code, tuned NumPy and PyTorch")
     b.add_argument("--quick", action="store_true", help="a tiny configuration (seconds): checks that it runs")
@@ -140,11 +151,11 @@ def cmd_train(a) -> int:
     net = xpnet.MultiLayerNet(sizes, a.activation, a.weight_init, device=dev, dtype=a.dtype, seed=a.seed) \
         if a.sizes else xpnet.TwoLayerNet(sizes[0], sizes[1], sizes[2], a.weight_init, device=dev,
                                           dtype=a.dtype, seed=a.seed)
-    print(f"xpnet train: {net} on {dev.name}, {a.optimizer} lr {a.lr}, batch {a.batch_size}, "
-          f"{a.iters} iterations")
     trainer = Trainer(net, x_train, t_train, x_test, t_test, optimizer=a.optimizer, lr=a.lr,
                       batch_size=a.batch_size, iters=a.iters, eval_interval=a.eval_interval, seed=a.seed,
                       progress=False if a.quiet else None)
+    print(f"xpnet train: {net} on {dev.name}, {a.optimizer} lr {trainer.optimizer.lr}, batch {a.batch_size}, "
+          f"{a.iters} iterations")
     try:
         hist = trainer.fit()
     except TrainingDivergedError as e:

@@ -143,13 +143,22 @@ def _load(directory: Path, splits, normalize, flatten, one_hot_label, dtype, dig
     return tuple(out)
 
 
+def _check_dtype(dtype, normalize):
+    dtype = np.dtype(dtype)
+    if normalize and not np.issubdtype(dtype, np.floating):
+        raise ValueError(f"normalize=True scales pixels to [0, 1], which needs a floating dtype, got {dtype}; "
+                         "pass normalize=False for integer pixels")
+    return dtype
+
+
 def load_mnist(normalize=True, flatten=True, one_hot_label=False, dtype="float32", path=None):
     """The book's ``load_mnist``: ``(x_train, t_train), (x_test, t_test)`` as host NumPy arrays.
 
     Images are ``dtype`` in [0, 1] (or 0..255 with ``normalize=False``), shape (N, 784) or
     (N, 1, 28, 28); labels are int64 class indices, or one-hot rows with ``one_hot_label``.
     """
-    return _load(mnist_dir(path), _SPLITS, normalize, flatten, one_hot_label, np.dtype(dtype), MNIST_SHA256)
+    return _load(mnist_dir(path), _SPLITS, normalize, flatten, one_hot_label, _check_dtype(dtype, normalize),
+                 MNIST_SHA256)
 
 
 def _sums_file(directory: Path) -> dict:
@@ -176,4 +185,4 @@ def load_idx_dataset(directory, normalize=True, flatten=True, one_hot_label=Fals
     digests = dict(_sums_file(directory))
     digests.update(sha256 or {})
     return _load(directory, {"train": tuple(train), "test": tuple(test)}, normalize, flatten,
-                 one_hot_label, np.dtype(dtype), digests)
+                 one_hot_label, _check_dtype(dtype, normalize), digests)

@@ -71,6 +71,9 @@ def _blas_controller():
     return ThreadpoolController()
 
 
+_NULL_SCOPE = contextlib.nullcontext()
+
+
 class DeviceUnavailableError(RuntimeError):
     """The requested device cannot be used here; the message says why and what can."""
 
@@ -96,9 +99,23 @@ class Device:
         """
         dt = self.dtype(dtype) if dtype is not None else None
         if self.kind == "cupy":
-            with self.native:
+            with self.scope():
                 return self.xp.asarray(data, dtype=dt, copy=copy)
         return self.xp.asarray(data, dtype=dt, device=self.native, copy=copy)
+
+    def scope(self):
+        """A context in which new arrays land on this device.
+
+        array-api-compat ignores ``device=`` for CuPy, which allocates on the *current* GPU, so
+        every computation on ``cuda:N`` runs inside this (a fresh ``cupy.cuda.Device`` each time:
+        CuPy keeps the previous device on the object, which must not be shared between threads).
+        Elsewhere it is a shared no-op context.
+        """
+        if self.kind == "cupy":
+            import cupy
+
+            return cupy.cuda.Device(self.native.id)
+        return _NULL_SCOPE
 
     def to_numpy(self, x) -> np.ndarray:
         """Bring an array of this device back to a host NumPy array (a copy where needed)."""
@@ -123,12 +140,17 @@ class Device:
         every thread. Needs ``threadpoolctl`` (in the ``train`` extra); a no-op without it,
         on other backends, or when ``XPNET_BLAS_THREADS`` is set (then it is used as given).
         """
-        if self.kind != "numpy" or largest_product_flops >= _SMALL_PRODUCT_FLOPS:
-            return contextlib.nullcontext()
+        if self.kind != "numpy":
+            return self.scope()
+        env = os.environ.get("XPNET_BLAS_THREADS")
+        if env is not None and not (env.isdigit() and int(env) > 0):
+            raise ValueError(f"XPNET_BLAS_THREADS must be a positive integer, got {env!r}")
+        if largest_product_flops >= _SMALL_PRODUCT_FLOPS and not env:
+            return _NULL_SCOPE
         controller = _blas_controller()
         if controller is None:
-            return contextlib.nullcontext()
-        return controller.limit(limits=int(os.environ.get("XPNET_BLAS_THREADS") or 1), user_api="blas")
+            return _NULL_SCOPE
+        return controller.limit(limits=int(env or 1), user_api="blas")
 
     # -- dtypes ---------------------------------------------------------------------
     def dtype(self, dtype):
@@ -210,25 +232,25 @@ class _NumpyRng:
 
 
 class _CupyRng:
-    def __init__(self, seed, native):
+    def __init__(self, seed, dev):
         import cupy
 
-        self._native = native
-        with native:
+        self._cupy, self._dev = cupy, dev
+        with dev.scope():
             self._g = cupy.random.default_rng(seed)
 
     def normal(self, shape, dtype, scale):
-        with self._native:
+        with self._dev.scope():
             a = self._g.standard_normal(shape, dtype=dtype)
             return a * scale if scale != 1.0 else a
 
     def integers(self, high, size):
-        with self._native:
+        with self._dev.scope():
             return self._g.integers(0, high, size=size)
 
     def permutation(self, n):
-        with self._native:
-            return self._g.permutation(n)
+        with self._dev.scope():  # cupy's Generator has no permutation: sort uniform keys
+            return self._cupy.argsort(self._g.random(n))
 
 
 class _TorchRng:
@@ -238,7 +260,10 @@ class _TorchRng:
         self._torch = torch
         self._native = native
         self._g = torch.Generator(device=native)
-        self._g.manual_seed(seed if seed is not None else torch.seed())
+        if seed is None:
+            self._g.seed()  # fresh entropy for this generator only, not torch's global one
+        else:
+            self._g.manual_seed(seed)
 
     def normal(self, shape, dtype, scale):
         a = self._torch.randn(shape, generator=self._g, device=self._native, dtype=dtype)
@@ -367,22 +392,25 @@ def _cupy_device(index: int) -> Device:
     from array_api_compat import array_namespace
 
     native = cupy.cuda.Device(index)
-    with native:
+    with cupy.cuda.Device(index):
         xp = array_namespace(cupy.empty(0))
-    return Device(
+    dev = Device(
         name=f"cuda:{index}",
         xp=xp,
         kind="cupy",
         native=native,
         _to_numpy=lambda x: x.get(),
         _sync=native.synchronize,
-        _rng_factory=lambda seed: _CupyRng(seed, native),
         _array_type=cupy.ndarray,
     )
+    dev._rng_factory = lambda seed: _CupyRng(seed, dev)
+    return dev
 
 
 def _normalize(spec: str) -> str:
-    s = spec.strip().lower().replace("-", "_")
+    s = spec.strip().lower()
+    if s in ("array-api-strict", "array_api_strict"):
+        return "array_api_strict"
     if s in ("numpy", "cpu"):
         return "cpu"
     if s in ("strict", "array_api_strict"):
@@ -404,6 +432,8 @@ def _build(spec: str) -> Device:
     if spec == "torch":
         return _torch_device(None)
     if spec.startswith("torch:cuda:"):
+        if not spec[len("torch:cuda:"):].isdigit():
+            raise ValueError(f"bad device index in {spec!r}: expected torch:cuda:N with N >= 0")
         return _torch_device(spec[len("torch:"):])
     if spec.startswith("cuda:"):
         idx = spec[len("cuda:"):]
@@ -431,6 +461,11 @@ def device(spec: "str | Device | None" = None) -> Device:
     if key == "auto":
         n, _ = _cupy_gpu_count()
         key = "cuda:0" if n > 0 else "cpu"
+        if key == "cuda:0" and key not in _CACHE:
+            try:  # auto never fails: a GPU CuPy counts but cannot use means the CPU
+                _CACHE[key] = _build(key)
+            except Exception:
+                key = "cpu"
     dev = _CACHE.get(key)
     if dev is None:
         dev = _CACHE[key] = _build(key)

@@ -81,6 +81,8 @@ def _batch_and_onehot(y, t, xp, check):
         y = xp.reshape(y, (1, y.shape[0]))
         t = xp.reshape(t, (1, -1)) if t.ndim == 1 and xp.isdtype(t.dtype, "real floating") \
             else xp.reshape(t, (1,))
+    if y.ndim != 2:
+        raise ValueError(f"expected scores of shape (N, C) or (C,), got {y.ndim}-d shape {tuple(y.shape)}")
     n, c = y.shape
     if check_labels(t, n, c, xp, check_range=check) == "index":
         t = one_hot(t, c, y.dtype, xp)

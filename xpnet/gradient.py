@@ -62,6 +62,9 @@ def numerical_gradient(f, x, h: float | None = None):
         down = float(x[idx])
         fm = float(f(x))
         x[idx] = old
+        if up == down:
+            raise ValueError(f"numerical_gradient: h={h} is below the resolution of {x.dtype} at x{list(idx)} = "
+                             f"{old}; pass a larger h")
         grad[idx] = (fp - fm) / (up - down)
     return xp.asarray(grad, dtype=x.dtype, device=x.device)
 

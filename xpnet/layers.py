@@ -209,6 +209,8 @@ class SoftmaxWithLoss:
         n, c = x.shape
         form = check_labels(t, n, c, xp, check_range=check)
         t1 = one_hot(t, c, x.dtype, xp) if form == "index" else t
+        if t1.dtype != x.dtype:  # float64 one-hot rows from np.eye on a float32 net, say
+            t1 = xp.astype(t1, x.dtype)
         z, self.y, s = self._softmax(x)
         self.t, self._t_onehot = t, t1
         # -sum(t * log softmax) with log softmax = z - log(s), for rows of t that sum to 1

@@ -58,13 +58,11 @@ class MultiLayerNet:
 
         if _host_params is None:
             rng = host_rng(seed)
-            self.params = {}
+            _host_params = {}
             for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
-                W = _init_scale(weight_init, n_in) * rng.standard_normal((n_in, n_out))
-                self.params[f"W{i}"] = dev.asarray(W, dtype=dt)
-                self.params[f"b{i}"] = xp.zeros(n_out, dtype=dt, device=dev.native)
-        else:
-            self.params = {k: dev.asarray(v, dtype=dt) for k, v in _host_params.items()}
+                _host_params[f"W{i}"] = _init_scale(weight_init, n_in) * rng.standard_normal((n_in, n_out))
+                _host_params[f"b{i}"] = [0.0] * n_out
+        self.params = {k: dev.asarray(v, dtype=dt) for k, v in _host_params.items()}
         self._build_layers()
 
     # -- structure --------------------------------------------------------------------
@@ -103,19 +101,26 @@ class MultiLayerNet:
 
     # -- validation -------------------------------------------------------------------
     def _check(self, x, t=None, check_range=True):
-        """Validate user inputs; returns (x as (N, D), label form or None)."""
-        dev = self.device
+        """Validate user inputs; returns (x as (N, D), t, label form or None).
+
+        One-hot labels of another float dtype are converted to the net's (labels are data,
+        not a precision choice); ``x`` of another dtype is refused.
+        """
+        dev, xp = self.device, self.xp
         if not dev.owns(x):
             self._wrong_place(x, "x")
-        check_float_array(x, "x", self.xp, self.dtype)
+        check_float_array(x, "x", xp, self.dtype)
         check_features(x, self.sizes[0])
         if x.ndim != 2:
-            x = self.xp.reshape(x, (-1, self.sizes[0]))
+            x = xp.reshape(x, (-1, self.sizes[0]))
         if t is None:
-            return x, None
+            return x, None, None
         if not dev.owns(t):
             self._wrong_place(t, "t")
-        return x, check_labels(t, x.shape[0], self.sizes[-1], self.xp, check_range=check_range)
+        form = check_labels(t, x.shape[0], self.sizes[-1], xp, check_range=check_range)
+        if form == "onehot" and t.dtype != self.dtype:
+            t = xp.astype(t, self.dtype)
+        return x, t, form
 
     def _wrong_place(self, a, name):
         if not hasattr(a, "shape"):
@@ -130,37 +135,49 @@ class MultiLayerNet:
 
     # -- the book's API ---------------------------------------------------------------
     def predict(self, x):
+        with self.device.scope():
+            return self._predict(x)
+
+    def _predict(self, x):
         for layer in self._layer_list:
             x = layer.forward(x)
         return x
 
     def loss(self, x, t):
-        x, _ = self._check(x, t)
-        return self.lastLayer.forward(self.predict(x), t, check=False)
+        x, t, _ = self._check(x, t)
+        with self.device.scope():
+            return self.lastLayer.forward(self._predict(x), t, check=False)
 
     def accuracy(self, x, t, batch_size: int | None = 10000) -> float:
         """Fraction of correct predictions, evaluated in batches so memory stays bounded."""
-        x, form = self._check(x, t)
-        return self._count_correct(x, t, form, batch_size) / x.shape[0]
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                       or batch_size < 1):
+            raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+        x, t, form = self._check(x, t)
+        if x.shape[0] == 0:
+            raise ValueError("x holds no samples: accuracy of an empty set is undefined")
+        with self.device.scope():
+            return self._count_correct(x, t, form, batch_size) / x.shape[0]
 
     def _count_correct(self, x, t, form, batch_size=None):
         xp, n = self.xp, x.shape[0]
         if form == "onehot":
             t = xp.argmax(t, axis=1)
-        step = n if not batch_size else int(batch_size)
+        step = max(n, 1) if not batch_size else int(batch_size)
         correct = None
         for i in range(0, n, step):
             j = min(i + step, n)  # out-of-range slice ends are not in the standard
-            hit = xp.argmax(self.predict(x[i:j, ...]), axis=1) == t[i:j]
+            hit = xp.argmax(self._predict(x[i:j, ...]), axis=1) == t[i:j]
             c = xp.sum(xp.astype(hit, xp.int64))
             correct = c if correct is None else correct + c
         return int(correct) if correct is not None else 0
 
     def gradient(self, x, t):
         """Backprop gradients of the loss, as a dict like ``params`` (W1, b1, ...)."""
-        x, form = self._check(x, t)
-        t1 = one_hot(t, self.sizes[-1], self.dtype, self.xp) if form == "index" else t
-        self._forward_backward(x, t1, need_loss=False)
+        x, t, form = self._check(x, t)
+        with self.device.scope():
+            t1 = one_hot(t, self.sizes[-1], self.dtype, self.xp) if form == "index" else t
+            self._forward_backward(x, t1, need_loss=False)
         return self.grads
 
     def _forward_backward(self, x, t_onehot, need_loss: bool, grad_scale=1.0):
@@ -186,9 +203,10 @@ class MultiLayerNet:
         """The book's numerical gradient of every parameter (slow: two losses per entry)."""
         from .gradient import numerical_gradient
 
-        x, _ = self._check(x, t)
-        f = lambda _: self.lastLayer.forward(self.predict(x), t, check=False)  # noqa: E731
-        return {k: numerical_gradient(f, p) for k, p in self.params.items()}
+        x, t, _ = self._check(x, t)
+        f = lambda _: self.lastLayer.forward(self._predict(x), t, check=False)  # noqa: E731
+        with self.device.scope():
+            return {k: numerical_gradient(f, p) for k, p in self.params.items()}
 
     def __repr__(self) -> str:
         arch = "-".join(str(s) for s in self.sizes)

@@ -14,6 +14,23 @@ from array_api_compat import array_namespace
 __all__ = ["SGD", "Momentum", "AdaGrad", "Adam", "get_optimizer"]
 
 
+def _unit(name, value):
+    """A coefficient in [0, 1): momentum, beta1, beta2."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+    return float(value)
+
+
+def _zeros_like_all(params):
+    """Optimizer state on the parameters' device (CuPy allocates on the *current* GPU)."""
+    from .device import device_of
+
+    first = next(iter(params.values()))
+    xp = array_namespace(*params.values())
+    with device_of(first).scope():
+        return xp, {k: xp.zeros_like(p) for k, p in params.items()}
+
+
 def _positive(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a positive number, got {value!r}")
@@ -41,13 +58,12 @@ class Momentum:
     """v <- momentum * v - lr * g;  p <- p + v."""
 
     def __init__(self, lr=0.01, momentum=0.9):
-        self.lr, self.momentum = _positive("lr", lr), float(momentum)
+        self.lr, self.momentum = _positive("lr", lr), _unit("momentum", momentum)
         self.v = None
 
     def update(self, params, grads):
         if self.v is None:
-            xp = array_namespace(*params.values())
-            self.v = {k: xp.zeros_like(p) for k, p in params.items()}
+            self.v = _zeros_like_all(params)[1]
         lr, mom = self.lr, self.momentum
         for key, p in params.items():
             v = self.v[key]
@@ -65,8 +81,7 @@ class AdaGrad:
 
     def update(self, params, grads):
         if self.h is None:
-            self._xp = xp = array_namespace(*params.values())
-            self.h = {k: xp.zeros_like(p) for k, p in params.items()}
+            self._xp, self.h = _zeros_like_all(params)
         xp = self._xp
         for key, p in params.items():
             g, h = grads[key], self.h[key]
@@ -78,15 +93,14 @@ class Adam:
     """Adam (Kingma & Ba), in the book's bias-corrected-step form."""
 
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999):
-        self.lr, self.beta1, self.beta2 = _positive("lr", lr), float(beta1), float(beta2)
+        self.lr, self.beta1, self.beta2 = _positive("lr", lr), _unit("beta1", beta1), _unit("beta2", beta2)
         self.iter = 0
         self.m = self.v = None
 
     def update(self, params, grads):
         if self.m is None:
-            self._xp = xp = array_namespace(*params.values())
-            self.m = {k: xp.zeros_like(p) for k, p in params.items()}
-            self.v = {k: xp.zeros_like(p) for k, p in params.items()}
+            self._xp, self.m = _zeros_like_all(params)
+            self.v = _zeros_like_all(params)[1]
         self.iter += 1
         b1, b2 = self.beta1, self.beta2
         lr_t = self.lr * math.sqrt(1.0 - b2 ** self.iter) / (1.0 - b1 ** self.iter)

@@ -33,6 +33,10 @@ def write_atomic(path, write) -> None:
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.splitext(path)[1])
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        if hasattr(os, "fchmod"):  # mkstemp makes 0600; give the file the mode open() would
+            os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -85,7 +89,7 @@ class Trainer:
     ``log`` receives one line per evaluation (``print`` by default; ``None`` for silence).
     """
 
-    def __init__(self, net, x_train, t_train, x_test=None, t_test=None, *, optimizer="sgd", lr=0.1,
+    def __init__(self, net, x_train, t_train, x_test=None, t_test=None, *, optimizer="sgd", lr=None,
                  batch_size=100, iters=10000, eval_interval=None, eval_batch_size=10000,
                  record_loss=True, report_every=100, final_eval=True, seed=0, progress=None, log=print):
         self.net = net
@@ -95,6 +99,8 @@ class Trainer:
                         ("report_every", report_every)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if lr is None and isinstance(optimizer, str) and optimizer.lower() == "sgd":
+            lr = 0.1  # the book's protocol; other optimizers keep their own defaults
         self.optimizer = get_optimizer(optimizer, lr)
         self.x_train, self.t_train = self._place(x_train, t_train, "train")
         self.has_test = x_test is not None
@@ -110,13 +116,17 @@ class Trainer:
         self.report_every = min(report_every, self.eval_interval)
         self.seed, self.progress, self.log, self.final_eval = seed, progress, log, final_eval
         # one-hot training labels, built once, so a step gathers its targets with one take
-        self._t_train_onehot = xp.astype(
-            self.t_train[:, None] == xp.arange(net.num_classes, dtype=self.t_train.dtype, device=self.t_train.device),
-            net.dtype)
+        with dev.scope():
+            classes = xp.arange(net.num_classes, dtype=self.t_train.dtype, device=self.t_train.device)
+            self._t_train_onehot = xp.astype(self.t_train[:, None] == classes, net.dtype)
         self.history = History(config=self._config())
 
     def _place(self, x, t, split):
         """Validate once on arrival and move to the net's device; the step then skips checks."""
+        with self.device.scope():
+            return self._place_in_scope(x, t, split)
+
+    def _place_in_scope(self, x, t, split):
         net, dev, xp = self.net, self.device, self.xp
         if x is None or t is None:
             raise ValueError(f"x_{split} and t_{split} must both be given")
@@ -131,7 +141,7 @@ class Trainer:
             x = xp.astype(x, net.dtype)
         check_features(x, net.sizes[0], f"x_{split}")
         if x.ndim != 2:
-            x = xp.reshape(x, (x.shape[0], net.sizes[0]))
+            x = xp.reshape(x, (-1, net.sizes[0]))
         t = dev.asarray(t) if is_host_data(t) and not dev.owns(t) else t
         if not dev.owns(t):
             raise ValueError(f"t_{split} is not on the net's device {dev.name!r}")
@@ -149,6 +159,10 @@ class Trainer:
     # -- evaluation ----------------------------------------------------------------------
     def evaluate(self):
         """(train accuracy, test accuracy or None), in batches, on the device."""
+        with self.device.scope():
+            return self._evaluate()
+
+    def _evaluate(self):
         net = self.net
         tr = net._count_correct(self.x_train, self.t_train, "index", self.eval_batch_size) / self.x_train.shape[0]
         te = None
@@ -159,7 +173,7 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------------
     def fit(self) -> History:
         """Run the protocol: evaluate every ``eval_interval`` steps, report every ``report_every``."""
-        hist = self.history
+        hist = self.history = History(config=self._config())  # each fit records its own run
         tqdm = _use_tqdm(self.progress)
         bar = tqdm(total=self.iters, unit="it", leave=True, dynamic_ncols=True) if tqdm else None
         self._rng = self.device.rng(self.seed)
