@@ -15,14 +15,23 @@ class _Fail(Exception):
     """A user-facing error: printed as one line, exit status 2."""
 
 
-def _positive_int(s):
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
-    return v
+def _int_at_least(low: int, what: str):
+    """An argparse type for integers >= ``low``, with a message instead of a traceback."""
+
+    def parse(s):
+        try:
+            v = int(s)
+        except ValueError:
+            v = None
+        if v is None or v < low:
+            raise argparse.ArgumentTypeError(f"expected a {what} integer, got {s!r}")
+        return v
+
+    return parse
+
+
+_positive_int = _int_at_least(1, "positive")
+_seed = _int_at_least(0, "non-negative")
 
 
 def _positive_float(s):
@@ -32,16 +41,6 @@ def _positive_float(s):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {s!r}") from None
     if not v > 0 or v == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive finite number, got {s!r}")
-    return v
-
-
-def _seed(s):
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {s!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {s!r}")
     return v
 
 
