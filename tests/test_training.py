@@ -209,3 +209,35 @@ def test_damaged_architecture_record(tmp_path):
     np.savez(tmp_path / "m.npz", __meta__=meta)
     with pytest.raises(CheckpointError, match="damaged architecture record"):
         load_net(tmp_path / "m.npz")
+
+
+def test_trainer_argument_checks(mnist):
+    net = xpnet.TwoLayerNet(784, 10, 10, device="cpu", seed=0)
+    x, t, xt, tt = small(mnist, 200)
+    with pytest.raises(ValueError, match="set the rate on the optimizer itself"):
+        Trainer(net, x, t, optimizer=xpnet.Adam(), lr=0.1)
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        Trainer(net, x, t, seed=-1)
+    with pytest.raises(ValueError, match="x_test holds no samples"):
+        Trainer(net, x, t, xt[:0], tt[:0])
+    assert xpnet.Momentum(momentum=np.float32(0.9)).momentum == pytest.approx(0.9)
+    assert net.accuracy(x, t, batch_size=np.int64(50)) == net.accuracy(x, t)
+
+
+def test_checkpoint_parameters_must_match_the_architecture(tmp_path):
+    import json as _json
+
+    net = xpnet.TwoLayerNet(4, 3, 2, device="cpu", seed=0)
+    meta = {"format": "xpnet-checkpoint-1", "config": net.config}
+    good = {f"param/{k}": v for k, v in net.params.items()}
+    np.savez(tmp_path / "extra.npz", __meta__=np.array(_json.dumps(meta)), **good, **{"param/W9": np.ones(2)})
+    with pytest.raises(CheckpointError, match="holds parameters"):
+        load_net(tmp_path / "extra.npz")
+    bad = dict(meta, config=dict(net.config, dtype="float99"))
+    np.savez(tmp_path / "dtype.npz", __meta__=np.array(_json.dumps(bad)), **good)
+    with pytest.raises(CheckpointError, match="cannot rebuild"):
+        load_net(tmp_path / "dtype.npz")
+    odd = dict(meta, config=dict(net.config, **{"class": "ConvNet"}))
+    np.savez(tmp_path / "odd.npz", __meta__=np.array(_json.dumps(odd)), **good)
+    with pytest.raises(CheckpointError, match="unknown architecture"):
+        load_net(tmp_path / "odd.npz")

@@ -61,10 +61,18 @@ def load_net(path, device=None, dtype=None):
         saved_dtype = cfg["dtype"]
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path} has a damaged architecture record ({type(e).__name__}: {e})") from None
+    if kind not in ("TwoLayerNet", "MultiLayerNet") or len(sizes) < 2:
+        raise CheckpointError(f"{path} records an unknown architecture ({kind!r}, sizes {sizes})")
+    expected = {f"{p}{i}" for i in range(1, len(sizes)) for p in ("W", "b")}
+    if set(params) != expected:
+        raise CheckpointError(f"{path} holds parameters {sorted(params)}, expected {sorted(expected)}")
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
-        if params.get(f"W{i}", np.empty(0)).shape != (a, b) or params.get(f"b{i}", np.empty(0)).shape != (b,):
+        if params[f"W{i}"].shape != (a, b) or params[f"b{i}"].shape != (b,):
             raise CheckpointError(f"{path}: parameters W{i}/b{i} do not match the saved sizes {sizes}")
     dtype = dtype or saved_dtype
-    if kind == "TwoLayerNet" and len(sizes) == 3:
-        return TwoLayerNet(*sizes, weight_init, device=device, dtype=dtype, _host_params=params)
-    return MultiLayerNet(sizes, activation, weight_init, device=device, dtype=dtype, _host_params=params)
+    try:
+        if kind == "TwoLayerNet" and len(sizes) == 3:
+            return TwoLayerNet(*sizes, weight_init, device=device, dtype=dtype, _host_params=params)
+        return MultiLayerNet(sizes, activation, weight_init, device=device, dtype=dtype, _host_params=params)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: cannot rebuild the saved net ({e})") from None

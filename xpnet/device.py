@@ -106,10 +106,9 @@ class Device:
     def scope(self):
         """A context in which new arrays land on this device.
 
-        array-api-compat ignores ``device=`` for CuPy, which allocates on the *current* GPU, so
-        every computation on ``cuda:N`` runs inside this (a fresh ``cupy.cuda.Device`` each time:
-        CuPy keeps the previous device on the object, which must not be shared between threads).
-        Elsewhere it is a shared no-op context.
+        array-api-compat ignores ``device=`` for CuPy, which allocates and runs kernels on the
+        *current* GPU, so every computation on ``cuda:N`` runs inside this. Elsewhere it is a
+        shared no-op context.
         """
         if self.kind == "cupy":
             import cupy
@@ -142,7 +141,7 @@ class Device:
         """
         if self.kind != "numpy":
             return self.scope()
-        env = os.environ.get("XPNET_BLAS_THREADS")
+        env = os.environ.get("XPNET_BLAS_THREADS") or None
         if env is not None and not (env.isdigit() and int(env) > 0):
             raise ValueError(f"XPNET_BLAS_THREADS must be a positive integer, got {env!r}")
         if largest_product_flops >= _SMALL_PRODUCT_FLOPS and not env:

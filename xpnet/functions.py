@@ -86,6 +86,8 @@ def _batch_and_onehot(y, t, xp, check):
     n, c = y.shape
     if check_labels(t, n, c, xp, check_range=check) == "index":
         t = one_hot(t, c, y.dtype, xp)
+    elif t.dtype != y.dtype:
+        t = xp.astype(t, y.dtype)
     return y, t
 
 

@@ -179,16 +179,31 @@ def gradcheck(target, *inputs, h=None, atol=1e-7, rtol=1e-5, dtype="float64", lo
     ``max_abs <= atol + rtol * max|grad|``. The report is a mapping name -> GradResult.
     """
     report = GradcheckReport(dtype=dtype)
-    if _is_net(target):
-        _check_net(target, inputs, report, h, atol, rtol, dtype, locate, seed)
-    elif callable(getattr(target, "forward", None)) and callable(getattr(target, "backward", None)):
-        report.results = _check_layer(target, inputs, report.notes, h, atol, rtol, dtype, seed)
-    else:
+    is_net = _is_net(target)
+    if not is_net and not (callable(getattr(target, "forward", None)) and callable(getattr(target, "backward", None))):
         raise TypeError(
             "gradcheck needs a net (params, loss, gradient) or a layer (forward, backward), "
             f"got {type(target).__name__}"
         )
+    with _scope_of(list(inputs) + list(getattr(target, "params", {}).values()) + list(vars(target).values())):
+        if is_net:
+            _check_net(target, inputs, report, h, atol, rtol, dtype, locate, seed)
+        else:
+            report.results = _check_layer(target, inputs, report.notes, h, atol, rtol, dtype, seed)
     return report
+
+
+def _scope_of(candidates):
+    """The device scope of the first array among ``candidates`` (CuPy computes on the current GPU)."""
+    from .device import _NULL_SCOPE, device_of
+
+    for a in candidates:
+        if is_array_api_obj(a) and not isinstance(a, (int, float, complex)):
+            try:
+                return device_of(a).scope()
+            except TypeError:
+                break
+    return _NULL_SCOPE
 
 
 def _check_net(net, inputs, report, h, atol, rtol, dtype, locate, seed):

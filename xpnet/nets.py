@@ -7,6 +7,7 @@ one seed gives the same network on every backend and results can be compared acr
 from __future__ import annotations
 
 import math
+import numbers
 from collections import OrderedDict
 
 from .device import device as _get_device, device_of, dtype_name, host_rng
@@ -144,19 +145,19 @@ class MultiLayerNet:
         return x
 
     def loss(self, x, t):
-        x, t, _ = self._check(x, t)
         with self.device.scope():
+            x, t, _ = self._check(x, t)
             return self.lastLayer.forward(self._predict(x), t, check=False)
 
     def accuracy(self, x, t, batch_size: int | None = 10000) -> float:
         """Fraction of correct predictions, evaluated in batches so memory stays bounded."""
-        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral)
                                        or batch_size < 1):
             raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
-        x, t, form = self._check(x, t)
-        if x.shape[0] == 0:
-            raise ValueError("x holds no samples: accuracy of an empty set is undefined")
         with self.device.scope():
+            x, t, form = self._check(x, t)
+            if x.shape[0] == 0:
+                raise ValueError("x holds no samples: accuracy of an empty set is undefined")
             return self._count_correct(x, t, form, batch_size) / x.shape[0]
 
     def _count_correct(self, x, t, form, batch_size=None):
@@ -174,8 +175,8 @@ class MultiLayerNet:
 
     def gradient(self, x, t):
         """Backprop gradients of the loss, as a dict like ``params`` (W1, b1, ...)."""
-        x, t, form = self._check(x, t)
         with self.device.scope():
+            x, t, form = self._check(x, t)
             t1 = one_hot(t, self.sizes[-1], self.dtype, self.xp) if form == "index" else t
             self._forward_backward(x, t1, need_loss=False)
         return self.grads
@@ -203,9 +204,9 @@ class MultiLayerNet:
         """The book's numerical gradient of every parameter (slow: two losses per entry)."""
         from .gradient import numerical_gradient
 
-        x, t, _ = self._check(x, t)
-        f = lambda _: self.lastLayer.forward(self._predict(x), t, check=False)  # noqa: E731
         with self.device.scope():
+            x, t, _ = self._check(x, t)
+            f = lambda _: self.lastLayer.forward(self._predict(x), t, check=False)  # noqa: E731
             return {k: numerical_gradient(f, p) for k, p in self.params.items()}
 
     def __repr__(self) -> str:

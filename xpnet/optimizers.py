@@ -8,6 +8,7 @@ State (velocities, moments) is created on the first update, on the parameters' d
 from __future__ import annotations
 
 import math
+import numbers
 
 from array_api_compat import array_namespace
 
@@ -16,7 +17,7 @@ __all__ = ["SGD", "Momentum", "AdaGrad", "Adam", "get_optimizer"]
 
 def _unit(name, value):
     """A coefficient in [0, 1): momentum, beta1, beta2."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
         raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
     return float(value)
 
@@ -31,8 +32,15 @@ def _zeros_like_all(params):
         return xp, {k: xp.zeros_like(p) for k, p in params.items()}
 
 
+def _scope(params):
+    """The device scope of the parameters (CuPy runs kernels on the *current* GPU)."""
+    from .device import device_of
+
+    return device_of(next(iter(params.values()))).scope()
+
+
 def _positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a positive number, got {value!r}")
     return float(value)
 
@@ -45,11 +53,13 @@ class SGD:
 
     def update(self, params, grads):
         lr = self.lr
-        for key, p in params.items():
-            p -= lr * grads[key]
+        with _scope(params):
+            for key, p in params.items():
+                p -= lr * grads[key]
 
     def update_folded(self, params, grads):
-        """The update for gradients that already carry the factor ``lr`` (see Trainer)."""
+        """The update for gradients that already carry the factor ``lr`` (the Trainer, which
+        runs it inside the device scope)."""
         for key, p in params.items():
             p -= grads[key]
 
@@ -65,11 +75,12 @@ class Momentum:
         if self.v is None:
             self.v = _zeros_like_all(params)[1]
         lr, mom = self.lr, self.momentum
-        for key, p in params.items():
-            v = self.v[key]
-            v *= mom
-            v -= lr * grads[key]
-            p += v
+        with _scope(params):
+            for key, p in params.items():
+                v = self.v[key]
+                v *= mom
+                v -= lr * grads[key]
+                p += v
 
 
 class AdaGrad:
@@ -83,10 +94,11 @@ class AdaGrad:
         if self.h is None:
             self._xp, self.h = _zeros_like_all(params)
         xp = self._xp
-        for key, p in params.items():
-            g, h = grads[key], self.h[key]
-            h += g * g
-            p -= self.lr * g / (xp.sqrt(h) + 1e-7)
+        with _scope(params):
+            for key, p in params.items():
+                g, h = grads[key], self.h[key]
+                h += g * g
+                p -= self.lr * g / (xp.sqrt(h) + 1e-7)
 
 
 class Adam:
@@ -105,11 +117,12 @@ class Adam:
         b1, b2 = self.beta1, self.beta2
         lr_t = self.lr * math.sqrt(1.0 - b2 ** self.iter) / (1.0 - b1 ** self.iter)
         xp = self._xp
-        for key, p in params.items():
-            g, m, v = grads[key], self.m[key], self.v[key]
-            m += (1 - b1) * (g - m)
-            v += (1 - b2) * (g * g - v)
-            p -= lr_t * m / (xp.sqrt(v) + 1e-7)
+        with _scope(params):
+            for key, p in params.items():
+                g, m, v = grads[key], self.m[key], self.v[key]
+                m += (1 - b1) * (g - m)
+                v += (1 - b2) * (g * g - v)
+                p -= lr_t * m / (xp.sqrt(v) + 1e-7)
 
 
 _BY_NAME = {"sgd": SGD, "momentum": Momentum, "adagrad": AdaGrad, "adam": Adam}

@@ -11,8 +11,8 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 
 from ._checks import check_features, check_labels
@@ -27,16 +27,17 @@ class TrainingDivergedError(FloatingPointError):
 
 
 def write_atomic(path, write) -> None:
-    """Write a file via a temporary in the same directory, then rename: never a half file."""
+    """Write a file via a temporary in the same directory, then rename: never a half file.
+
+    The temporary is opened with mode 0666 so the umask applies as for ``open()`` (``mkstemp``
+    would leave 0600, and changing the umask to read it is not thread-safe).
+    """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.splitext(path)[1])
+    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{uuid.uuid4().hex}{os.path.splitext(path)[1]}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        if hasattr(os, "fchmod"):  # mkstemp makes 0600; give the file the mode open() would
-            os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -99,6 +100,10 @@ class Trainer:
                         ("report_every", report_every)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if not isinstance(optimizer, str) and lr is not None:
+            raise ValueError("lr was given with an optimizer object: set the rate on the optimizer itself")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
         if lr is None and isinstance(optimizer, str) and optimizer.lower() == "sgd":
             lr = 0.1  # the book's protocol; other optimizers keep their own defaults
         self.optimizer = get_optimizer(optimizer, lr)
@@ -140,6 +145,8 @@ class Trainer:
         if x.dtype != net.dtype:  # converted once, on arrival, never inside the step
             x = xp.astype(x, net.dtype)
         check_features(x, net.sizes[0], f"x_{split}")
+        if x.ndim > 1 and x.shape[0] == 0:
+            raise ValueError(f"x_{split} holds no samples")
         if x.ndim != 2:
             x = xp.reshape(x, (-1, net.sizes[0]))
         t = dev.asarray(t) if is_host_data(t) and not dev.owns(t) else t
@@ -173,6 +180,10 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------------
     def fit(self) -> History:
         """Run the protocol: evaluate every ``eval_interval`` steps, report every ``report_every``."""
+        with self.device.scope():  # on cuda:N every array op, reports included, runs on GPU N
+            return self._fit()
+
+    def _fit(self) -> History:
         hist = self.history = History(config=self._config())  # each fit records its own run
         tqdm = _use_tqdm(self.progress)
         bar = tqdm(total=self.iters, unit="it", leave=True, dynamic_ncols=True) if tqdm else None
