@@ -120,10 +120,6 @@ class Device:
         """Bring an array of this device back to a host NumPy array (a copy where needed)."""
         return self._to_numpy(x)
 
-    def to_float(self, x) -> float:
-        """A 0-d (or size-1) device array as a Python float (one host transfer)."""
-        return float(self._to_numpy(x).reshape(()))
-
     def synchronize(self) -> None:
         """Wait for queued device work (a no-op on the CPU); needed for honest timings."""
         if self._sync is not None:
@@ -517,7 +513,6 @@ def devices() -> list[str]:
 def device_of(x, xp=None) -> Device:
     """The xpnet Device an array lives on (used to check that inputs are not mixed)."""
     from array_api_compat import (
-        device as _dev,
         is_array_api_strict_namespace,
         is_cupy_array,
         is_numpy_array,

@@ -66,7 +66,17 @@ class AddLayer:
         return _unbroadcast(dout * 1, self.x_like), _unbroadcast(dout * 1, self.y_like)
 
 
-class Relu:
+class _LazyNamespace:
+    """For parameter-free layers: the namespace comes from the first input and is kept."""
+
+    xp = None
+
+    def _bind(self, x):
+        self.xp = array_namespace(x)
+        return self.xp
+
+
+class Relu(_LazyNamespace):
     """max(x, 0).  Backward masks with ``where`` on a fresh array instead of the book's
     in-place ``dout[mask] = 0``, which silently corrupted the caller's gradient."""
 
@@ -84,16 +94,12 @@ class Relu:
         # a scalar costs 4x more on NumPy
         return dout * self.xp.sign(self.out)
 
-    def _bind(self, x):
-        self.xp = array_namespace(x)
-        return self.xp
-
     @property
     def mask(self):  # the book's attribute: True where the input was <= 0
         return self.out <= 0
 
 
-class Sigmoid:
+class Sigmoid(_LazyNamespace):
     """Stable sigmoid; backward uses the saved output: dx = dout * y * (1 - y)."""
 
     def __init__(self, xp=None):
@@ -108,10 +114,6 @@ class Sigmoid:
     def backward(self, dout):
         y = self.out
         return dout * ((1.0 - y) * y)
-
-    def _bind(self, x):
-        self.xp = array_namespace(x)
-        return self.xp
 
 
 def _ones_like_rows(layer, a):
@@ -174,7 +176,7 @@ class Affine:
         return dx if dx.shape == self.original_x_shape else self.xp.reshape(dx, self.original_x_shape)
 
 
-class SoftmaxWithLoss:
+class SoftmaxWithLoss(_LazyNamespace):
     """Softmax followed by cross entropy, with the fused backward ``(y - t) / N``.
 
     ``t`` may be integer labels of shape (N,) or one-hot (probability) rows of shape (N, C).
@@ -211,10 +213,17 @@ class SoftmaxWithLoss:
         t1 = one_hot(t, c, x.dtype, xp) if form == "index" else t
         if t1.dtype != x.dtype:  # float64 one-hot rows from np.eye on a float32 net, say
             t1 = xp.astype(t1, x.dtype)
+        loss = self.forward_onehot(x, t1)
+        self.t = t
+        return loss
+
+    def forward_onehot(self, x, t_onehot):
+        """The loss for validated one-hot targets of ``x``'s dtype: the net's training path."""
+        xp = self.xp or self._bind(x)
         z, self.y, s = self._softmax(x)
-        self.t, self._t_onehot = t, t1
+        self.t = self._t_onehot = t_onehot
         # -sum(t * log softmax) with log softmax = z - log(s), for rows of t that sum to 1
-        self.loss = (xp.sum(xp.log(s)) - xp.sum(t1 * z)) / n
+        self.loss = (xp.sum(xp.log(s)) - xp.sum(t_onehot * z)) / x.shape[0]
         return self.loss
 
     def forward_probs(self, x, t_onehot):
@@ -230,7 +239,3 @@ class SoftmaxWithLoss:
         dx = y - self._t_onehot
         dx *= dout / y.shape[0]
         return dx
-
-    def _bind(self, x):
-        self.xp = array_namespace(x)
-        return self.xp

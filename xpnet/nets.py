@@ -189,7 +189,7 @@ class MultiLayerNet:
         for layer in self._layer_list:
             x = layer.forward(x)
         last = self.lastLayer
-        loss = last.forward(x, t_onehot, check=False) if need_loss else last.forward_probs(x, t_onehot)
+        loss = last.forward_onehot(x, t_onehot) if need_loss else last.forward_probs(x, t_onehot)
         dout = last.backward(grad_scale)
         for layer in self._reversed:
             dout = layer.backward(dout)

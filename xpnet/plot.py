@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from .trainer import write_atomic
+from ._files import write_atomic
 
 __all__ = ["plot_history", "PlotUnavailable"]
 

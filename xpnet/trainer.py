@@ -9,44 +9,20 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 
 from ._checks import check_features, check_labels
+from ._files import write_atomic
 from .device import is_host_data
 from .optimizers import SGD, get_optimizer
 
-__all__ = ["Trainer", "History", "TrainingDivergedError", "write_atomic"]
+__all__ = ["Trainer", "History", "TrainingDivergedError"]
 
 
 class TrainingDivergedError(FloatingPointError):
     """The loss became NaN or infinite."""
-
-
-def write_atomic(path, write) -> None:
-    """Write a file via a temporary in the same directory, then rename: never a half file.
-
-    The temporary is opened with mode 0666 so the umask applies as for ``open()`` (``mkstemp``
-    would leave 0600, and changing the umask to read it is not thread-safe).
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{uuid.uuid4().hex}{os.path.splitext(path)[1]}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 @dataclass
