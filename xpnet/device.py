@@ -37,6 +37,7 @@ __all__ = [
     "device_report",
     "use_device",
     "device_of",
+    "scoped",
 ]
 
 def host_rng(seed=None):
@@ -72,6 +73,21 @@ def _blas_controller():
 
 
 _NULL_SCOPE = contextlib.nullcontext()
+
+
+def scoped(method):
+    """Run a method of an object that has a ``device`` inside ``self.device.scope()``.
+
+    CuPy allocates and launches on the *current* GPU; entering the scope once, at the public
+    method, keeps every array of ``cuda:N`` on GPU N without a ``with`` in each body.
+    """
+
+    @functools.wraps(method)
+    def in_scope(self, *args, **kwargs):
+        with self.device.scope():
+            return method(self, *args, **kwargs)
+
+    return in_scope
 
 
 class DeviceUnavailableError(RuntimeError):
