@@ -13,7 +13,7 @@ import zipfile
 import numpy as np
 
 from .nets import MultiLayerNet, TwoLayerNet
-from ._files import write_atomic
+from .atomic import write_atomic
 
 __all__ = ["save_net", "load_net", "CheckpointError"]
 

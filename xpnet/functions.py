@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from array_api_compat import array_namespace
 
-from ._checks import check_labels
+from .validation import check_labels
 
 __all__ = [
     "identity_function",

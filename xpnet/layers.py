@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from array_api_compat import array_namespace
 
-from ._checks import check_features, check_labels, shape_str
+from .validation import check_features, check_labels, shape_str
 from .functions import one_hot, sigmoid
 
 __all__ = ["MulLayer", "AddLayer", "Relu", "Sigmoid", "Affine", "SoftmaxWithLoss"]

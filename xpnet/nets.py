@@ -11,7 +11,7 @@ import numbers
 from collections import OrderedDict
 
 from .device import device as _get_device, device_of, dtype_name, host_rng
-from ._checks import check_features, check_float_array, check_labels
+from .validation import check_features, check_float_array, check_labels
 from .functions import one_hot
 from .layers import Affine, Relu, Sigmoid, SoftmaxWithLoss
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ._files import write_atomic
+from .atomic import write_atomic
 
 __all__ = ["plot_history", "PlotUnavailable"]
 

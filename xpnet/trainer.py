@@ -13,8 +13,8 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 
-from ._checks import check_features, check_labels
-from ._files import write_atomic
+from .validation import check_features, check_labels
+from .atomic import write_atomic
 from .device import is_host_data
 from .optimizers import SGD, get_optimizer
 

@@ -24,7 +24,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .._files import write_atomic
+from ..atomic import write_atomic
 from .contenders import (BookContender, JaxContender, TorchContender, TorchGraphContender, TunedNumpyContender,
                          TunedNumpyOneThreadContender, XpnetContender)
 
