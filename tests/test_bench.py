@@ -49,7 +49,7 @@ def test_book_reference_code_agrees_with_xpnet():
 
     p = _init_params([12, 6, 10], 0.5, 1)
     book = book_code(np).TwoLayerNet(p)
-    net = xpnet.TwoLayerNet(12, 6, 10, device="cpu", dtype="float64", _host_params=p)
+    net = xpnet.TwoLayerNet(12, 6, 10, device="cpu", dtype="float64", params=p)
     rng = np.random.default_rng(0)
     x, t = rng.standard_normal((5, 12)), rng.integers(0, 10, 5)
     gb, gx = book.gradient(x, np.eye(10)[t]), net.gradient(x, t)

@@ -20,7 +20,7 @@ def cuda():
 
 def trainer(dev):
     (x, t), (xt, tt) = xpnet.load_mnist()
-    net = xpnet.TwoLayerNet(784, 50, 10, device=dev, seed=0)
+    net = xpnet.TwoLayerNet(784, 50, 10, device=dev, dtype="float32", seed=0)
     return Trainer(net, x[:6000], t[:6000], xt[:1000], tt[:1000], log=None, progress=False)
 
 

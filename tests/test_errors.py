@@ -44,17 +44,20 @@ def test_non_float_input(dev, net):
         net.gradient(x, data(dev)[1])
 
 
-def test_mixed_precision_is_refused(dev, net):
+def test_input_of_another_float_dtype_is_converted_at_the_net(dev, net):
+    """Data, not a precision choice: the book feeds float32 MNIST into its float64 net."""
     x, t = data(dev)
     x64 = dev.asarray(dev.to_numpy(x), dtype="float64")
-    with pytest.raises(TypeError, match="float64.*float32"):
-        net.loss(x64, t)
+    assert float(net.loss(x64, t)) == pytest.approx(float(net.loss(x, t)), rel=1e-6)
+    assert net.predict(x64).dtype == net.dtype
+    with pytest.raises(TypeError, match="float64.*float32"):  # a layer used directly still refuses
+        net.layers["Affine1"].forward(x64)
 
 
 def test_arrays_from_two_devices(dev, net):
     other = "array_api_strict" if dev.name != "array_api_strict" else "cpu"
     x, t = data(xpnet.device(other))
-    with pytest.raises(ValueError, match=f"x is on device '{other}' but the net is on '{dev.name}'"):
+    with pytest.raises(ValueError, match=f"x is on device '{other}', but the net is on '{dev.name}'"):
         net.gradient(x, data(dev)[1])
     xd, _ = data(dev)
     with pytest.raises(ValueError, match="t is on device"):
@@ -89,7 +92,9 @@ def test_bad_constructor_arguments():
     with pytest.raises(ValueError, match="sizes"):
         xpnet.MultiLayerNet([784])
     with pytest.raises(ValueError, match="activation"):
-        xpnet.MultiLayerNet([4, 2], activation="tanh")
+        xpnet.MultiLayerNet([4, 3, 2], activation="softplus")
+    with pytest.raises(ValueError, match=r"sizes\[1\] must be a positive integer"):
+        xpnet.MultiLayerNet([784, 10.7, 10])
     with pytest.raises(ValueError, match="weight_init"):
         xpnet.MultiLayerNet([4, 2], weight_init="glorot")
     with pytest.raises(TypeError, match="floating"):

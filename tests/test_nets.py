@@ -57,7 +57,7 @@ def test_same_seed_same_net_on_every_device(dev):
 
 
 def test_float32_stays_float32(dev):
-    net = xpnet.TwoLayerNet(20, 10, 5, device=dev, seed=0)
+    net = xpnet.TwoLayerNet(20, 10, 5, device=dev, dtype="float32", seed=0)
     x, t = batch(dev, dtype="float32")
     assert net.predict(x).dtype == dev.xp.float32
     assert net.loss(x, t).dtype == dev.xp.float32

@@ -19,7 +19,7 @@ def small(mnist, n=6000):
 
 
 def test_short_run_learns_real_mnist(dev, mnist):
-    net = xpnet.TwoLayerNet(784, 50, 10, device=dev, seed=0)
+    net = xpnet.TwoLayerNet(784, 50, 10, device=dev, dtype="float32", seed=0)
     iters = 1500 if dev.kind != "array_api_strict" else 600
     tr = Trainer(net, *small(mnist), iters=iters, batch_size=100, lr=0.1, seed=0, log=None, progress=False)
     h = tr.fit()
@@ -31,7 +31,7 @@ def test_short_run_learns_real_mnist(dev, mnist):
 
 @pytest.mark.parametrize("opt,lr", [("momentum", 0.05), ("adagrad", 0.05), ("adam", 0.002)])
 def test_every_optimizer_learns(opt, lr, mnist):
-    net = xpnet.TwoLayerNet(784, 50, 10, device="cpu", seed=1)
+    net = xpnet.TwoLayerNet(784, 50, 10, device="cpu", dtype="float32", seed=1)
     h = Trainer(net, *small(mnist, 3000), iters=400, optimizer=opt, lr=lr, log=None, progress=False).fit()
     assert h.final_test_acc > 0.85, (opt, h.final_test_acc)
 
@@ -80,14 +80,14 @@ def test_sgd_update_is_exact(dev):
 
 
 def test_divergence_stops_with_the_iteration(mnist):
-    net = xpnet.TwoLayerNet(784, 50, 10, weight_init_std=1.0, device="cpu", seed=0)
+    net = xpnet.TwoLayerNet(784, 50, 10, weight_init_std=1.0, device="cpu", dtype="float32", seed=0)
     tr = Trainer(net, *small(mnist, 2000), iters=300, lr=1e10, log=None, progress=False)
     with np.errstate(all="ignore"), pytest.raises(TrainingDivergedError, match=r"at iteration \d+.*smaller learning rate"):
         tr.fit()
 
 
 def test_history_and_checkpoint_roundtrip(tmp_path, dev, mnist):
-    net = xpnet.MultiLayerNet([784, 20, 20, 10], weight_init="he", device=dev, seed=3)
+    net = xpnet.MultiLayerNet([784, 20, 20, 10], weight_init="he", device=dev, dtype="float32", seed=3)
     h = Trainer(net, *small(mnist, 1000), iters=30, log=None, progress=False).fit()
     h.save_json(tmp_path / "history.json")
     d = json.loads((tmp_path / "history.json").read_text())
@@ -131,9 +131,9 @@ def test_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
 
 
 def test_trainer_rejects_bad_data_and_settings(mnist):
-    net = xpnet.TwoLayerNet(784, 10, 10, device="cpu", seed=0)
+    net = xpnet.TwoLayerNet(784, 10, 10, device="cpu", dtype="float32", seed=0)
     x, t, xt, tt = small(mnist, 500)
-    with pytest.raises(ValueError, match=r"labels t must lie in \[0, 9\]"):
+    with pytest.raises(ValueError, match=r"labels t_train must lie in \[0, 9\]"):
         Trainer(net, x, t + 5, xt, tt)
     with pytest.raises(TypeError, match="floating"):
         Trainer(net, (x * 255).astype(np.uint8), t)
@@ -164,32 +164,32 @@ def test_folded_sgd_matches_the_plain_update(dev, mnist):
 
 
 def test_adam_keeps_its_own_default_learning_rate(mnist):
-    net = xpnet.TwoLayerNet(784, 10, 10, device="cpu", seed=0)
+    net = xpnet.TwoLayerNet(784, 10, 10, device="cpu", dtype="float32", seed=0)
     assert Trainer(net, *small(mnist, 500), optimizer="adam").optimizer.lr == 0.001
     assert Trainer(net, *small(mnist, 500)).optimizer.lr == 0.1  # the book's SGD protocol
 
 
 def test_each_fit_records_its_own_history(mnist):
-    net = xpnet.TwoLayerNet(784, 10, 10, device="cpu", seed=0)
+    net = xpnet.TwoLayerNet(784, 10, 10, device="cpu", dtype="float32", seed=0)
     tr = Trainer(net, *small(mnist, 500), iters=20, eval_interval=5, log=None, progress=False)
     first, second = tr.fit(), tr.fit()
     assert first is not second and len(second.loss) == 20 and second.eval_iters == [0, 5, 10, 15]
 
 
 def test_without_recorded_losses_divergence_is_still_caught(mnist):
-    net = xpnet.TwoLayerNet(784, 50, 10, weight_init_std=1.0, device="cpu", seed=0)
+    net = xpnet.TwoLayerNet(784, 50, 10, weight_init_std=1.0, device="cpu", dtype="float32", seed=0)
     tr = Trainer(net, *small(mnist, 2000), iters=300, lr=1e10, record_loss=False, eval_interval=50,
                  log=None, progress=False)
     with np.errstate(all="ignore"), pytest.raises(TrainingDivergedError, match="parameters became NaN"):
         tr.fit()
-    ok = Trainer(xpnet.TwoLayerNet(784, 10, 10, device="cpu", seed=0), *small(mnist, 500), iters=30,
+    ok = Trainer(xpnet.TwoLayerNet(784, 10, 10, device="cpu", dtype="float32", seed=0), *small(mnist, 500), iters=30,
                  record_loss=False, log=None, progress=False).fit()
     assert ok.loss == [] and ok.final_test_acc is not None
 
 
 def test_one_sample_training_set(mnist):
     (x, t), _ = mnist
-    net = xpnet.TwoLayerNet(784, 10, 10, device="cpu", seed=0)
+    net = xpnet.TwoLayerNet(784, 10, 10, device="cpu", dtype="float32", seed=0)
     h = Trainer(net, x[0], t[:1], iters=3, batch_size=1, log=None, progress=False, final_eval=False).fit()
     assert len(h.loss) == 3
 
@@ -212,7 +212,7 @@ def test_damaged_architecture_record(tmp_path):
 
 
 def test_trainer_argument_checks(mnist):
-    net = xpnet.TwoLayerNet(784, 10, 10, device="cpu", seed=0)
+    net = xpnet.TwoLayerNet(784, 10, 10, device="cpu", dtype="float32", seed=0)
     x, t, xt, tt = small(mnist, 200)
     with pytest.raises(ValueError, match="set the rate on the optimizer itself"):
         Trainer(net, x, t, optimizer=xpnet.Adam(), lr=0.1)

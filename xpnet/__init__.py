@@ -6,8 +6,8 @@ strict reference namespace; ``xpnet.device(...)`` picks where.
 
 from .device import Device, DeviceUnavailableError, device, device_of, device_report, devices, use_device
 from .gradient import GradcheckReport, gradcheck, numerical_gradient
-from .layers import Affine, AddLayer, MulLayer, Relu, Sigmoid, SoftmaxWithLoss
-from .nets import MultiLayerNet, TwoLayerNet
+from .layers import Affine, AddLayer, MulLayer, Relu, Sigmoid, SoftmaxWithLoss, Tanh
+from .nets import MultiLayerNet, Net, TwoLayerNet
 from .datasets import DatasetError, load_idx_dataset, load_mnist
 from .optimizers import SGD, AdaGrad, Adam, Momentum
 from .trainer import History, Trainer, TrainingDivergedError
@@ -18,8 +18,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Device", "DeviceUnavailableError", "device", "device_of", "device_report", "devices", "use_device",
     "GradcheckReport", "gradcheck", "numerical_gradient",
-    "Affine", "AddLayer", "MulLayer", "Relu", "Sigmoid", "SoftmaxWithLoss",
-    "MultiLayerNet", "TwoLayerNet",
+    "Affine", "AddLayer", "MulLayer", "Relu", "Sigmoid", "SoftmaxWithLoss", "Tanh",
+    "MultiLayerNet", "Net", "TwoLayerNet",
     "DatasetError", "load_idx_dataset", "load_mnist",
     "SGD", "AdaGrad", "Adam", "Momentum",
     "History", "Trainer", "TrainingDivergedError",

@@ -72,7 +72,7 @@ def load_net(path, device=None, dtype=None):
     dtype = dtype or saved_dtype
     try:
         if kind == "TwoLayerNet" and len(sizes) == 3:
-            return TwoLayerNet(*sizes, weight_init, device=device, dtype=dtype, _host_params=params)
-        return MultiLayerNet(sizes, activation, weight_init, device=device, dtype=dtype, _host_params=params)
+            return TwoLayerNet(*sizes, weight_init, device=device, dtype=dtype, params=params)
+        return MultiLayerNet(sizes, activation, weight_init, device=device, dtype=dtype, params=params)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: cannot rebuild the saved net ({e})") from None

@@ -66,11 +66,14 @@ def log_softmax(x, xp=None):
     return z - xp.log(xp.sum(xp.exp(z), axis=-1, keepdims=True))
 
 
-def one_hot(t, num_classes: int, dtype=None, xp=None):
-    """Integer labels ``(N,)`` as a one-hot ``(N, num_classes)`` array (a comparison, no setitem)."""
+def one_hot(t, num_classes: int, dtype=None, xp=None, classes=None):
+    """Integer labels ``(N,)`` as a one-hot ``(N, num_classes)`` array (a comparison, no setitem).
+
+    ``classes`` may pass a kept ``arange(num_classes)`` of ``t``'s dtype (a net builds it once)."""
     xp = xp or array_namespace(t)
     dtype = dtype if dtype is not None else xp.float32
-    classes = xp.arange(num_classes, dtype=t.dtype, device=t.device)
+    if classes is None:
+        classes = xp.arange(num_classes, dtype=t.dtype, device=t.device)
     return xp.astype(t[..., None] == classes, dtype)
 
 

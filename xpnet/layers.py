@@ -13,7 +13,7 @@ from array_api_compat import array_namespace
 from .validation import check_features, check_labels, shape_str
 from .functions import one_hot, sigmoid
 
-__all__ = ["MulLayer", "AddLayer", "Relu", "Sigmoid", "Affine", "SoftmaxWithLoss"]
+__all__ = ["MulLayer", "AddLayer", "Relu", "Sigmoid", "Tanh", "Affine", "SoftmaxWithLoss"]
 
 
 def _unbroadcast(grad, like):
@@ -99,6 +99,23 @@ class Relu(_LazyNamespace):
         return self.out <= 0
 
 
+class Tanh(_LazyNamespace):
+    """tanh(x); backward uses the saved output: dx = dout * (1 - y**2)."""
+
+    def __init__(self, xp=None):
+        self.xp = xp
+        self.out = None
+
+    def forward(self, x):
+        xp = self.xp or self._bind(x)
+        self.out = out = xp.tanh(x)
+        return out
+
+    def backward(self, dout):
+        y = self.out
+        return dout * (1.0 - y * y)
+
+
 class Sigmoid(_LazyNamespace):
     """Stable sigmoid; backward uses the saved output: dx = dout * y * (1 - y)."""
 
@@ -181,20 +198,53 @@ class SoftmaxWithLoss(_LazyNamespace):
 
     ``t`` may be integer labels of shape (N,) or one-hot (probability) rows of shape (N, C).
     The loss is computed from the logits with log-sum-exp, so it is exact where the book's
-    ``log(y + 1e-7)`` is biased.
+    ``log(y + 1e-7)`` is biased. As in the book, ``loss`` holds the last batch's loss after
+    ``forward`` -- also after a net's ``gradient()`` -- but it is computed when first read, so
+    a training step that never reads it never pays for it.
     """
 
     def __init__(self, xp=None):
         self.xp = xp
-        self.loss = None
         self.y = None
         self.t = None
         self._t_onehot = None
         self._ones = None
+        self._loss = None
+        self._pieces = None  # (x - rowmax, row sums of exp): what the loss needs, kept until read
 
-    def _softmax(self, x):
-        """(x - rowmax, softmax(x), row sums of exp): the pieces both the loss and backward use."""
-        xp = self.xp
+    @property
+    def loss(self):
+        """The last batch's mean cross entropy (a 0-d array of the scores' dtype and device)."""
+        if self._loss is None and self._pieces is not None:
+            z, s = self._pieces
+            # -sum(t * log softmax) with log softmax = z - log(s), for rows of t that sum to 1
+            self._loss = (self.xp.sum(self.xp.log(s)) - self.xp.sum(self._t_onehot * z)) / z.shape[0]
+            self._pieces = None
+        return self._loss
+
+    @loss.setter
+    def loss(self, value):  # the book's layers assign it; a subclass may too
+        self._loss, self._pieces = value, None
+
+    def forward(self, x, t, check: bool = True):
+        """The book's forward: validates ``t`` (either label form; ``check=False`` skips the
+        range scan of labels already checked) and returns the loss."""
+        xp = self.xp or self._bind(x)
+        if getattr(x, "ndim", None) != 2:
+            raise ValueError(f"SoftmaxWithLoss expects scores of shape (N, C), got "
+                             f"{shape_str(x.shape) if hasattr(x, 'shape') else type(x).__name__}")
+        n, c = x.shape
+        t1 = one_hot(t, c, x.dtype, xp) if check_labels(t, n, c, xp, check) == "index" else t
+        if t1.dtype != x.dtype:  # float64 one-hot rows from np.eye on a float32 net, say
+            t1 = xp.astype(t1, x.dtype)
+        self.forward_onehot(x, t1)
+        self.t = t
+        return self.loss
+
+    def forward_onehot(self, x, t_onehot):
+        """Softmax of ``x`` for trusted one-hot targets of ``x``'s dtype (the nets' fast path:
+        no checks); returns the probabilities, and the loss waits in ``loss`` until read."""
+        xp = self.xp or self._bind(x)
         z = x - xp.max(x, axis=1, keepdims=True)
         e = xp.exp(z)
         ones = self._ones
@@ -202,37 +252,10 @@ class SoftmaxWithLoss(_LazyNamespace):
             ones = self._ones = xp.ones((x.shape[1], 1), dtype=x.dtype, device=x.device)
         s = e @ ones  # row sums, (N, 1), as one BLAS call
         e /= s
-        return z, e, s
-
-    def forward(self, x, t, check: bool = True):
-        xp = self.xp or self._bind(x)
-        if x.ndim != 2:
-            raise ValueError(f"SoftmaxWithLoss expects scores of shape (N, C), got {shape_str(x.shape)}")
-        n, c = x.shape
-        form = check_labels(t, n, c, xp, check_range=check)
-        t1 = one_hot(t, c, x.dtype, xp) if form == "index" else t
-        if t1.dtype != x.dtype:  # float64 one-hot rows from np.eye on a float32 net, say
-            t1 = xp.astype(t1, x.dtype)
-        loss = self.forward_onehot(x, t1)
-        self.t = t
-        return loss
-
-    def forward_onehot(self, x, t_onehot):
-        """The loss for validated one-hot targets of ``x``'s dtype: the net's training path."""
-        xp = self.xp or self._bind(x)
-        z, self.y, s = self._softmax(x)
-        self.t = self._t_onehot = t_onehot
-        # -sum(t * log softmax) with log softmax = z - log(s), for rows of t that sum to 1
-        self.loss = (xp.sum(xp.log(s)) - xp.sum(t_onehot * z)) / x.shape[0]
-        return self.loss
-
-    def forward_probs(self, x, t_onehot):
-        """Only what backward needs (softmax, no loss): the net's gradient path."""
-        if self.xp is None:
-            self._bind(x)
-        self.t = self._t_onehot = t_onehot
-        self.y = self._softmax(x)[1]
-        return self.y
+        self.y, self.t = e, t_onehot
+        self._t_onehot = t_onehot
+        self._loss, self._pieces = None, (z, s)
+        return e
 
     def backward(self, dout=1):
         y = self.y

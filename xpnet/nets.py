@@ -1,23 +1,341 @@
-"""Networks built from the layers: the book's TwoLayerNet and a deeper MultiLayerNet.
+"""Networks made of layers: ``Net`` from any list of layers, the book's ``TwoLayerNet`` and ``MultiLayerNet``.
 
-Initial weights are drawn on the host with NumPy's PCG64 and then placed on the device, so
-one seed gives the same network on every backend and results can be compared across them.
+As in the book, ``net.layers`` (an OrderedDict) and ``net.lastLayer`` *are* the network: predict,
+gradient, the gradient check and the trainer walk them on every call, so replacing
+``net.layers["Relu1"]`` changes what the net computes. ``net.params`` holds the very arrays the
+layers compute with; the optimizers update them in place.
+
+Initial weights are drawn on the host with NumPy's PCG64 and then placed on the device, so one
+seed gives the same network on every backend and results can be compared across them. Nets
+compute in float64 unless told otherwise, like the book's NumPy code (its gradient check then
+prints the book's 1e-10..1e-13); ``dtype="float32"`` trains about twice as fast, and ``xpnet
+train`` uses it by default.
 """
 
 from __future__ import annotations
 
+import copy
 import math
-import numbers
 from collections import OrderedDict
+from collections.abc import Mapping
 
-from .device import device as _get_device, device_of, dtype_name, host_rng
-from .validation import check_features, check_float_array, check_labels
+from .device import device as get_device, device_of, dtype_name, host_rng, scoped
 from .functions import one_hot
-from .layers import Affine, Relu, Sigmoid, SoftmaxWithLoss
+from .layers import Affine, Relu, Sigmoid, SoftmaxWithLoss, Tanh
+from .validation import check_array, check_features, check_labels, positive_int
 
-__all__ = ["MultiLayerNet", "TwoLayerNet"]
+__all__ = ["Net", "MultiLayerNet", "TwoLayerNet", "layer_param_names", "ACTIVATIONS"]
 
-_ACTIVATIONS = {"relu": Relu, "sigmoid": Sigmoid}
+ACTIVATIONS = {"relu": Relu, "sigmoid": Sigmoid, "tanh": Tanh}
+
+BOOK_PARAM_NAMES = ("W", "b", "gamma", "beta")
+
+
+def layer_param_names(layer) -> tuple:
+    """What a layer's parameters are: the names it declares in ``param_names``, else the book's
+    parameter names (W, b, gamma, beta) it holds as arrays. Their gradients are ``d<name>``."""
+    declared = getattr(layer, "param_names", None)
+    if declared is not None:
+        return tuple(declared)
+    return tuple(n for n in BOOK_PARAM_NAMES if hasattr(getattr(layer, n, None), "shape"))
+
+
+def _is_array(v) -> bool:
+    return hasattr(v, "shape") and hasattr(v, "dtype") and not isinstance(v, type)
+
+
+class Net:
+    """A net of layers in the book's form: ``layers`` (OrderedDict), ``lastLayer``, ``params``.
+
+    ``Net([Affine(W1, b1), Tanh(), MyLayer(), Affine(W2, b2)])`` builds one from xpnet's layers
+    or your own (``forward``/``backward``, parameters ``W``/``b``/``gamma``/``beta`` or declared
+    ``param_names``, gradients ``dW``...). A list is named as the book names its layers
+    (Affine1, Tanh1, Affine2); the parameters are keyed ``W1, b1, W2, b2``... by the order of the
+    layers that hold them. Device and dtype come from the parameters.
+
+    The book's methods are all here (``predict``, ``loss``, ``accuracy``, ``gradient``,
+    ``numerical_gradient``); they validate their inputs. ``backprop`` and ``count_correct`` are
+    the same computations on trusted inputs, the fast path ``Trainer`` uses.
+    """
+
+    def __init__(self, layers, last_layer=None, *, params=None, device=None):
+        if isinstance(layers, Mapping):
+            layers = OrderedDict(layers)
+        elif isinstance(layers, (list, tuple)):
+            named, counts = OrderedDict(), {}
+            for layer in layers:
+                kind = type(layer).__name__
+                counts[kind] = counts.get(kind, 0) + 1
+                named[f"{kind}{counts[kind]}"] = layer
+            layers = named
+        else:
+            raise TypeError(f"layers must be a list or an OrderedDict of layer objects, got {type(layers).__name__}")
+        for name, layer in layers.items():
+            if not (callable(getattr(layer, "forward", None)) and callable(getattr(layer, "backward", None))):
+                raise TypeError(f"layer {name!r} ({type(layer).__name__}) has no forward/backward methods")
+        if params is None:
+            params, k = {}, 0
+            for layer in layers.values():
+                names = layer_param_names(layer)
+                k += bool(names)
+                params.update({f"{n}{k}": getattr(layer, n) for n in names})
+        if not params:
+            raise ValueError("the net has no parameters: give it at least one layer with W/b (or param_names)")
+        first = next(iter(params.values()))
+        dev = get_device(device) if device is not None else device_of(first)
+        self.device, self.xp, self.dtype = dev, dev.xp, first.dtype
+        self.params = params
+        self.layers = layers
+        self.lastLayer = last_layer if last_layer is not None else SoftmaxWithLoss(dev.xp)
+        self.grads = None  # the gradients of the last gradient() call, as the book's nets return them
+        self._slots_key, self._slots = None, None
+        self._classes = None
+        self._grad_slots()  # fails now, not at the first gradient, when layers and params disagree
+
+    # -- what the layers say about the shapes ----------------------------------------
+    def _weights(self):
+        return [w for w in (getattr(layer, "W", None) for layer in self.layers.values())
+                if _is_array(w) and w.ndim == 2]
+
+    @property
+    def n_features(self):
+        """Inputs per sample (the first weight matrix's rows), or None when no layer says."""
+        ws = self._weights()
+        return ws[0].shape[0] if ws else None
+
+    @property
+    def num_classes(self):
+        """Outputs per sample (the last weight matrix's columns), or None when no layer says."""
+        ws = self._weights()
+        return ws[-1].shape[1] if ws else None
+
+    @property
+    def config(self) -> dict:
+        """A description of the architecture (the trainer's history records it)."""
+        return {"class": type(self).__name__, "layers": [type(v).__name__ for v in self.layers.values()],
+                "last_layer": type(self.lastLayer).__name__, "dtype": dtype_name(self.dtype),
+                "params": {k: list(v.shape) for k, v in self.params.items()}}
+
+    # -- input checks (public entry points only) -------------------------------------
+    def _input(self, x, name="x"):
+        """``x`` on this device, floating, as (N, D); another float dtype is converted, like the
+        book's float32 MNIST going into its float64 net."""
+        check_array(x, name, self.device)
+        xp = self.xp
+        if not xp.isdtype(x.dtype, "real floating"):
+            raise TypeError(f"{name} must have a floating dtype, got {x.dtype}; convert it, e.g. "
+                            f"dev.asarray(data, dtype='float32') (and scale images to [0, 1])")
+        if x.dtype != self.dtype:
+            x = xp.astype(x, self.dtype)
+        d = self.n_features
+        if d is not None:
+            check_features(x, d, name)
+            if x.ndim != 2:
+                x = xp.reshape(x, (-1, d))
+        return x
+
+    def _labels(self, t, n, c):
+        """(labels as given, their form): validated against n samples and c classes."""
+        check_array(t, "t", self.device)
+        return check_labels(t, n, c, self.xp)
+
+    def _onehot(self, t, form, c):
+        """One-hot rows of the net's dtype, built from integer labels by one comparison."""
+        xp = self.xp
+        if form == "onehot":
+            return t if t.dtype == self.dtype else xp.astype(t, self.dtype)
+        classes = self._classes
+        if classes is None or classes.shape[0] != c or classes.dtype != t.dtype:
+            classes = self._classes = xp.arange(c, dtype=t.dtype, device=t.device)
+        return one_hot(t, c, self.dtype, xp, classes)
+
+    # -- forward and backward --------------------------------------------------------
+    def forward(self, x):
+        """The layers in order, on trusted input (predict without the checks)."""
+        for layer in self.layers.values():
+            x = layer.forward(x)
+        return x
+
+    def _grad_slots(self):
+        """[(params key, layer, gradient attribute)], rebuilt when layers or params change.
+
+        Also the place where a net that no longer trains what it claims is caught: a parameter
+        no layer holds (``params[k] = params[k] - lr * g`` rebinds it), or a layer parameter
+        missing from ``params`` (a replaced layer on new arrays)."""
+        layers, params = self.layers, self.params
+        key = (tuple(map(id, layers.values())), tuple(map(id, params.values())))
+        if key == self._slots_key:
+            return self._slots
+        by_id = {id(p): k for k, p in params.items()}
+        known = set(self._slots_key[1]) if self._slots_key else set()  # the params' arrays last time
+        slots = []
+        for lname, layer in layers.items():
+            for attr in layer_param_names(layer):
+                arr = getattr(layer, attr)
+                k = by_id.get(id(arr))
+                if k is not None:
+                    slots.append((k, layer, "d" + attr))
+                elif id(arr) in known:  # the layer kept the array; params got a new one
+                    held = {id(getattr(l, n)) for l in layers.values() for n in layer_param_names(l)}
+                    lost = next((k for k, p in params.items() if id(p) not in held), "?")
+                    raise ValueError(
+                        f"net.params[{lost!r}] is held by no layer, so it does not influence the loss: it was "
+                        f"replaced by a new array (params[k] = params[k] - lr * g?) while layer {lname!r} still "
+                        f"computes with the old one. Update parameters in place (params[k] -= lr * g)")
+                else:
+                    raise ValueError(
+                        f"layer {lname!r} computes with a parameter {attr} that is not in net.params, so no optimizer "
+                        f"would update it; build the layer on net.params' arrays (e.g. Affine(net.params['W1'], "
+                        f"net.params['b1'])) or add it to net.params")
+        lost = [k for k in params if k not in {k for k, _, _ in slots}]
+        if lost:
+            raise ValueError(f"net.params[{lost[0]!r}] is held by no layer, so it does not influence the loss: "
+                             f"update parameters in place (params[k] -= lr * g) so the layers keep computing with them")
+        self._slots_key, self._slots = key, slots
+        return slots
+
+    def backward(self, dout=1.0):
+        """Backpropagate ``dout`` (the loss's gradient scale) from the last layer to the first;
+        returns the gradients ``{W1: dW, ...}`` of ``dout * loss`` from the layers."""
+        slots = self._grad_slots()
+        dout = self.lastLayer.backward(dout)
+        for layer in reversed(self.layers.values()):
+            dout = layer.backward(dout)
+        return {k: getattr(layer, attr) for k, layer, attr in slots}
+
+    @scoped
+    def backprop(self, x, t_onehot, dout=1.0):
+        """The gradient of ``dout * loss`` on trusted inputs: ``x`` of shape (N, D) in the net's
+        dtype and device, ``t_onehot`` one-hot rows of that dtype. No checks; ``net.grads`` is
+        left alone. ``lastLayer.loss`` holds the batch's loss when read. The trainer's step."""
+        scores = self.forward(x)
+        last = self.lastLayer
+        if hasattr(last, "forward_onehot"):
+            last.forward_onehot(scores, t_onehot)
+        else:
+            last.forward(scores, t_onehot)
+        return self.backward(dout)
+
+    # -- the book's API ----------------------------------------------------------------
+    @scoped
+    def predict(self, x):
+        """Scores (before softmax) for a batch ``x`` of this device."""
+        return self.forward(self._input(x))
+
+    @scoped
+    def loss(self, x, t):
+        """The mean loss of a batch, integer or one-hot labels ``t``."""
+        scores = self.forward(self._input(x))
+        n, c = scores.shape
+        form = self._labels(t, n, c)
+        last = self.lastLayer
+        if hasattr(last, "forward_onehot"):
+            last.forward_onehot(scores, self._onehot(t, form, c))
+            return last.loss
+        return last.forward(scores, t)
+
+    @scoped
+    def gradient(self, x, t):
+        """Backprop gradients of the loss, a dict like ``params``; also kept in ``net.grads``.
+        Afterwards ``net.lastLayer.loss`` holds this batch's loss, as in the book."""
+        x = self._input(x)
+        scores = self.forward(x)
+        n, c = scores.shape
+        form = self._labels(t, n, c)
+        last = self.lastLayer
+        if hasattr(last, "forward_onehot"):
+            last.forward_onehot(scores, self._onehot(t, form, c))
+        else:
+            last.forward(scores, t)
+        self.grads = grads = self.backward(1.0)
+        return grads
+
+    @scoped
+    def accuracy(self, x, t, batch_size=10000) -> float:
+        """Fraction of correct predictions, evaluated in batches so memory stays bounded."""
+        batch_size = positive_int("batch_size", batch_size, allow_none=True)
+        x = self._input(x)
+        n = x.shape[0]
+        if n == 0:
+            raise ValueError("x holds no samples: accuracy of an empty set is undefined")
+        c = self.num_classes or self.forward(x[:1, ...]).shape[1]
+        form = self._labels(t, n, c)
+        labels = self.xp.argmax(t, axis=1) if form == "onehot" else t
+        return self.count_correct(x, labels, batch_size) / n
+
+    @scoped
+    def count_correct(self, x, labels, batch_size=None) -> int:
+        """How many rows of trusted ``x`` (N, D) the net classifies as the integer ``labels``;
+        evaluated ``batch_size`` rows at a time, one host transfer at the end."""
+        xp, n = self.xp, x.shape[0]
+        step = n if not batch_size else int(batch_size)
+        correct = None
+        for i in range(0, n, max(step, 1)):
+            j = min(i + step, n)  # out-of-range slice ends are not in the standard
+            hit = xp.argmax(self.forward(x[i:j, ...]), axis=1) == labels[i:j]
+            c = xp.sum(xp.astype(hit, xp.int64))
+            correct = c if correct is None else correct + c
+        return int(correct) if correct is not None else 0
+
+    @scoped
+    def numerical_gradient(self, x, t):
+        """The book's numerical gradient of every parameter (slow: two losses per entry)."""
+        from .gradient import numerical_gradient
+
+        x = self._input(x)
+        c = self.num_classes or self.forward(x[:1, ...]).shape[1]
+        form = self._labels(t, x.shape[0], c)
+        last = self.lastLayer
+        if hasattr(last, "forward_onehot"):
+            t1 = self._onehot(t, form, c)
+
+            def f(_):
+                last.forward_onehot(self.forward(x), t1)
+                return last.loss
+        else:
+            def f(_):
+                return last.forward(self.forward(x), t)
+        return {k: numerical_gradient(f, p) for k, p in self.params.items()}
+
+    # -- copies --------------------------------------------------------------------------
+    def to(self, device=None, dtype=None):
+        """A copy on another device and/or dtype, layers included (edited ones too): the
+        parameters go through the host, and the copied layers share the new ``params``."""
+        dev = get_device(device) if device is not None else self.device
+        dt = dev.dtype(dtype if dtype is not None else dtype_name(self.dtype))
+        new_params = {k: dev.asarray(self.device.to_numpy(p), dtype=dt) for k, p in self.params.items()}
+        by_id = {id(p): new_params[k] for k, p in self.params.items()}
+
+        def move(v):
+            if id(v) in by_id:
+                return by_id[id(v)]
+            if isinstance(v, tuple):
+                return tuple(move(e) for e in v)
+            if not _is_array(v):
+                return v
+            try:
+                host = device_of(v).to_numpy(v)
+            except TypeError:
+                return v
+            return dev.asarray(host, dtype=dt if host.dtype.kind == "f" else None)
+
+        def clone(layer):
+            c = copy.copy(layer)
+            for name, v in list(vars(c).items()):
+                setattr(c, name, dev.xp if name == "xp" and v is not None else move(v))
+            return c
+
+        new = copy.copy(self)
+        new.device, new.xp, new.dtype = dev, dev.xp, dt
+        new.params = new_params
+        new.layers = OrderedDict((k, clone(v)) for k, v in self.layers.items())
+        new.lastLayer = clone(self.lastLayer)
+        new.grads, new._slots_key, new._slots, new._classes = None, None, None, None
+        return new
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({' -> '.join(self.layers)} -> {type(self.lastLayer).__name__}, "
+                f"device={self.device.name!r}, dtype={dtype_name(self.dtype)})")
 
 
 def _init_scale(weight_init, fan_in: int) -> float:
@@ -27,204 +345,83 @@ def _init_scale(weight_init, fan_in: int) -> float:
             return math.sqrt(2.0 / fan_in)
         if w in ("xavier", "sigmoid"):
             return math.sqrt(1.0 / fan_in)
-        raise ValueError(f"weight_init must be a positive number, 'he' or 'xavier', got {weight_init!r}")
-    if isinstance(weight_init, bool) or not isinstance(weight_init, (int, float)) or not weight_init > 0:
-        raise ValueError(f"weight_init must be a positive number, 'he' or 'xavier', got {weight_init!r}")
-    return float(weight_init)
+    elif not isinstance(weight_init, bool) and isinstance(weight_init, (int, float)) \
+            and math.isfinite(weight_init) and weight_init > 0:
+        return float(weight_init)
+    raise ValueError(f"weight_init must be a positive finite number, 'he' or 'xavier', got {weight_init!r}")
 
 
-class MultiLayerNet:
+class MultiLayerNet(Net):
     """Fully connected net: (Affine -> activation) * (L-1) -> Affine -> SoftmaxWithLoss.
 
-    ``sizes`` lists the layer widths, input first: ``[784, 100, 100, 10]``.  The book's
-    attributes are all here: ``params`` (W1, b1, ...), ordered ``layers`` (Affine1, Relu1,
-    ..., AffineL), ``lastLayer``; and its methods ``predict``, ``loss``, ``accuracy``,
-    ``numerical_gradient``, ``gradient``.
+    ``sizes`` lists the layer widths, input first: ``[784, 100, 100, 10]``; ``activation`` is
+    relu, sigmoid or tanh. The book's attributes are all here: ``params`` (W1, b1, ...), ordered
+    ``layers`` (Affine1, Relu1, ..., AffineL), ``lastLayer``. ``params=`` starts from given host
+    arrays (a checkpoint's) instead of drawing them.
     """
 
-    def __init__(self, sizes, activation="relu", weight_init=0.01, *, device=None,
-                 dtype="float32", seed=None, _host_params=None):
-        sizes = [int(s) for s in sizes] if isinstance(sizes, (list, tuple)) else sizes
-        if not isinstance(sizes, list) or len(sizes) < 2 or any(s < 1 for s in sizes):
+    def __init__(self, sizes, activation="relu", weight_init=0.01, *, device=None, dtype="float64",
+                 seed=None, params=None):
+        if not isinstance(sizes, (list, tuple)) or len(sizes) < 2:
             raise ValueError(f"sizes must list at least two positive layer widths, got {sizes!r}")
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be 'relu' or 'sigmoid', got {activation!r}")
-        dev = _get_device(device)
-        xp = dev.xp
+        sizes = [positive_int(f"sizes[{i}]", s) for i, s in enumerate(sizes)]
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+        dev = get_device(device)
         dt = dev.dtype(dtype)
-        if not xp.isdtype(dt, "real floating"):
+        if not dev.xp.isdtype(dt, "real floating"):
             raise TypeError(f"dtype must be a floating type such as 'float32', got {dtype!r}")
-        self.device, self.xp, self.dtype = dev, xp, dt
         self.sizes, self.activation, self.weight_init, self.seed = sizes, activation, weight_init, seed
-
-        if _host_params is None:
+        scales = [_init_scale(weight_init, n_in) for n_in in sizes[:-1]]
+        if params is None:
             rng = host_rng(seed)
-            _host_params = {}
+            params = {}
             for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
-                _host_params[f"W{i}"] = _init_scale(weight_init, n_in) * rng.standard_normal((n_in, n_out))
-                _host_params[f"b{i}"] = [0.0] * n_out
-        self.params = {k: dev.asarray(v, dtype=dt) for k, v in _host_params.items()}
-        self._build_layers()
-
-    # -- structure --------------------------------------------------------------------
-    def _build_layers(self):
-        xp, n = self.xp, len(self.sizes) - 1
-        self.layers = OrderedDict()
-        for i in range(1, n + 1):
-            self.layers[f"Affine{i}"] = Affine(self.params[f"W{i}"], self.params[f"b{i}"],
-                                               compute_dx=(i > 1))
+                params[f"W{i}"] = scales[i - 1] * rng.standard_normal((n_in, n_out))
+                params[f"b{i}"] = [0.0] * n_out
+        params = {k: dev.asarray(v, dtype=dt) for k, v in params.items()}
+        n = len(sizes) - 1
+        layers = OrderedDict()
+        for i in range(1, n + 1):  # the first layer's input gradient is read by nobody: skip it
+            layers[f"Affine{i}"] = Affine(params[f"W{i}"], params[f"b{i}"], compute_dx=(i > 1))
             if i < n:
-                act = _ACTIVATIONS[self.activation]
-                self.layers[f"{act.__name__}{i}"] = act(xp)
-        self.lastLayer = SoftmaxWithLoss(xp)
-        self._layer_list = list(self.layers.values())
-        self._reversed = self._layer_list[::-1]
-        self._grad_slots = [(f"{p}{i}", self.layers[f"Affine{i}"], f"d{p}")
-                            for i in range(1, n + 1) for p in ("W", "b")]
+                act = ACTIVATIONS[activation]
+                layers[f"{act.__name__}{i}"] = act(dev.xp)
+        super().__init__(layers, SoftmaxWithLoss(dev.xp), params=params, device=dev)
+
+    def _as_built(self) -> bool:
+        """Whether the layers are still the ones this class builds (nobody replaced one)."""
+        n = len(self.sizes) - 1
+        act = ACTIVATIONS[self.activation]
+        expected = []
+        for i in range(1, n + 1):
+            expected.append((f"Affine{i}", Affine))
+            if i < n:
+                expected.append((f"{act.__name__}{i}", act))
+        return [(k, type(v)) for k, v in self.layers.items()] == expected and type(self.lastLayer) is SoftmaxWithLoss \
+            and all(self.layers[f"Affine{i}"].W is self.params[f"W{i}"] and self.layers[f"Affine{i}"].b is
+                    self.params[f"b{i}"] for i in range(1, n + 1))
 
     @property
     def config(self) -> dict:
-        """Everything needed to rebuild the architecture (saved in checkpoints)."""
+        """Everything needed to rebuild the architecture (checkpoints save it); a net whose
+        layers were replaced is described layer by layer instead."""
+        if not self._as_built():
+            return super().config
         return {"class": type(self).__name__, "sizes": list(self.sizes), "activation": self.activation,
                 "weight_init": self.weight_init, "dtype": dtype_name(self.dtype)}
 
-    @property
-    def num_classes(self) -> int:
-        return self.sizes[-1]
-
-    def to(self, device=None, dtype=None) -> "MultiLayerNet":
-        """A copy of this net on another device and/or dtype (parameters go through the host)."""
-        host = {k: self.device.to_numpy(v) for k, v in self.params.items()}
-        return MultiLayerNet(self.sizes, self.activation, self.weight_init,
-                             device=device if device is not None else self.device,
-                             dtype=dtype if dtype is not None else self.config["dtype"],
-                             seed=self.seed, _host_params=host)
-
-    # -- validation -------------------------------------------------------------------
-    def _check(self, x, t=None, check_range=True):
-        """Validate user inputs; returns (x as (N, D), t, label form or None).
-
-        One-hot labels of another float dtype are converted to the net's (labels are data,
-        not a precision choice); ``x`` of another dtype is refused.
-        """
-        dev, xp = self.device, self.xp
-        if not dev.owns(x):
-            self._wrong_place(x, "x")
-        check_float_array(x, "x", xp, self.dtype)
-        check_features(x, self.sizes[0])
-        if x.ndim != 2:
-            x = xp.reshape(x, (-1, self.sizes[0]))
-        if t is None:
-            return x, None, None
-        if not dev.owns(t):
-            self._wrong_place(t, "t")
-        form = check_labels(t, x.shape[0], self.sizes[-1], xp, check_range=check_range)
-        if form == "onehot" and t.dtype != self.dtype:
-            t = xp.astype(t, self.dtype)
-        return x, t, form
-
-    def _wrong_place(self, a, name):
-        if not hasattr(a, "shape"):
-            raise TypeError(f"{name} must be an array on {self.device.name}, got {type(a).__name__}; "
-                            f"use net.device.asarray(data, dtype=...)")
-        try:
-            where = device_of(a).name
-        except TypeError:
-            where = type(a).__module__ + "." + type(a).__name__
-        raise ValueError(f"{name} is on device {where!r} but the net is on {self.device.name!r}; "
-                         f"move it with net.device.asarray({name}) (arrays of two devices can't be mixed)")
-
-    # -- the book's API ---------------------------------------------------------------
-    def predict(self, x):
-        with self.device.scope():
-            return self._predict(x)
-
-    def _predict(self, x):
-        for layer in self._layer_list:
-            x = layer.forward(x)
-        return x
-
-    def loss(self, x, t):
-        with self.device.scope():
-            x, t, _ = self._check(x, t)
-            return self.lastLayer.forward(self._predict(x), t, check=False)
-
-    def accuracy(self, x, t, batch_size: int | None = 10000) -> float:
-        """Fraction of correct predictions, evaluated in batches so memory stays bounded."""
-        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral)
-                                       or batch_size < 1):
-            raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
-        with self.device.scope():
-            x, t, form = self._check(x, t)
-            if x.shape[0] == 0:
-                raise ValueError("x holds no samples: accuracy of an empty set is undefined")
-            return self._count_correct(x, t, form, batch_size) / x.shape[0]
-
-    def _count_correct(self, x, t, form, batch_size=None):
-        xp, n = self.xp, x.shape[0]
-        if form == "onehot":
-            t = xp.argmax(t, axis=1)
-        step = max(n, 1) if not batch_size else int(batch_size)
-        correct = None
-        for i in range(0, n, step):
-            j = min(i + step, n)  # out-of-range slice ends are not in the standard
-            hit = xp.argmax(self._predict(x[i:j, ...]), axis=1) == t[i:j]
-            c = xp.sum(xp.astype(hit, xp.int64))
-            correct = c if correct is None else correct + c
-        return int(correct) if correct is not None else 0
-
-    def gradient(self, x, t):
-        """Backprop gradients of the loss, as a dict like ``params`` (W1, b1, ...)."""
-        with self.device.scope():
-            x, t, form = self._check(x, t)
-            t1 = one_hot(t, self.sizes[-1], self.dtype, self.xp) if form == "index" else t
-            self._forward_backward(x, t1, need_loss=False)
-        return self.grads
-
-    def _forward_backward(self, x, t_onehot, need_loss: bool, grad_scale=1.0):
-        """One forward and backward pass on validated inputs; the loss only when asked.
-
-        ``grad_scale`` multiplies every gradient (the trainer folds SGD's learning rate in).
-        """
-        for layer in self._layer_list:
-            x = layer.forward(x)
-        last = self.lastLayer
-        loss = last.forward_onehot(x, t_onehot) if need_loss else last.forward_probs(x, t_onehot)
-        dout = last.backward(grad_scale)
-        for layer in self._reversed:
-            dout = layer.backward(dout)
-        return loss if need_loss else None
-
-    @property
-    def grads(self) -> dict:
-        """The gradients of the last backward pass (the layers' ``dW``/``db``)."""
-        return {key: getattr(layer, attr) for key, layer, attr in self._grad_slots}
-
-    def numerical_gradient(self, x, t):
-        """The book's numerical gradient of every parameter (slow: two losses per entry)."""
-        from .gradient import numerical_gradient
-
-        with self.device.scope():
-            x, t, _ = self._check(x, t)
-            f = lambda _: self.lastLayer.forward(self._predict(x), t, check=False)  # noqa: E731
-            return {k: numerical_gradient(f, p) for k, p in self.params.items()}
-
     def __repr__(self) -> str:
+        if not self._as_built():
+            return super().__repr__()
         arch = "-".join(str(s) for s in self.sizes)
-        return f"{type(self).__name__}({arch}, {self.activation}, device={self.device.name!r}, dtype={self.config['dtype']})"
+        return f"{type(self).__name__}({arch}, {self.activation}, device={self.device.name!r}, dtype={dtype_name(self.dtype)})"
 
 
 class TwoLayerNet(MultiLayerNet):
     """The book's two-layer net: Affine1 -> Relu1 -> Affine2 -> SoftmaxWithLoss."""
 
     def __init__(self, input_size, hidden_size, output_size, weight_init_std=0.01, *, device=None,
-                 dtype="float32", seed=None, _host_params=None):
+                 dtype="float64", seed=None, params=None):
         super().__init__([input_size, hidden_size, output_size], "relu", weight_init_std,
-                         device=device, dtype=dtype, seed=seed, _host_params=_host_params)
-
-    def to(self, device=None, dtype=None) -> "TwoLayerNet":
-        host = {k: self.device.to_numpy(v) for k, v in self.params.items()}
-        i, h, o = self.sizes
-        return TwoLayerNet(i, h, o, self.weight_init, device=device if device is not None else self.device,
-                           dtype=dtype if dtype is not None else self.config["dtype"], seed=self.seed,
-                           _host_params=host)
+                         device=device, dtype=dtype, seed=seed, params=params)

@@ -8,70 +8,81 @@ State (velocities, moments) is created on the first update, on the parameters' d
 from __future__ import annotations
 
 import math
-import numbers
 
 from array_api_compat import array_namespace
+
+from .validation import positive_number, unit_interval
 
 __all__ = ["SGD", "Momentum", "AdaGrad", "Adam", "get_optimizer"]
 
 
-def _unit(name, value):
-    """A coefficient in [0, 1): momentum, beta1, beta2."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
-    return float(value)
-
-
 def _zeros_like_all(params):
     """Optimizer state on the parameters' device (CuPy allocates on the *current* GPU)."""
-    from .device import device_of
+    from .device import device_of  # looked up per call: tests stand a fake GPU in for it
 
-    first = next(iter(params.values()))
+    first = _first(params)
     xp = array_namespace(*params.values())
     with device_of(first).scope():
         return xp, {k: xp.zeros_like(p) for k, p in params.items()}
+
+
+def _first(params):
+    if not params:
+        raise ValueError("update(params, grads) got no parameters: pass the net's params dict")
+    return next(iter(params.values()))
 
 
 def _scope(params):
     """The device scope of the parameters (CuPy runs kernels on the *current* GPU)."""
     from .device import device_of
 
-    return device_of(next(iter(params.values()))).scope()
+    return device_of(_first(params)).scope()
 
 
-def _positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
+def _check_grads(params, grads):
+    if grads.keys() != params.keys():
+        missing = sorted(set(params) - set(grads))
+        extra = sorted(set(grads) - set(params))
+        raise ValueError(f"grads must have one entry per parameter: missing {missing}, unexpected {extra}")
+
+
+def _subtract(params, grads):
+    for key, p in params.items():
+        p -= grads[key]
 
 
 class SGD:
     """p <- p - lr * g."""
 
     def __init__(self, lr=0.01):
-        self.lr = _positive("lr", lr)
+        self.lr = positive_number("lr", lr)
 
     def update(self, params, grads):
+        _check_grads(params, grads)
         lr = self.lr
         with _scope(params):
             for key, p in params.items():
                 p -= lr * grads[key]
 
-    def update_folded(self, params, grads):
-        """The update for gradients that already carry the factor ``lr`` (the Trainer, which
-        runs it inside the device scope)."""
-        for key, p in params.items():
-            p -= grads[key]
+    def scaled_update(self):
+        """``(scale, apply)`` for a trainer that folds the learning rate into the loss gradient:
+        with gradients of ``scale * loss``, ``apply(params, grads)`` finishes the step as one
+        in-place subtraction per parameter (no ``lr * g`` temporaries). ``None`` when ``update``
+        is not SGD's own (a subclass with its own rule), so the trainer calls ``update``."""
+        if type(self).update is not SGD.update:
+            return None
+        return self.lr, _subtract
 
 
 class Momentum:
     """v <- momentum * v - lr * g;  p <- p + v."""
 
     def __init__(self, lr=0.01, momentum=0.9):
-        self.lr, self.momentum = _positive("lr", lr), _unit("momentum", momentum)
+        self.lr, self.momentum = positive_number("lr", lr), unit_interval("momentum", momentum)
         self.v = None
 
     def update(self, params, grads):
+        _check_grads(params, grads)
         if self.v is None:
             self.v = _zeros_like_all(params)[1]
         lr, mom = self.lr, self.momentum
@@ -87,10 +98,11 @@ class AdaGrad:
     """h <- h + g*g;  p <- p - lr * g / (sqrt(h) + 1e-7)."""
 
     def __init__(self, lr=0.01):
-        self.lr = _positive("lr", lr)
+        self.lr = positive_number("lr", lr)
         self.h = None
 
     def update(self, params, grads):
+        _check_grads(params, grads)
         if self.h is None:
             self._xp, self.h = _zeros_like_all(params)
         xp = self._xp
@@ -105,11 +117,12 @@ class Adam:
     """Adam (Kingma & Ba), in the book's bias-corrected-step form."""
 
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999):
-        self.lr, self.beta1, self.beta2 = _positive("lr", lr), _unit("beta1", beta1), _unit("beta2", beta2)
+        self.lr, self.beta1, self.beta2 = positive_number("lr", lr), unit_interval("beta1", beta1), unit_interval("beta2", beta2)
         self.iter = 0
         self.m = self.v = None
 
     def update(self, params, grads):
+        _check_grads(params, grads)
         if self.m is None:
             self._xp, self.m = _zeros_like_all(params)
             self.v = _zeros_like_all(params)[1]

@@ -307,7 +307,7 @@ class XpnetContender:
 
         (x, t), (xt, tt) = data
         sizes = sizes or [params["W1"].shape[0]] + [params[f"W{i}"].shape[1] for i in range(1, len(params) // 2 + 1)]
-        self.net = MultiLayerNet(sizes, device=device, dtype="float32", _host_params=params)
+        self.net = MultiLayerNet(sizes, device=device, dtype="float32", params=params)
         self.name = f"xpnet {self.net.device.name}"
         self.trainer = Trainer(self.net, x, t, xt, tt, lr=lr, batch_size=batch_size, seed=seed, log=None,
                                progress=False, final_eval=False, iters=10000)

@@ -1,0 +1,285 @@
+"""Nets behave like the book's: layers are the truth, lastLayer.loss after gradient(), unscaled
+gradients, any net in the book's form trains, nets from any layers, inputs checked everywhere."""
+
+import subprocess
+import sys
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import xpnet
+from xpnet.layers import Affine, Relu, SoftmaxWithLoss, Tanh
+from xpnet.trainer import Trainer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def batch(dev, n=6, d=8, c=3, seed=1, dtype="float64"):
+    rng = np.random.default_rng(seed)
+    return dev.asarray(rng.standard_normal((n, d)), dtype=dtype), dev.asarray(rng.integers(0, c, n))
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    (x, t), (xt, tt) = xpnet.load_mnist()
+    return x[:3000], t[:3000], xt[:1000], tt[:1000]
+
+
+# -- net.layers is the truth -----------------------------------------------------------
+def test_replacing_a_layer_changes_predict_gradient_and_gradcheck(dev):
+    net = xpnet.TwoLayerNet(8, 5, 3, weight_init_std=0.5, device=dev, seed=0)
+    x, t = batch(dev)
+    before_p, before_g = dev.to_numpy(net.predict(x)), dev.to_numpy(net.gradient(x, t)["W1"])
+    net.layers["Relu1"] = Tanh()
+    after_p, after_g = dev.to_numpy(net.predict(x)), dev.to_numpy(net.gradient(x, t)["W1"])
+    assert not np.allclose(before_p, after_p) and not np.allclose(before_g, after_g)
+    h = np.tanh(dev.to_numpy(x) @ dev.to_numpy(net.params["W1"]))
+    np.testing.assert_allclose(after_p, h @ dev.to_numpy(net.params["W2"]), rtol=1e-12)
+
+    class WrongTanh(Tanh):
+        def backward(self, dout):
+            return dout * (1.0 - self.out)  # a reader's tanh: 1 - y instead of 1 - y**2
+
+    net.layers["Relu1"] = WrongTanh()
+    report = xpnet.gradcheck(net, x, t)
+    assert not report.passed and report.culprits == ["Relu1"], str(report)
+    net.layers["Relu1"] = Tanh()
+    assert xpnet.gradcheck(net, x, t).passed
+
+
+def test_to_keeps_edited_layers(dev):
+    net = xpnet.TwoLayerNet(8, 5, 3, weight_init_std=0.5, device="cpu", dtype="float32", seed=0)
+    net.layers["Relu1"] = Tanh()
+    moved = net.to(device=dev, dtype="float64")
+    assert type(moved.layers["Relu1"]) is Tanh and moved.layers["Affine1"].W is moved.params["W1"]
+    x, t = batch(dev)
+    np.testing.assert_allclose(dev.to_numpy(moved.predict(x)),
+                               net.predict(dev.to_numpy(x).astype(np.float32)), rtol=1e-5, atol=1e-6)
+    assert net.layers["Affine1"].W is net.params["W1"]  # the original is untouched
+
+
+# -- lastLayer.loss after gradient(), computed only when read ---------------------------
+def test_last_layer_loss_is_this_batchs_loss_after_gradient(dev):
+    net = xpnet.TwoLayerNet(8, 5, 3, weight_init_std=0.5, device=dev, seed=0)
+    x1, t1 = batch(dev, seed=1)
+    x2, t2 = batch(dev, seed=2)
+    net.loss(x1, t1)
+    net.gradient(x2, t2)
+    assert float(net.lastLayer.loss) == pytest.approx(float(net.loss(x2, t2)), rel=1e-12)
+    net.gradient(x1, t1)
+    assert float(net.lastLayer.loss) == pytest.approx(float(net.loss(x1, t1)), rel=1e-12)
+
+
+def test_the_loss_costs_nothing_until_read():
+    class CountingLog:  # the namespace, counting log calls
+        def __init__(self, xp):
+            self.xp, self.logs = xp, 0
+
+        def __getattr__(self, name):
+            return getattr(self.xp, name)
+
+        def log(self, a):
+            self.logs += 1
+            return self.xp.log(a)
+
+    net = xpnet.TwoLayerNet(8, 5, 3, device="cpu", seed=0)
+    xp = net.lastLayer.xp = CountingLog(net.xp)
+    x, t = batch(xpnet.device("cpu"))
+    net.gradient(x, t)
+    assert xp.logs == 0
+    first = float(net.lastLayer.loss)
+    assert xp.logs == 1 and float(net.lastLayer.loss) == first and xp.logs == 1
+
+
+def test_gradients_are_never_scaled_by_the_trainer(mnist):
+    net = xpnet.TwoLayerNet(784, 20, 10, device="cpu", seed=0)
+    x, t = mnist[0][:5], mnist[1][:5]
+    g = {k: v.copy() for k, v in net.gradient(x, t).items()}
+    held = net.grads
+    Trainer(net, *mnist, iters=20, lr=0.5, log=None, progress=False).run_steps(20)
+    assert net.grads is held and all(np.array_equal(held[k], g[k]) for k in g)
+    fresh = net.gradient(x, t)
+    num = net.numerical_gradient(x[:2], t[:2])
+    two = net.gradient(x[:2], t[:2])
+    for k in num:
+        np.testing.assert_allclose(two[k], num[k], atol=1e-8)
+    assert fresh is not held
+
+
+# -- a reader's own net trains -----------------------------------------------------------
+class BookRelu:
+    def forward(self, x):
+        self.mask = x <= 0
+        out = x.copy()
+        out[self.mask] = 0
+        return out
+
+    def backward(self, dout):
+        dout = dout.copy()
+        dout[self.mask] = 0
+        return dout
+
+
+class BookAffine:
+    def __init__(self, W, b):
+        self.W, self.b = W, b
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W + self.b
+
+    def backward(self, dout):
+        self.dW = self.x.T @ dout
+        self.db = np.sum(dout, axis=0)
+        return dout @ self.W.T
+
+
+class BookSoftmaxWithLoss:
+    def forward(self, x, t):
+        self.t = t
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        self.y = e / e.sum(axis=1, keepdims=True)
+        self.loss = -np.sum(t * np.log(self.y + 1e-7)) / x.shape[0]
+        return self.loss
+
+    def backward(self, dout=1):
+        return (self.y - self.t) / self.t.shape[0]
+
+
+class ReaderNet:
+    """The book's two_layer_net.py (5.7.2) as a reader types it, in NumPy float64."""
+
+    def __init__(self, input_size, hidden_size, output_size, weight_init_std=0.01, with_last=True):
+        rng = np.random.default_rng(0)
+        self.params = {"W1": weight_init_std * rng.standard_normal((input_size, hidden_size)),
+                       "b1": np.zeros(hidden_size),
+                       "W2": weight_init_std * rng.standard_normal((hidden_size, output_size)),
+                       "b2": np.zeros(output_size)}
+        self.layers = OrderedDict(Affine1=BookAffine(self.params["W1"], self.params["b1"]), Relu1=BookRelu(),
+                                  Affine2=BookAffine(self.params["W2"], self.params["b2"]))
+        self.lastLayer = BookSoftmaxWithLoss()
+        if not with_last:
+            self.loss_calls = 0
+
+    def predict(self, x):
+        for layer in self.layers.values():
+            x = layer.forward(x)
+        return x
+
+    def loss(self, x, t):
+        return self.lastLayer.forward(self.predict(x), t)
+
+    def accuracy(self, x, t):
+        y = np.argmax(self.predict(x), axis=1)
+        if t.ndim != 1:
+            t = np.argmax(t, axis=1)
+        return np.sum(y == t) / float(x.shape[0])
+
+    def gradient(self, x, t):
+        self.loss(x, t)
+        dout = self.lastLayer.backward(1)
+        for layer in reversed(list(self.layers.values())):
+            dout = layer.backward(dout)
+        return {"W1": self.layers["Affine1"].dW, "b1": self.layers["Affine1"].db,
+                "W2": self.layers["Affine2"].dW, "b2": self.layers["Affine2"].db}
+
+
+def test_a_readers_own_numpy_net_trains(mnist):
+    x, t, xt, tt = mnist
+    net = ReaderNet(784, 50, 10)
+    h = Trainer(net, x, np.eye(10)[t], xt, np.eye(10)[tt], iters=600, log=None, progress=False).fit()
+    assert len(h.loss) == 600 and all(np.isfinite(h.loss))
+    assert h.final_test_acc > 0.85 and h.config["net"] == {"class": "ReaderNet"}
+    assert np.mean(h.loss[-50:]) < np.mean(h.loss[:50]) / 2
+
+
+def test_trainer_says_what_a_net_lacks():
+    class NotANet:
+        params = {"W": np.zeros(2)}
+
+    with pytest.raises(TypeError, match="lacks gradient, accuracy"):
+        Trainer(NotANet(), np.zeros((2, 2)), np.array([0, 1]))
+
+
+# -- deeper nets, from any layers ---------------------------------------------------------
+def test_multilayer_net_with_tanh(dev):
+    net = xpnet.MultiLayerNet([6, 5, 4, 3], activation="tanh", weight_init="xavier", device=dev, seed=3)
+    assert list(net.layers) == ["Affine1", "Tanh1", "Affine2", "Tanh2", "Affine3"]
+    x, t = batch(dev, n=4, d=6)
+    assert xpnet.gradcheck(net, x, t).passed
+
+
+def test_a_net_from_a_list_of_layers_including_a_users_own(dev):
+    class Square:  # a user's own layer, written against the namespace of its input
+        def forward(self, x):
+            self.x = x
+            return x * x
+
+        def backward(self, dout):
+            return 2.0 * self.x * dout
+
+    rng = np.random.default_rng(0)
+    W1, W2 = (dev.asarray(0.5 * rng.standard_normal(s), dtype="float64") for s in ((8, 5), (5, 3)))
+    b1, b2 = dev.asarray(np.zeros(5), dtype="float64"), dev.asarray(np.zeros(3), dtype="float64")
+    net = xpnet.Net([Affine(W1, b1), Square(), Affine(W2, b2)])
+    assert list(net.layers) == ["Affine1", "Square1", "Affine2"] and list(net.params) == ["W1", "b1", "W2", "b2"]
+    assert net.params["W1"] is W1 and net.device is dev and net.num_classes == 3
+    x, t = batch(dev)
+    report = xpnet.gradcheck(net, x, t)
+    assert report.passed, str(report)
+    before = float(net.loss(x, t))
+    for _ in range(20):
+        xpnet.SGD(0.05).update(net.params, net.gradient(x, t))
+    assert float(net.loss(x, t)) < before
+
+
+def test_a_rebound_parameter_is_named_not_ignored(dev):
+    net = xpnet.TwoLayerNet(8, 5, 3, device=dev, seed=0)
+    x, t = batch(dev)
+    g = net.gradient(x, t)
+    net.params["W1"] = net.params["W1"] - 0.1 * g["W1"]  # the book-reader's silent bug
+    with pytest.raises(ValueError, match=r"params\['W1'\] is held by no layer.*params\[k\] -= lr \* g"):
+        net.gradient(x, t)
+
+
+def test_a_replaced_layer_on_new_arrays_is_named(dev):
+    net = xpnet.TwoLayerNet(8, 5, 3, device=dev, seed=0)
+    W = dev.asarray(np.ones((8, 5)), dtype="float64")
+    net.layers["Affine1"] = Affine(W, net.params["b1"])
+    with pytest.raises(ValueError, match="layer 'Affine1'.*not in net.params"):
+        net.gradient(*batch(dev))
+
+
+# -- inputs are checked at every entry point ------------------------------------------------
+@pytest.mark.parametrize("bad", [[[0.0] * 8], "x", None])
+def test_predict_checks_its_input(dev, bad):
+    net = xpnet.TwoLayerNet(8, 5, 3, device=dev, seed=0)
+    with pytest.raises(TypeError, match=r"x must be an array on .*asarray"):
+        net.predict(bad)
+
+
+def test_predict_refuses_another_devices_batch(dev):
+    other = "array_api_strict" if dev.name != "array_api_strict" else "cpu"
+    net = xpnet.TwoLayerNet(8, 5, 3, device=dev, seed=0)
+    x, _ = batch(xpnet.device(other))
+    with pytest.raises(ValueError, match=f"x is on device '{other}'.*asarray"):
+        net.predict(x)
+
+
+def test_empty_update_is_a_clear_error():
+    with pytest.raises(ValueError, match="no parameters"):
+        xpnet.SGD().update({}, {})
+    with pytest.raises(ValueError, match=r"missing \['b'\]"):
+        xpnet.SGD().update({"W": np.zeros(2), "b": np.zeros(2)}, {"W": np.zeros(2)})
+
+
+# -- the book's own gradient_check.py gives the book's precision ---------------------------
+def test_the_books_gradient_check_script_prints_the_books_precision():
+    r = subprocess.run([sys.executable, str(ROOT / "examples" / "book_gradient_check.py")], capture_output=True,
+                       text=True, timeout=300, env={**__import__("os").environ, "XPNET_DEVICE": "cpu"})
+    assert r.returncode == 0, r.stderr
+    diffs = dict(line.split(":") for line in r.stdout.split())
+    assert set(diffs) == {"W1", "b1", "W2", "b2"}
+    assert all(float(v) < 1e-9 for v in diffs.values()), r.stdout
