@@ -1,3 +1,5 @@
+import sys
+
 import numpy as np
 import pytest
 
@@ -90,3 +92,89 @@ def test_numpy_arrays_do_not_belong_to_strict():
     strict = xpnet.device("array_api_strict")
     assert not strict.owns(np.ones(3))
     assert xpnet.device("cpu").owns(np.ones(3))
+
+
+# -- one class per backend ------------------------------------------------------------
+def test_each_backend_is_a_device_subclass_with_a_read_only_kind():
+    from xpnet.device import Device, NumpyDevice, StrictDevice
+
+    cpu, strict = xpnet.device("cpu"), xpnet.device("array_api_strict")
+    assert type(cpu) is NumpyDevice and type(strict) is StrictDevice
+    assert isinstance(cpu, Device) and (cpu.kind, strict.kind) == ("numpy", "array_api_strict")
+    with pytest.raises(AttributeError):
+        cpu.kind = "cupy"
+    assert repr(cpu) == "Device('cpu')" and str(strict) == "array_api_strict"
+
+
+def test_device_module_never_switches_on_kind():
+    """Behaviour lives in the subclasses: no ``kind`` in any expression but the class attributes."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(sys.modules["xpnet.device"]))
+    uses = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr == "kind"]
+    assert uses == [], f"device.py reads .kind at lines {uses}"
+
+
+def test_device_of_finds_devices_not_yet_built(monkeypatch):
+    D = sys.modules["xpnet.device"]
+    monkeypatch.setattr(D, "_CACHE", {})
+    assert xpnet.device_of(np.ones(2)) is xpnet.device("cpu")
+    with pytest.raises(TypeError, match="expected an array, got str"):
+        xpnet.device_of("x")
+
+
+def test_to_host_takes_numbers_and_any_device(dev):
+    from xpnet.device import to_host
+
+    assert to_host(2.5).dtype == np.float64 and to_host([1, 2]).tolist() == [1, 2]
+    a = to_host(dev.asarray([1.0, 2.0], dtype="float32"))
+    assert isinstance(a, np.ndarray) and a.tolist() == [1.0, 2.0]
+
+
+def test_scope_is_the_shared_null_scope_off_cupy(dev):
+    from xpnet.device import null_scope
+
+    if dev.kind != "cupy":
+        assert dev.scope() is null_scope()
+    with null_scope():
+        pass
+
+
+# -- BLAS threads -----------------------------------------------------------------------
+def test_blas_thread_limit_validates_and_reports():
+    from xpnet.device import blas_thread_limit
+
+    for bad in (0, -1, 1.5, True, "1"):
+        with pytest.raises(ValueError, match=r"blas_thread_limit\(n\): n must be a positive integer"):
+            with blas_thread_limit(bad):
+                pass
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    with blas_thread_limit(1) as applied:
+        assert applied is True
+        blas = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+        assert all(i["num_threads"] == 1 for i in blas)
+
+
+def test_step_scope_policy(monkeypatch):
+    from xpnet.device import null_scope
+
+    cpu = xpnet.device("cpu")
+    monkeypatch.delenv("XPNET_BLAS_THREADS", raising=False)
+    assert cpu.step_scope(1e9) is null_scope()  # big products keep every thread
+    with cpu.step_scope(1e3):  # small ones run on one thread (a no-op without threadpoolctl)
+        pass
+    monkeypatch.setenv("XPNET_BLAS_THREADS", "zero")
+    with pytest.raises(ValueError, match="XPNET_BLAS_THREADS must be a positive integer, got 'zero'"):
+        cpu.step_scope(1e3)
+    strict = xpnet.device("array_api_strict")
+    assert strict.step_scope(1e3) is strict.scope()  # no policy off the NumPy CPU
+
+
+def test_blas_controller_kept_for_the_benchmark():
+    from xpnet.device import _blas_controller
+
+    ctl = _blas_controller()
+    if ctl is not None:
+        with ctl.limit(limits=1, user_api="blas"):
+            pass

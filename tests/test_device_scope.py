@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import xpnet
-from xpnet.device import Device, _NumpyRng
+from xpnet.device import Device
 from xpnet.trainer import Trainer
 
 D = sys.modules["xpnet.device"]  # the module; ``xpnet.device`` is also the selector function
@@ -54,6 +54,15 @@ class _Scope:
 
 
 class FakeCuda(Device):
+    """A ``cuda:1`` on NumPy: only what CuPy does differently is overridden, as ``CupyDevice``
+    does -- a scope to enter, allocation inside it -- plus the tracked array type. Its random
+    numbers come from the base ``Generator``, placed with ``asarray``."""
+
+    kind = "fakecupy"
+
+    def __init__(self):
+        super().__init__("cuda:1", np, native="cpu", array_type=Tracked)
+
     def scope(self):
         return _Scope()
 
@@ -61,23 +70,14 @@ class FakeCuda(Device):
         with self.scope():
             return np.array(data, dtype=self.dtype(dtype) if dtype is not None else None).view(Tracked)
 
-    def owns(self, x):
-        return type(x) is Tracked
-
-
-class _FakeRng(_NumpyRng):
-    def __init__(self, seed, dev):
-        super().__init__(seed, lambda a: a.view(Tracked))
+    def to_numpy(self, x):
+        return np.asarray(x).view(np.ndarray).copy()
 
 
 @pytest.fixture
 def fake_cuda(monkeypatch):
-    dev = FakeCuda(name="cuda:1", xp=np, kind="fakecupy", native="cpu",
-                   _to_numpy=lambda x: np.asarray(x).view(np.ndarray).copy(), _array_type=Tracked)
-    dev._rng_factory = lambda seed: _FakeRng(seed, dev)
-    monkeypatch.setitem(D._CACHE, "cuda:1", dev)
-    real_device_of = D.device_of
-    monkeypatch.setattr(D, "device_of", lambda x, xp=None: dev if isinstance(x, Tracked) else real_device_of(x, xp))
+    dev = FakeCuda()
+    monkeypatch.setitem(D._CACHE, "cuda:1", dev)  # so xpnet.device("cuda:1") and device_of find it
     Tracked.outside = []
     yield dev
     Tracked.outside = []
