@@ -267,13 +267,14 @@ def _compare(name, analytic, numeric, atol, rtol, what) -> GradResult:
     res = GradResult(name, shape, max_abs, max_rel, passed, worst)
     if not passed:
         numeric_zero = float(xp.max(xp.abs(n))) == 0.0
-        res.reason = what("zero" if numeric_zero else "value", a=float(a[worst]), n=float(n[worst]), idx=worst)
+        res._at_worst = (float(a[worst]), float(n[worst]))
+        res.reason = what("zero" if numeric_zero else "value", a=res._at_worst[0], n=res._at_worst[1], idx=worst)
     return res
 
 
 def _probe_kink(res, f, x, h, atol, rtol):
     """A failed entry where the left and right slopes differ: the input sits on a kink."""
-    if res.passed or not math.isfinite(res.max_abs):
+    if res.passed or not math.isfinite(res.max_abs) or not hasattr(res, "_at_worst"):
         return
     idx = res.worst_index
     if len(idx) != len(_shape(x)):
@@ -290,10 +291,12 @@ def _probe_kink(res, f, x, h, atol, rtol):
     x[idx] = old
     right, left = (fp - f0) / (up - old), (f0 - fm) / (old - down)
     if abs(right - left) > max(100 * (atol + rtol * max(abs(left), abs(right))), 1e-3 * max(abs(left), abs(right))):
+        a, n = res._at_worst
         res.inconclusive = True
         res.reason = (f"{_fmt_index(res.name, idx)} = {old:g} sits on a kink (slope {left:.6g} from the left, "
-                      f"{right:.6g} from the right; ReLU at 0?): finite differences cannot check the gradient "
-                      f"there -- move the input off the kink (other data or seed); {res.reason}")
+                      f"{right:.6g} from the right: a ReLU input exactly at 0?): finite differences cannot check "
+                      f"the gradient there (backprop {a:.6g}, central difference {n:.6g}) -- move the input off "
+                      f"the kink (other data or seed)")
 
 
 # -- the entry point ----------------------------------------------------------------------
@@ -376,11 +379,13 @@ def _net_what(key, shape, unheld):
         if kind == "shape":
             return (f"net.gradient()[{key!r}] has shape {got} but params[{key!r}] has shape {shape}: the "
                     f"layer holding {key} gives a gradient of the wrong shape (see the layer checks)")
-        if kind == "zero":
-            held = " (no layer holds this array any more)" if key in unheld else ""
-            return (f"params[{key!r}] does not influence the loss at all{held}: its numerical gradient is exactly 0 "
-                    f"while backprop's is not. The layers no longer share the arrays in params -- "
-                    f"update in place (params[k] -= lr * g) or rebuild the layers after replacing params[{key!r}]")
+        if kind in ("zero", "unheld"):
+            why = ("no layer of the net holds this array" if kind == "unheld" else
+                   "its numerical gradient is exactly 0 while backprop's is not" +
+                   ("; no layer holds this array" if key in unheld else ""))
+            return (f"params[{key!r}] does not influence the loss at all ({why}): the layers no longer share the "
+                    f"arrays in params (params[k] = params[k] - lr * g rebinds the name) -- update in place "
+                    f"(params[k] -= lr * g) or rebuild the layers after replacing params[{key!r}]")
         return (f"net.gradient()[{key!r}] disagrees with the numerical gradient (at {_fmt_index(key, idx)}: "
                 f"backprop {a:.6g}, numerical {n:.6g}): see the layer checks for the culprit")
 
@@ -442,7 +447,7 @@ def _check_net(net, inputs, report, h, atol, rtol, dtype, locate, seed):
                 report.results[key] = _compare(key, analytic[key], p, atol, rtol, what)
                 continue
             if key in unheld and net is not orig:  # the copy made by ``to`` hides the rebinding
-                report.results[key] = _fail(key, _shape(p), what("zero"))
+                report.results[key] = _fail(key, _shape(p), what("unheld"))
                 continue
 
             def loss(_):
@@ -506,14 +511,14 @@ def _cast_layer(layer, dtype):
 
 def _layer_what(label, name, shape, is_param):
     """Reasons for a failed parameter or input ``name`` (of shape ``shape``) of layer ``label``."""
-    grad = f"d{name}" if is_param else f"the gradient of input {name}"
+    grad = f"d{name}" if is_param else f"gradient of input {name}"
 
     def what(kind, got=None, a=None, n=None, idx=None):
         if kind == "none":
             return (f"{label}: d{name} is None after backward: backward must set self.d{name}" if is_param else
                     f"{label}.backward returned None for input {name}: return its gradient")
         if kind == "shape":
-            return (f"{label}.backward: {grad} has shape {got} but {name} has shape {shape}: a gradient has "
+            return (f"{label}.backward: {'' if is_param else 'the '}{grad} has shape {got} but {name} has shape {shape}: a gradient has "
                     f"the shape of what it differentiates (sum over the batch axis 0 for a bias, dW = x.T @ dout)")
         if kind == "zero":
             return (f"{label}: {name} does not influence the output at all (its numerical gradient is exactly 0, "
@@ -579,9 +584,9 @@ def _check_layer(layer, inputs, notes, h, atol, rtol, dtype, seed, label=None):
     except Exception as e:
         notes.append(f"error: {label}.backward raised {type(e).__name__}: {e}")
         return {"backward": _fail("backward", (), f"{label}.backward raised {type(e).__name__}: {e}")}
-    results = {}
+    results, param_results, last = {}, {}, {}
     if weight is not None and not _same(dout, weight):
-        results["backward"] = _fail("backward", _shape(dout), (
+        last["backward"] = _fail("backward", _shape(dout), (
             f"{label}.backward wrote into its dout argument (the caller's gradient changed): compute on a new "
             f"array, e.g. dx = dout * mask, not dout[mask] = 0"))
     grads = list(grads) if isinstance(grads, (tuple, list)) else [grads]
@@ -591,11 +596,11 @@ def _check_layer(layer, inputs, notes, h, atol, rtol, dtype, seed, label=None):
     for p in pnames:
         v = getattr(lay, p, None)
         if not _is_float_array(v):
-            results[keys[p]] = _fail(keys[p], _shape(v) if _is_array(v) else (), (
+            param_results[keys[p]] = _fail(keys[p], _shape(v) if _is_array(v) else (), (
                 f"{label} declares parameter {p!r} in param_names but has no floating array {p}"))
             continue
         if not hasattr(lay, "d" + p):
-            results[keys[p]] = _fail(keys[p], _shape(v), (
+            param_results[keys[p]] = _fail(keys[p], _shape(v), (
                 f"{label}: no gradient d{p} after backward: backward must set self.d{p}"))
             continue
         g = getattr(lay, "d" + p)
@@ -624,9 +629,11 @@ def _check_layer(layer, inputs, notes, h, atol, rtol, dtype, seed, label=None):
         v = getattr(lay, p)
         what = _layer_what(label, p, _shape(v), True)
         if g is None or _shape(g) != _shape(v):
-            results[keys[p]] = _compare(keys[p], g, v, atol, rtol, what)
+            param_results[keys[p]] = _compare(keys[p], g, v, atol, rtol, what)
             continue
         res = _compare(keys[p], g, numerical_gradient(loss, v, h), atol, rtol, what)
         _probe_kink(res, loss, v, h, atol, rtol)
-        results[keys[p]] = res
+        param_results[keys[p]] = res
+    results.update((keys[p], param_results[keys[p]]) for p in pnames)
+    results.update(last)
     return results
