@@ -829,3 +829,58 @@ def test_a_replaced_layer_of_an_xpnet_net_is_the_one_checked(dev):
     assert report.culprits == ["Relu1"], str(report)
     assert "ReluNoMask" not in report.layers["Relu1"]["x"].reason  # named as the net names it
     assert "Relu1.backward gives a wrong" in report.layers["Relu1"]["x"].reason
+
+
+# ---------------------------------------------------------------------------------------------
+# the machinery itself
+# ---------------------------------------------------------------------------------------------
+def test_numerical_gradient_restores_x_bit_for_bit(dev):
+    from xpnet.gradient import numerical_gradient
+
+    x = arr(dev, (3, 2), 20)
+    before = dev.to_numpy(x).copy()
+    xp = array_namespace(x)
+    g = numerical_gradient(lambda v: xp.sum(v * v), x)
+    assert np.array_equal(dev.to_numpy(x), before)
+    np.testing.assert_allclose(dev.to_numpy(g), 2 * before, rtol=1e-7, atol=1e-8)
+    assert g.dtype == x.dtype and tuple(g.shape) == (3, 2)
+
+
+def test_float32_check_has_tolerances_that_fit(dev):
+    W, b, x = affine_args(dev)
+    assert xpnet.gradcheck(Affine(W, b), x, dtype="float32").passed
+    assert not xpnet.gradcheck(AffineDbMean(W, b), x, dtype="float32").passed
+
+
+def test_a_net_whose_forward_writes_into_x_fails():
+    class ShiftInPlace:
+        def forward(self, x):
+            x -= 1.0
+            return x
+
+        def backward(self, dout):
+            return dout
+
+    net = ReaderNet()
+    net.layers = OrderedDict([("Shift", ShiftInPlace())] + list(net.layers.items()))
+    report = xpnet.gradcheck(net, *net_data())
+    assert "net.loss wrote into its input x" in report["forward"].reason
+    assert report.culprits == ["Shift"] and "writes into its input x" in report.layers["Shift"]["x"].reason
+
+
+def test_the_report_prints_every_reason():
+    W, b, x = affine_args(xpnet.device("cpu"))
+    text = str(xpnet.gradcheck(AffineDbWrongAxis(W, b), x))
+    assert "FAILED" in text and "db has shape (4,) but b has shape (5,)" in text
+
+
+def test_gradient_module_imports_no_backend():
+    import ast
+    import inspect
+
+    import xpnet.gradient
+
+    tree = ast.parse(inspect.getsource(xpnet.gradient))
+    names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert not names & {"numpy", "cupy", "torch"}, names

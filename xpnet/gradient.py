@@ -358,8 +358,12 @@ def _scope_of(candidates):
 
 # -- nets -----------------------------------------------------------------------------------
 def _unheld_params(net) -> list:
-    """Keys of ``net.params`` whose array no layer holds (``params[k] = params[k] - lr*g`` rebinds)."""
-    layers = list(getattr(net, "layers", {}).values()) + [getattr(net, "lastLayer", None)]
+    """Keys of ``net.params`` whose array no layer holds (``params[k] = params[k] - lr*g`` rebinds).
+
+    Empty when the net shows no layers to look into (then nothing can be said)."""
+    if not isinstance(getattr(net, "layers", None), Mapping):
+        return []
+    layers = list(net.layers.values()) + [getattr(net, "lastLayer", None)]
     held = set()
     for layer in layers:
         if layer is None:
@@ -367,6 +371,8 @@ def _unheld_params(net) -> list:
         values = list(_attrs(layer).values())
         values += [getattr(layer, n, None) for n in _param_names(layer)]
         held.update(id(v) for v in values if _is_array(v))
+    if not held:
+        return []
     return [k for k, p in net.params.items() if _is_array(p) and id(p) not in held]
 
 
@@ -422,6 +428,7 @@ def _check_net(net, inputs, report, h, atol, rtol, dtype, locate, seed):
                 f"net.loss wrote into its input {name}: a layer's forward changes its input in place "
                 f"(see the layer checks); compute on a copy"))
             fine = False
+            x, t = (_copy(v) if _is_array(v) else v for v in snap)  # the layer checks start from the data
             break
     if fine and not _same(l1, l2):
         report.results["forward"] = _fail("forward", (), (
