@@ -884,3 +884,16 @@ def test_gradient_module_imports_no_backend():
     names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert not names & {"numpy", "cupy", "torch"}, names
+
+
+def test_a_kink_does_not_hide_a_wrong_gradient_elsewhere(dev):
+    class ReluWrongSlope(Relu):  # right mask, slope 1.001 where it should be 1
+        def backward(self, dout):
+            return super().backward(dout) * 1.001
+
+    xh = np.abs(np.random.default_rng(21).standard_normal((N, D)))
+    xh[0, 0] = 0.0  # the kink's error (half the slope) is the largest, the wrong slope's much smaller
+    report = xpnet.gradcheck(ReluWrongSlope(), dev.asarray(xh, dtype="float64"))
+    assert report["x"].worst_index == (0, 0)
+    assert_fails(report, "x", "ReluWrongSlope.backward gives a wrong gradient of input x")
+    assert "x[0, 0]" not in report["x"].reason

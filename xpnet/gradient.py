@@ -258,45 +258,65 @@ def _compare(name, analytic, numeric, atol, rtol, what) -> GradResult:
     scale = max(float(xp.max(xp.abs(a))), float(xp.max(xp.abs(n))))
     max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else math.inf)
     worst = ()
+    flat = xp.reshape(diff, (-1,))
+    if math.isnan(max_abs):
+        flat = xp.where(xp.isnan(flat), xp.asarray(math.inf, dtype=flat.dtype, device=flat.device), flat)
     if shape:
-        flat = xp.reshape(diff, (-1,))
-        if math.isnan(max_abs):
-            flat = xp.where(xp.isnan(flat), xp.asarray(math.inf, dtype=flat.dtype, device=flat.device), flat)
         worst = _unravel(int(xp.argmax(flat)), shape)
-    passed = bool(math.isfinite(max_abs) and max_abs <= atol + rtol * scale)
+    tol = atol + rtol * scale
+    passed = bool(math.isfinite(max_abs) and max_abs <= tol)
     res = GradResult(name, shape, max_abs, max_rel, passed, worst)
     if not passed:
         numeric_zero = float(xp.max(xp.abs(n))) == 0.0
-        res._at_worst = (float(a[worst]), float(n[worst]))
-        res.reason = what("zero" if numeric_zero else "value", a=res._at_worst[0], n=res._at_worst[1], idx=worst)
+        res.reason = what("zero" if numeric_zero else "value", a=float(a[worst]), n=float(n[worst]), idx=worst)
+        if not numeric_zero and math.isfinite(max_abs):  # candidates for the kink probe, worst first
+            n_bad = int(xp.sum(xp.astype(flat > tol, xp.int64)))
+            order = xp.argsort(flat, descending=True)[:min(n_bad, _KINK_PROBES)]
+            a1, n1 = xp.reshape(a, (-1,)), xp.reshape(n, (-1,))
+            res._failing = (n_bad, [(_unravel(int(i), shape), float(a1[int(i)]), float(n1[int(i)]))
+                                    for i in order], what)
     return res
 
 
+_KINK_PROBES = 16  # failing entries tested for a kink before a failure is called inconclusive
+
+
 def _probe_kink(res, f, x, h, atol, rtol):
-    """A failed entry where the left and right slopes differ: the input sits on a kink."""
-    if res.passed or not math.isfinite(res.max_abs) or not hasattr(res, "_at_worst"):
+    """Tell a kink from a wrong gradient: at the worst failing entries, compare one-sided slopes.
+
+    All of them on kinks (left and right slopes differ): the result is inconclusive. One of
+    them smooth: the gradient is wrong there, and the reason names that entry."""
+    failing = getattr(res, "_failing", None)
+    if res.passed or failing is None or len(_shape(x)) != len(res.worst_index):
         return
-    idx = res.worst_index
-    if len(idx) != len(_shape(x)):
-        return
+    n_bad, entries, what = failing
     hh = _default_h(_dtype_name(x)) if h is None else float(h)
-    old = float(x[idx])
-    f0 = float(f(x))
-    x[idx] = old + hh
-    up = float(x[idx])
-    fp = float(f(x))
-    x[idx] = old - hh
-    down = float(x[idx])
-    fm = float(f(x))
-    x[idx] = old
-    right, left = (fp - f0) / (up - old), (f0 - fm) / (old - down)
-    if abs(right - left) > max(100 * (atol + rtol * max(abs(left), abs(right))), 1e-3 * max(abs(left), abs(right))):
-        a, n = res._at_worst
-        res.inconclusive = True
-        res.reason = (f"{_fmt_index(res.name, idx)} = {old:g} sits on a kink (slope {left:.6g} from the left, "
-                      f"{right:.6g} from the right: a ReLU input exactly at 0?): finite differences cannot check "
-                      f"the gradient there (backprop {a:.6g}, central difference {n:.6g}) -- move the input off "
-                      f"the kink (other data or seed)")
+    kinks = []
+    for idx, a, n in entries:
+        old = float(x[idx])
+        f0 = float(f(x))
+        x[idx] = old + hh
+        up = float(x[idx])
+        fp = float(f(x))
+        x[idx] = old - hh
+        down = float(x[idx])
+        fm = float(f(x))
+        x[idx] = old
+        right, left = (fp - f0) / (up - old), (f0 - fm) / (old - down)
+        big = max(abs(left), abs(right))
+        if abs(right - left) <= max(100 * (atol + rtol * big), 1e-3 * big):  # smooth here: a wrong gradient
+            if idx != res.worst_index:
+                res.reason = what("value", a=a, n=n, idx=idx)
+            return
+        kinks.append((idx, old, left, right, a, n))
+    idx, old, left, right, a, n = kinks[0]
+    more = (f" (the {len(kinks)} worst of {n_bad} failing entries all sit on kinks)" if n_bad > len(kinks) else
+            f" (all {n_bad} failing entries sit on kinks)" if n_bad > 1 else "")
+    res.inconclusive = True
+    res.reason = (f"{_fmt_index(res.name, idx)} = {old:g} sits on a kink (slope {left:.6g} from the left, "
+                  f"{right:.6g} from the right: a ReLU input exactly at 0?){more}: finite differences cannot "
+                  f"check the gradient there (backprop {a:.6g}, central difference {n:.6g}) -- move the input off "
+                  f"the kink (other data or seed)")
 
 
 # -- the entry point ----------------------------------------------------------------------
