@@ -1,0 +1,899 @@
+"""gradcheck against the mistakes readers make when they write the book's layers themselves.
+
+Each wrong layer must FAIL with a reason naming the gradient, the layer and the fix; each correct
+layer must pass (no false alarms). The layers are written once against the Array API
+(``array_namespace(x)`` inside, as a reader targeting it would) and run on every device of the
+``dev`` fixture; a few are plain NumPy, the way the book's readers write them.
+"""
+
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+from array_api_compat import array_namespace
+
+import xpnet
+from xpnet.gradient import GradResult
+
+N, D, M = 4, 3, 5  # batch, inputs, outputs: all different, so a wrong axis shows in the shape
+
+
+def arr(dev, shape, seed=0, scale=1.0):
+    return dev.asarray(np.random.default_rng(seed).standard_normal(shape) * scale, dtype="float64")
+
+
+def assert_ok(report):
+    assert report.passed, str(report)
+    assert all(r.reason == "" for r in report.values()), str(report)
+
+
+def assert_fails(report, key, *words):
+    """``report[key]`` is a real failure whose reason holds every word."""
+    assert not report.passed, str(report)
+    r = report[key]
+    assert not r.passed and not r.inconclusive, str(report)
+    for w in words:
+        assert w in r.reason, f"{w!r} not in: {r.reason}"
+
+
+# ---------------------------------------------------------------------------------------------
+# layers written against the Array API
+# ---------------------------------------------------------------------------------------------
+class Affine:
+    """The book's Affine; subclasses below each change one line of backward."""
+
+    def __init__(self, W, b):
+        self.W, self.b = W, b
+        self.x = self.dW = self.db = None
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W + self.b
+
+    def backward(self, dout):
+        xp = array_namespace(dout)
+        self.dW = self.x.T @ dout
+        self.db = xp.sum(dout, axis=0)
+        return dout @ self.W.T
+
+
+class AffineCaching(Affine):
+    """Correct, keeps a copy of x and its dx: cached arrays are not parameters."""
+
+    def forward(self, x):
+        self.x = array_namespace(x).asarray(x, copy=True)
+        return x @ self.W + self.b
+
+    def backward(self, dout):
+        self.dx = super().backward(dout)
+        return self.dx
+
+
+class AffineDbIsDout(Affine):
+    def backward(self, dout):
+        dx = super().backward(dout)
+        self.db = dout
+        return dx
+
+
+class AffineDbScalar(Affine):
+    def backward(self, dout):
+        dx = super().backward(dout)
+        self.db = array_namespace(dout).sum(dout)
+        return dx
+
+
+class AffineDbWrongAxis(Affine):
+    def backward(self, dout):
+        dx = super().backward(dout)
+        self.db = array_namespace(dout).sum(dout, axis=1)
+        return dx
+
+
+class AffineDbMean(Affine):
+    def backward(self, dout):
+        dx = super().backward(dout)
+        self.db = array_namespace(dout).mean(dout, axis=0)
+        return dx
+
+
+class AffineDWTransposed(Affine):
+    def backward(self, dout):
+        dx = super().backward(dout)
+        self.dW = dout.T @ self.x
+        return dx
+
+
+class AffineDWMean(Affine):
+    def backward(self, dout):
+        dx = super().backward(dout)
+        self.dW = self.x.T @ dout / dout.shape[0]
+        return dx
+
+
+class AffineDxNotTransposed(Affine):
+    """dx = dout @ W (works only by shape accident when W is square)."""
+
+    def backward(self, dout):
+        super().backward(dout)
+        return dout @ self.W
+
+
+class AffineForgetsDb:
+    """Never sets db at all."""
+
+    def __init__(self, W, b):
+        self.W, self.b = W, b
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W + self.b
+
+    def backward(self, dout):
+        self.dW = self.x.T @ dout
+        return dout @ self.W.T
+
+
+class AffineDbNone(Affine):
+    def backward(self, dout):
+        dx = super().backward(dout)
+        self.db = None
+        return dx
+
+
+class AffineUsesACopyOfW(Affine):
+    """forward reads a copy taken at construction: W no longer influences anything."""
+
+    def __init__(self, W, b):
+        super().__init__(W, b)
+        self.W_used = array_namespace(W).asarray(W, copy=True)
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W_used + self.b
+
+
+class Relu:
+    def forward(self, x):
+        xp = array_namespace(x)
+        self.mask = x <= 0
+        return xp.where(self.mask, xp.zeros_like(x), x)
+
+    def backward(self, dout):
+        xp = array_namespace(dout)
+        return xp.where(self.mask, xp.zeros_like(dout), dout)
+
+
+class ReluNoMask(Relu):
+    def backward(self, dout):
+        return dout * 1.0
+
+
+class ReluInPlace:
+    """Softmax-style shift written in place: forward changes the caller's x."""
+
+    def forward(self, x):
+        xp = array_namespace(x)
+        x -= xp.max(x, axis=1, keepdims=True)
+        return xp.exp(x)
+
+    def backward(self, dout):
+        return dout
+
+
+class Sigmoid:
+    def forward(self, x):
+        xp = array_namespace(x)
+        self.out = 1.0 / (1.0 + xp.exp(-x))
+        return self.out
+
+    def backward(self, dout):
+        return dout * (1.0 - self.out) * self.out
+
+
+class SigmoidForgetsY(Sigmoid):
+    def backward(self, dout):
+        return dout * (1.0 - self.out)
+
+
+class Tanh:
+    def forward(self, x):
+        self.out = array_namespace(x).tanh(x)
+        return self.out
+
+    def backward(self, dout):
+        return dout * (1.0 - self.out ** 2)
+
+
+class TanhOneMinusY(Tanh):
+    def backward(self, dout):
+        return dout * (1.0 - self.out)
+
+
+class SoftmaxWithLoss:
+    """t: one-hot rows (float)."""
+
+    def forward(self, x, t):
+        xp = array_namespace(x)
+        z = x - xp.max(x, axis=1, keepdims=True)
+        e = xp.exp(z)
+        self.y = e / xp.sum(e, axis=1, keepdims=True)
+        self.t = t
+        return -xp.sum(t * xp.log(self.y)) / x.shape[0]
+
+    def backward(self, dout=1):
+        return (self.y - self.t) * dout / self.t.shape[0]
+
+
+class SoftmaxNotDividedByN(SoftmaxWithLoss):
+    def backward(self, dout=1):
+        return (self.y - self.t) * dout
+
+
+class SoftmaxDividedTwice(SoftmaxWithLoss):
+    def backward(self, dout=1):
+        n = self.t.shape[0]
+        return (self.y - self.t) * dout / n / n
+
+
+class BatchNormalization:
+    """The book's BatchNormalization (2-D input), train mode."""
+
+    def __init__(self, gamma, beta, momentum=0.9):
+        self.gamma, self.beta, self.momentum = gamma, beta, momentum
+        self.running_mean = self.running_var = None
+
+    def forward(self, x, train_flg=True):
+        xp = array_namespace(x)
+        if self.running_mean is None:
+            self.running_mean = xp.zeros(x.shape[1], dtype=x.dtype, device=x.device)
+            self.running_var = xp.zeros(x.shape[1], dtype=x.dtype, device=x.device)
+        mu = xp.mean(x, axis=0)
+        self.xc = x - mu
+        var = xp.mean(self.xc ** 2, axis=0)
+        self.std = xp.sqrt(var + 1e-7)
+        self.xn = self.xc / self.std
+        self.batch_size = x.shape[0]
+        self.running_mean = self.momentum * self.running_mean + (1 - self.momentum) * mu
+        self.running_var = self.momentum * self.running_var + (1 - self.momentum) * var
+        return self.gamma * self.xn + self.beta
+
+    def backward(self, dout):
+        xp = array_namespace(dout)
+        self.dbeta = xp.sum(dout, axis=0)
+        self.dgamma = xp.sum(self.xn * dout, axis=0)
+        dxn = self.gamma * dout
+        dxc = dxn / self.std
+        dstd = -xp.sum((dxn * self.xc) / (self.std * self.std), axis=0)
+        dvar = 0.5 * dstd / self.std
+        dxc = dxc + self._dvar_term(dvar)
+        dmu = xp.sum(dxc, axis=0)
+        return dxc - dmu / self.batch_size
+
+    def _dvar_term(self, dvar):
+        return (2.0 / self.batch_size) * self.xc * dvar
+
+
+class BatchNormMissingVarTerm(BatchNormalization):
+    def _dvar_term(self, dvar):
+        return 0.0 * dvar
+
+
+class DropoutFixedMask:
+    """Correct: the mask is drawn once (seeded), so forward is a fixed function."""
+
+    def __init__(self, shape, ratio=0.5, seed=3):
+        self.keep = np.random.default_rng(seed).random(shape) > ratio
+
+    def _mask(self, like):
+        xp = array_namespace(like)
+        return xp.asarray(self.keep.astype(np.float64), dtype=like.dtype, device=like.device)
+
+    def forward(self, x):
+        return x * self._mask(x)
+
+    def backward(self, dout):
+        return dout * self._mask(dout)
+
+
+class DropoutFreshMaskInBackward(DropoutFixedMask):
+    def __init__(self, shape, ratio=0.5, seed=3):
+        super().__init__(shape, ratio, seed)
+        self.rng = np.random.default_rng(seed + 1)
+
+    def backward(self, dout):
+        fresh = self.rng.random(self.keep.shape) > 0.5
+        xp = array_namespace(dout)
+        return dout * xp.asarray(fresh.astype(np.float64), dtype=dout.dtype, device=dout.device)
+
+
+class DropoutFreshMaskInForward:
+    def __init__(self, seed=5):
+        self.rng = np.random.default_rng(seed)
+
+    def forward(self, x):
+        xp = array_namespace(x)
+        m = self.rng.random(tuple(x.shape)) > 0.5
+        self.mask = xp.asarray(m.astype(np.float64), dtype=x.dtype, device=x.device)
+        return x * self.mask
+
+    def backward(self, dout):
+        return dout * self.mask
+
+
+class Mul:
+    def forward(self, x, y):
+        self.x, self.y = x, y
+        return x * y
+
+    def backward(self, dout):
+        return dout * self.y, dout * self.x
+
+
+class MulSwapped(Mul):
+    def backward(self, dout):
+        return dout * self.x, dout * self.y
+
+
+class Add:
+    def forward(self, x, y):
+        return x + y
+
+    def backward(self, dout):
+        return dout * 1.0, dout * 1.0
+
+
+class Scale:
+    """Declares its parameters: out = x * weight + bias, gradients dweight, dbias."""
+
+    param_names = ("weight", "bias")
+
+    def __init__(self, weight, bias):
+        self.weight, self.bias = weight, bias
+        self.W = weight * 2.0  # a floating array named like a book parameter, but not declared
+
+    def forward(self, x):
+        self.x = x
+        return x * self.weight + self.bias
+
+    def backward(self, dout):
+        xp = array_namespace(dout)
+        self.dweight = xp.sum(dout * self.x, axis=0)
+        self.dbias = xp.sum(dout, axis=0)
+        return dout * self.weight
+
+
+class ScaleDbiasNotSummed(Scale):
+    def backward(self, dout):
+        dx = super().backward(dout)
+        self.dbias = dout
+        return dx
+
+
+class MatVec:
+    """forward(W) with a parameter also called W: both are checked, under distinct keys."""
+
+    def __init__(self, W):
+        self.W = W
+
+    def forward(self, W):
+        self.inp = W
+        return W @ self.W
+
+    def backward(self, dout):
+        self.dW = self.inp.T @ dout
+        return dout @ self.W.T
+
+
+def affine_args(dev, d=D, m=M):
+    return arr(dev, (d, m), 1), arr(dev, (m,), 2), arr(dev, (N, d), 3)
+
+
+# ---------------------------------------------------------------------------------------------
+# correct layers pass
+# ---------------------------------------------------------------------------------------------
+def test_correct_affine_passes_and_checks_exactly_its_parameters(dev):
+    W, b, x = affine_args(dev)
+    report = xpnet.gradcheck(Affine(W, b), x)
+    assert_ok(report)
+    assert set(report) == {"x", "W", "b"}
+
+
+def test_affine_caching_x_and_dx_is_not_a_false_alarm(dev):
+    W, b, x = affine_args(dev)
+    report = xpnet.gradcheck(AffineCaching(W, b), x)
+    assert_ok(report)
+    assert set(report) == {"x", "W", "b"}  # the cached x/dx are no parameter, the input x is kept
+
+
+@pytest.mark.parametrize("layer", [Relu, Sigmoid, Tanh])
+def test_correct_activations_pass(dev, layer):
+    x = arr(dev, (N, D), 4, scale=2.0)  # standard normal draws: no exact 0
+    assert_ok(xpnet.gradcheck(layer(), x))
+
+
+def test_correct_batchnorm_in_train_mode_passes(dev):
+    layer = BatchNormalization(arr(dev, (D,), 5), arr(dev, (D,), 6))
+    report = xpnet.gradcheck(layer, arr(dev, (N, D), 7))
+    assert_ok(report)
+    assert set(report) == {"x", "gamma", "beta"}  # running_mean/var, xc, std, xn are no parameters
+
+
+def test_dropout_with_a_fixed_mask_passes(dev):
+    assert_ok(xpnet.gradcheck(DropoutFixedMask((N, D)), arr(dev, (N, D), 8)))
+
+
+def test_correct_softmax_with_loss_passes(dev):
+    t = dev.asarray(np.eye(M)[[0, 3, 1, 4]], dtype="float64")
+    report = xpnet.gradcheck(SoftmaxWithLoss(), arr(dev, (N, M), 9), t)
+    assert_ok(report)
+    assert set(report) == {"x"}  # the labels are data
+
+
+def test_correct_mul_and_add_pass(dev):
+    x, y = arr(dev, (N, D), 10), arr(dev, (N, D), 11)
+    assert_ok(xpnet.gradcheck(Mul(), x, y))
+    assert_ok(xpnet.gradcheck(Add(), x, y))
+
+
+def test_declared_param_names_are_the_parameters(dev):
+    layer = Scale(arr(dev, (D,), 12), arr(dev, (D,), 13))
+    report = xpnet.gradcheck(layer, arr(dev, (N, D), 14))
+    assert_ok(report)
+    assert set(report) == {"x", "weight", "bias"}  # W is not declared, so not a parameter
+
+
+def test_an_input_named_like_a_parameter_keeps_both(dev):
+    report = xpnet.gradcheck(MatVec(arr(dev, (D, M), 15)), arr(dev, (N, D), 16))
+    assert_ok(report)
+    assert set(report) == {"W", "param W"}
+
+
+# ---------------------------------------------------------------------------------------------
+# a gradient of the wrong shape, or none, fails saying both shapes
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("layer, got", [
+    (AffineDbIsDout, (N, M)),
+    (AffineDbScalar, ()),
+    (AffineDbWrongAxis, (N,)),
+])
+def test_bias_gradient_of_the_wrong_shape_fails(dev, layer, got):
+    W, b, x = affine_args(dev)
+    report = xpnet.gradcheck(layer(W, b), x)
+    assert_fails(report, "b", "db", layer.__name__, "shape", str(got), str((M,)))
+    assert report["x"].passed and report["W"].passed
+
+
+def test_transposed_dW_of_a_non_square_W_fails_on_its_shape(dev):
+    W, b, x = affine_args(dev)
+    report = xpnet.gradcheck(AffineDWTransposed(W, b), x)
+    assert_fails(report, "W", "dW", "AffineDWTransposed", "shape", str((M, D)), str((D, M)))
+
+
+def test_transposed_dW_of_a_square_W_fails_on_its_values(dev):
+    W, b, x = affine_args(dev, d=M, m=M)
+    report = xpnet.gradcheck(AffineDWTransposed(W, b), x)
+    assert_fails(report, "W", "wrong dW", "AffineDWTransposed.backward", "fix")
+    assert report["b"].passed and report["x"].passed
+
+
+def test_dx_with_W_not_transposed_fails_on_a_square_W(dev):
+    W, b, x = affine_args(dev, d=M, m=M)
+    assert_fails(xpnet.gradcheck(AffineDxNotTransposed(W, b), x), "x", "input x", "AffineDxNotTransposed")
+
+
+@pytest.mark.parametrize("layer, key", [(AffineDbMean, "b"), (AffineDWMean, "W")])
+def test_mean_instead_of_sum_fails(dev, layer, key):
+    W, b, x = affine_args(dev)
+    assert_fails(xpnet.gradcheck(layer(W, b), x), key, f"wrong d{key}", layer.__name__)
+
+
+def test_a_missing_gradient_fails(dev):
+    W, b, x = affine_args(dev)
+    report = xpnet.gradcheck(AffineForgetsDb(W, b), x)
+    assert_fails(report, "b", "no gradient db", "AffineForgetsDb", "self.db")
+    assert report["W"].passed
+
+
+def test_a_gradient_left_none_fails(dev):
+    W, b, x = affine_args(dev)
+    assert_fails(xpnet.gradcheck(AffineDbNone(W, b), x), "b", "db is None", "AffineDbNone")
+
+
+def test_a_declared_parameter_with_a_wrong_gradient_shape_fails(dev):
+    layer = ScaleDbiasNotSummed(arr(dev, (D,), 12), arr(dev, (D,), 13))
+    report = xpnet.gradcheck(layer, arr(dev, (N, D), 14))
+    assert_fails(report, "bias", "dbias", "ScaleDbiasNotSummed", "shape")
+
+
+def test_a_parameter_forward_does_not_read_fails(dev):
+    W, b, x = affine_args(dev)
+    report = xpnet.gradcheck(AffineUsesACopyOfW(W, b), x)
+    assert_fails(report, "W", "does not influence", "AffineUsesACopyOfW")
+    assert report["b"].passed
+
+
+# ---------------------------------------------------------------------------------------------
+# wrong values
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("layer", [ReluNoMask, SigmoidForgetsY, TanhOneMinusY])
+def test_wrong_activation_backward_fails(dev, layer):
+    assert_fails(xpnet.gradcheck(layer(), arr(dev, (N, D), 4)), "x", "wrong", layer.__name__)
+
+
+@pytest.mark.parametrize("layer", [SoftmaxNotDividedByN, SoftmaxDividedTwice])
+def test_softmax_with_a_wrong_batch_division_fails(dev, layer):
+    t = dev.asarray(np.eye(M)[[0, 3, 1, 4]], dtype="float64")
+    assert_fails(xpnet.gradcheck(layer(), arr(dev, (N, M), 9), t), "x", "wrong", layer.__name__)
+
+
+def test_batchnorm_missing_the_variance_term_fails_on_x_only(dev):
+    layer = BatchNormMissingVarTerm(arr(dev, (D,), 5), arr(dev, (D,), 6))
+    report = xpnet.gradcheck(layer, arr(dev, (N, D), 7))
+    assert_fails(report, "x", "wrong", "BatchNormMissingVarTerm")
+    assert report["gamma"].passed and report["beta"].passed
+
+
+def test_a_fresh_dropout_mask_in_backward_is_a_wrong_gradient(dev):
+    report = xpnet.gradcheck(DropoutFreshMaskInBackward((N, D)), arr(dev, (N, D), 8))
+    assert_fails(report, "x", "wrong", "DropoutFreshMaskInBackward")
+
+
+def test_mul_with_swapped_gradients_fails_on_both(dev):
+    report = xpnet.gradcheck(MulSwapped(), arr(dev, (N, D), 10), arr(dev, (N, D), 11))
+    assert_fails(report, "x", "MulSwapped")
+    assert_fails(report, "y", "MulSwapped")
+
+
+# ---------------------------------------------------------------------------------------------
+# verdicts that cannot be a number: each says why
+# ---------------------------------------------------------------------------------------------
+def test_forward_writing_into_its_input_fails(dev):
+    x = arr(dev, (N, D), 17)
+    report = xpnet.gradcheck(ReluInPlace(), x)
+    assert_fails(report, "x", "ReluInPlace.forward writes into its input x", "copy")
+
+
+def test_random_forward_fails_as_uncheckable(dev):
+    report = xpnet.gradcheck(DropoutFreshMaskInForward(), arr(dev, (N, D), 18))
+    assert_fails(report, "forward", "DropoutFreshMaskInForward", "forward is random", "dropout mask",
+                 "eval mode")
+
+
+def test_an_input_on_the_relu_kink_is_inconclusive_not_wrong(dev):
+    xh = np.random.default_rng(19).standard_normal((N, D))
+    xh[1, 2] = 0.0
+    report = xpnet.gradcheck(Relu(), dev.asarray(xh, dtype="float64"))
+    r = report["x"]
+    assert not report.passed and not r.passed and r.inconclusive, str(report)
+    assert r.worst_index == (1, 2)
+    assert "x[1, 2] = 0 sits on a kink" in r.reason and "move the input off the kink" in r.reason
+    xh[1, 2] = 0.5
+    assert_ok(xpnet.gradcheck(Relu(), dev.asarray(xh, dtype="float64")))
+
+
+def test_a_result_prints_its_reason():
+    r = GradResult("b", (5,), float("inf"), float("inf"), False, (), "db has shape (4, 5) but b has shape (5,)")
+    assert "FAIL" in str(r) and "db has shape (4, 5)" in str(r)
+
+
+# ---------------------------------------------------------------------------------------------
+# plain NumPy, the way the book's readers write it
+# ---------------------------------------------------------------------------------------------
+class NpAffine:
+    def __init__(self, W, b):
+        self.W, self.b = W, b
+        self.x = None
+        self.dW = None
+        self.db = None
+
+    def forward(self, x):
+        self.x = x
+        return np.dot(x, self.W) + self.b
+
+    def backward(self, dout):
+        dx = np.dot(dout, self.W.T)
+        self.dW = np.dot(self.x.T, dout)
+        self.db = np.sum(dout, axis=0)
+        return dx
+
+
+class NpAffineCopy(NpAffine):
+    def forward(self, x):
+        self.x = x.copy()
+        return np.dot(x, self.W) + self.b
+
+    def backward(self, dout):
+        self.dx = super().backward(dout)
+        return self.dx
+
+
+class NpAffineDbIsDout(NpAffine):
+    def backward(self, dout):
+        dx = super().backward(dout)
+        self.db = dout
+        return dx
+
+
+class NpAffineDbSum(NpAffine):
+    def backward(self, dout):
+        dx = super().backward(dout)
+        self.db = np.sum(dout)
+        return dx
+
+
+class NpAffineDbAxis1(NpAffine):
+    def backward(self, dout):
+        dx = super().backward(dout)
+        self.db = np.sum(dout, axis=1)
+        return dx
+
+
+class NpAffineDWTransposed(NpAffine):
+    def backward(self, dout):
+        dx = super().backward(dout)
+        self.dW = np.dot(dout.T, self.x)
+        return dx
+
+
+class NpRelu:
+    def forward(self, x):
+        self.mask = x <= 0
+        out = x.copy()
+        out[self.mask] = 0
+        return out
+
+    def backward(self, dout):
+        dx = dout.copy()
+        dx[self.mask] = 0
+        return dx
+
+
+class NpSoftmaxWithLoss:
+    def forward(self, x, t):
+        self.t = t
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        self.y = e / e.sum(axis=1, keepdims=True)
+        return -np.sum(np.log(self.y[np.arange(len(t)), t])) / len(t)
+
+    def backward(self, dout=1):
+        dx = self.y.copy()
+        dx[np.arange(len(self.t)), self.t] -= 1
+        return dx * dout / len(self.t)
+
+
+class NpDropout:
+    def __init__(self, ratio=0.5):
+        self.ratio = ratio
+
+    def forward(self, x, train_flg=True):
+        self.mask = np.random.rand(*x.shape) > self.ratio
+        return x * self.mask
+
+    def backward(self, dout):
+        return dout * self.mask
+
+
+class ReaderNet:
+    """A reader's TwoLayerNet (6 -> 5 -> 3, batch 4) with pluggable Affine classes."""
+
+    def __init__(self, affine1=NpAffine, affine2=NpAffine, seed=0, sizes=(6, 5, 3)):
+        i, h, o = sizes
+        rng = np.random.default_rng(seed)
+        self.params = {"W1": 0.5 * rng.standard_normal((i, h)), "b1": 0.1 * rng.standard_normal(h),
+                       "W2": 0.5 * rng.standard_normal((h, o)), "b2": 0.1 * rng.standard_normal(o)}
+        self.build(affine1, affine2)
+        self.lastLayer = NpSoftmaxWithLoss()
+
+    def build(self, affine1=NpAffine, affine2=NpAffine):
+        p = self.params
+        self.layers = OrderedDict(Affine1=affine1(p["W1"], p["b1"]), Relu1=NpRelu(),
+                                  Affine2=affine2(p["W2"], p["b2"]))
+
+    def predict(self, x):
+        for layer in self.layers.values():
+            x = layer.forward(x)
+        return x
+
+    def loss(self, x, t):
+        return self.lastLayer.forward(self.predict(x), t)
+
+    def gradient(self, x, t):
+        self.loss(x, t)
+        dout = self.lastLayer.backward(1)
+        for layer in reversed(list(self.layers.values())):
+            dout = layer.backward(dout)
+        a1, a2 = self.layers["Affine1"], self.layers["Affine2"]
+        return {"W1": a1.dW, "b1": a1.db, "W2": a2.dW, "b2": a2.db}
+
+
+def net_data(n=4, d=6, c=3):
+    rng = np.random.default_rng(1)
+    return rng.random((n, d)), rng.integers(0, c, n)
+
+
+def test_numpy_reader_layers():
+    rng = np.random.default_rng(0)
+    W, b, x = rng.standard_normal((D, M)), rng.standard_normal(M), rng.standard_normal((N, D))
+    for ok in (NpAffine, NpAffineCopy):
+        report = xpnet.gradcheck(ok(W, b), x)
+        assert_ok(report)
+        assert set(report) == {"x", "W", "b"}
+    for bad, got in ((NpAffineDbIsDout, (N, M)), (NpAffineDbSum, ()), (NpAffineDbAxis1, (N,))):
+        assert_fails(xpnet.gradcheck(bad(W, b), x), "b", "db", bad.__name__, "shape", str(got))
+    assert_fails(xpnet.gradcheck(NpAffineDWTransposed(W, b), x), "W", "dW", "shape", str((M, D)))
+    assert_fails(xpnet.gradcheck(NpDropout(), x), "forward", "NpDropout", "forward is random")
+
+
+def test_correct_numpy_reader_net_passes():
+    report = xpnet.gradcheck(ReaderNet(), *net_data())
+    assert report.passed, str(report)
+    assert set(report) == {"W1", "b1", "W2", "b2"}
+    assert set(report.layers) == {"Affine1", "Relu1", "Affine2", "NpSoftmaxWithLoss"}
+
+
+@pytest.mark.parametrize("bad, key", [
+    (NpAffineDbIsDout, "b"), (NpAffineDbSum, "b"), (NpAffineDbAxis1, "b"), (NpAffineDWTransposed, "W"),
+])
+@pytest.mark.parametrize("where", ["Affine1", "Affine2"])
+def test_a_wrong_shape_in_a_net_names_the_layer(bad, key, where):
+    net = ReaderNet(**{where.lower(): bad})
+    report = xpnet.gradcheck(net, *net_data())
+    assert not report.passed
+    assert report.culprits == [where], str(report)
+    k = key + where[-1]
+    assert not report[k].passed and "shape" in report[k].reason and k in report[k].reason, str(report)
+    layer_res = report.layers[where][key]
+    assert "shape" in layer_res.reason and f"d{key}" in layer_res.reason and where in layer_res.reason
+    assert not any("reverse" in n for n in report.notes)
+
+
+def test_a_transposed_square_dW_in_a_net_names_the_layer():
+    net = ReaderNet(affine2=NpAffineDWTransposed, sizes=(6, 5, 5))
+    report = xpnet.gradcheck(net, *net_data(c=5))
+    assert report.culprits == ["Affine2"], str(report)
+    assert "wrong dW" in report.layers["Affine2"]["W"].reason
+
+
+def test_rebinding_the_parameters_fails_naming_them():
+    net = ReaderNet()
+    x, t = net_data()
+    grads = net.gradient(x, t)
+    for k in net.params:
+        net.params[k] = net.params[k] - 0.1 * grads[k]  # the layers keep the old arrays
+    report = xpnet.gradcheck(net, x, t)
+    assert not report.passed
+    for k in ("W1", "b1", "W2", "b2"):
+        assert f"params['{k}'] does not influence the loss" in report[k].reason, str(report)
+        assert "params[k] -= lr * g" in report[k].reason and "no layer holds" in report[k].reason
+    assert not any("reverse" in n for n in report.notes)
+
+
+def test_updating_in_place_passes():
+    net = ReaderNet()
+    x, t = net_data()
+    grads = net.gradient(x, t)
+    for k in net.params:
+        net.params[k] -= 0.1 * grads[k]
+    assert xpnet.gradcheck(net, x, t).passed
+
+
+def test_a_random_layer_in_a_net_is_named():
+    net = ReaderNet()
+    net.layers["Dropout1"] = NpDropout()
+    report = xpnet.gradcheck(net, *net_data())
+    assert not report.passed
+    assert "net.loss is random" in report["forward"].reason
+    assert "forward is random" in report.layers["Dropout1"]["forward"].reason
+    assert report.culprits == ["Dropout1"], str(report)
+
+
+def test_a_relu_kink_in_a_net_is_not_blamed_on_a_layer():
+    net = ReaderNet()
+    net.params["b1"][...] = 0.0
+    x, t = net_data()
+    x[0] = 0.0  # the hidden pre-activations of sample 0 are exactly 0
+    report = xpnet.gradcheck(net, x, t)
+    assert not report.passed
+    assert report.culprits == [], str(report)
+    assert report.layers["Relu1"]["x"].inconclusive and "kink" in report.layers["Relu1"]["x"].reason
+    assert report["b1"].inconclusive and "b1[" in report["b1"].reason and "kink" in report["b1"].reason
+    assert not any("reverse" in n for n in report.notes)
+
+
+# ---------------------------------------------------------------------------------------------
+# xpnet's own nets, on every device
+# ---------------------------------------------------------------------------------------------
+def small_net(dev, dtype):
+    net = xpnet.TwoLayerNet(6, 5, 3, weight_init_std=0.5, device=dev, dtype=dtype, seed=0)
+    xh, th = net_data()
+    return net, dev.asarray(xh, dtype=dtype), dev.asarray(th)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_rebinding_an_xpnet_net_fails_naming_the_parameter(dev, dtype):
+    net, x, t = small_net(dev, dtype)
+    g = net.gradient(x, t)
+    net.params["W1"] = net.params["W1"] - 0.1 * g["W1"]
+    report = xpnet.gradcheck(net, x, t)
+    assert not report.passed
+    assert "params['W1'] does not influence the loss" in report["W1"].reason, str(report)
+    assert report["W2"].passed
+
+
+def test_a_replaced_layer_of_an_xpnet_net_is_the_one_checked(dev):
+    net, x, t = small_net(dev, "float64")
+    net.layers["Relu1"] = ReluNoMask()
+    report = xpnet.gradcheck(net, x, t)
+    assert not report.passed
+    assert report.culprits == ["Relu1"], str(report)
+    assert "ReluNoMask" not in report.layers["Relu1"]["x"].reason  # named as the net names it
+    assert "Relu1.backward gives a wrong" in report.layers["Relu1"]["x"].reason
+
+
+# ---------------------------------------------------------------------------------------------
+# the machinery itself
+# ---------------------------------------------------------------------------------------------
+def test_numerical_gradient_restores_x_bit_for_bit(dev):
+    from xpnet.gradient import numerical_gradient
+
+    x = arr(dev, (3, 2), 20)
+    before = dev.to_numpy(x).copy()
+    xp = array_namespace(x)
+    g = numerical_gradient(lambda v: xp.sum(v * v), x)
+    assert np.array_equal(dev.to_numpy(x), before)
+    np.testing.assert_allclose(dev.to_numpy(g), 2 * before, rtol=1e-7, atol=1e-8)
+    assert g.dtype == x.dtype and tuple(g.shape) == (3, 2)
+
+
+def test_float32_check_has_tolerances_that_fit(dev):
+    W, b, x = affine_args(dev)
+    assert xpnet.gradcheck(Affine(W, b), x, dtype="float32").passed
+    assert not xpnet.gradcheck(AffineDbMean(W, b), x, dtype="float32").passed
+
+
+def test_a_net_whose_forward_writes_into_x_fails():
+    class ShiftInPlace:
+        def forward(self, x):
+            x -= 1.0
+            return x
+
+        def backward(self, dout):
+            return dout
+
+    net = ReaderNet()
+    net.layers = OrderedDict([("Shift", ShiftInPlace())] + list(net.layers.items()))
+    report = xpnet.gradcheck(net, *net_data())
+    assert "net.loss wrote into its input x" in report["forward"].reason
+    assert report.culprits == ["Shift"] and "writes into its input x" in report.layers["Shift"]["x"].reason
+
+
+def test_the_report_prints_every_reason():
+    W, b, x = affine_args(xpnet.device("cpu"))
+    text = str(xpnet.gradcheck(AffineDbWrongAxis(W, b), x))
+    assert "FAILED" in text and "db has shape (4,) but b has shape (5,)" in text
+
+
+def test_gradient_module_imports_no_backend():
+    import ast
+    import inspect
+
+    import xpnet.gradient
+
+    tree = ast.parse(inspect.getsource(xpnet.gradient))
+    names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert not names & {"numpy", "cupy", "torch"}, names
+
+
+def test_a_kink_does_not_hide_a_wrong_gradient_elsewhere(dev):
+    class ReluWrongSlope(Relu):  # right mask, slope 1.001 where it should be 1
+        def backward(self, dout):
+            return super().backward(dout) * 1.001
+
+    xh = np.abs(np.random.default_rng(21).standard_normal((N, D)))
+    xh[0, 0] = 0.0  # the kink's error (half the slope) is the largest, the wrong slope's much smaller
+    report = xpnet.gradcheck(ReluWrongSlope(), dev.asarray(xh, dtype="float64"))
+    assert report["x"].worst_index == (0, 0)
+    assert_fails(report, "x", "ReluWrongSlope.backward gives a wrong gradient of input x")
+    assert "x[0, 0]" not in report["x"].reason
