@@ -38,8 +38,6 @@ BACKEND_IMPORTERS = {
 # (not strictly, so the fix turns them into passes). Delete an entry once its fix is merged,
 # and the check is strict for that file again.
 KNOWN_OFFENDERS = {
-    "xpnet/gradient.py": "imports numpy and device._NULL_SCOPE; rewritten on the gradient branch "
-                         "(device.to_host, device.null_scope)",
     "xpnet/bench/": "imports numpy, torch, cupy, jax and device._blas_controller; the benchmark moves "
                     "out of the package to benchmarks/ (device.blas_thread_limit)",
 }

@@ -23,11 +23,12 @@ from dataclasses import dataclass, field
 
 from array_api_compat import array_namespace, is_array_api_obj
 
+from .layers import layer_param_names
+
 __all__ = ["numerical_gradient", "gradcheck", "GradcheckReport", "GradResult"]
 
 # The book's parameter names (Affine, Convolution, BatchNormalization). A layer with others
 # declares them: ``param_names = ("weight", "bias")``; the gradient of ``P`` is ``dP``.
-BOOK_PARAM_NAMES = ("W", "b", "gamma", "beta")
 _LABEL_NAMES = ("t", "target", "targets", "label", "labels", "y_true")
 
 
@@ -389,7 +390,7 @@ def _unheld_params(net) -> list:
         if layer is None:
             continue
         values = list(_attrs(layer).values())
-        values += [getattr(layer, n, None) for n in _param_names(layer)]
+        values += [getattr(layer, n, None) for n in layer_param_names(layer)]
         held.update(id(v) for v in values if _is_array(v))
     if not held:
         return []
@@ -422,11 +423,20 @@ def _check_net(net, inputs, report, h, atol, rtol, dtype, locate, seed):
     if len(inputs) != 2:
         raise TypeError("gradcheck(net, x, t): pass the input batch x and its labels t")
     unheld = _unheld_params(net)  # on the caller's net: ``to`` below would rebuild the layers
+    for key in unheld:  # a verdict of its own, whatever the rest of the check can do
+        shape = _shape(net.params[key])
+        report.results[key] = _fail(key, shape, _net_what(key, shape, unheld)("unheld"))
     orig = net
     actual = {_dtype_name(p) for p in net.params.values() if _is_float_array(p)}
     if actual and actual != {dtype}:
         if hasattr(net, "to") and hasattr(net, "config"):
-            net = net.to(dtype=dtype)
+            try:
+                net = net.to(dtype=dtype)
+            except ValueError as e:  # xpnet's nets refuse to copy layers that disagree with params
+                report.notes.append(f"error: net.to(dtype={dtype!r}) raised: {e}")
+                if locate and hasattr(orig, "layers") and hasattr(orig, "lastLayer"):
+                    _locate(orig, *(_cast(a, dtype, None) for a in inputs), report, h, atol, rtol, dtype, seed)
+                return
         else:  # a user's own net: its parameters are whatever it made them
             report.notes.append(f"the net's parameters are {', '.join(sorted(actual))}, not {dtype}, and it "
                                 f"has no .to(dtype=...): create it in {dtype} for a precise check")
@@ -465,6 +475,8 @@ def _check_net(net, inputs, report, h, atol, rtol, dtype, locate, seed):
             report.notes.append(f"error: net.gradient raised {type(e).__name__}: {e}")
     if analytic is not None:
         for key, p in net.params.items():
+            if key in unheld:
+                continue  # failed above, with its reason
             what = _net_what(key, _shape(p), unheld)
             if key not in analytic:
                 report.results[key] = _fail(key, _shape(p), (
@@ -509,21 +521,14 @@ def _locate(net, x, t, report, h, atol, rtol, dtype, seed):
     every_layer_ok = all(r.passed for res in report.layers.values() for r in res.values())
     wiring = failed_net and all(r.reason.startswith("net.gradient()[") and "disagrees" in r.reason
                                 for r in failed_net)
-    raised = any(n.startswith("error: net.gradient raised") for n in report.notes)
+    raised = any(n.startswith("error: net.gradient raised") for n in report.notes) and not any(
+        "does not influence the loss" in r.reason for r in report.results.values())  # that is the reason
     if every_layer_ok and (wiring or raised):
         report.notes.append("every layer is right on its own: the net's gradient() combines them "
                             "wrongly (is backward walking the layers in reverse order?)")
 
 
 # -- single layers --------------------------------------------------------------------------
-def _param_names(layer) -> list:
-    """The layer's parameters: its ``param_names`` when declared, else the book's names on it."""
-    declared = getattr(layer, "param_names", None)
-    if declared is not None:
-        return [declared] if isinstance(declared, str) else list(declared)
-    return [k for k in BOOK_PARAM_NAMES if _is_float_array(getattr(layer, k, None))]
-
-
 def _cast_layer(layer, dtype):
     """A shallow copy of ``layer`` whose floating arrays are ``dtype`` copies (the caller's layer
     is never perturbed or overwritten)."""
@@ -567,7 +572,7 @@ def _check_layer(layer, inputs, notes, h, atol, rtol, dtype, seed, label=None):
     except (TypeError, ValueError):
         names = []
     names = names[:len(ins)] + [f"input{i}" for i in range(len(names), len(ins))]
-    pnames = _param_names(lay)
+    pnames = layer_param_names(lay)
     keys = {p: (f"param {p}" if p in names else p) for p in pnames}
 
     # forward: must leave its inputs alone and give the same output twice

@@ -13,7 +13,28 @@ from array_api_compat import array_namespace
 from .validation import check_features, check_labels, shape_str
 from .functions import one_hot, sigmoid
 
-__all__ = ["MulLayer", "AddLayer", "Relu", "Sigmoid", "Tanh", "Affine", "SoftmaxWithLoss"]
+__all__ = ["MulLayer", "AddLayer", "Relu", "Sigmoid", "Tanh", "Affine", "SoftmaxWithLoss", "layer_param_names"]
+
+BOOK_PARAM_NAMES = ("W", "b", "gamma", "beta")
+
+
+def layer_param_names(layer) -> list:
+    """What a layer's parameters are: the names it declares in ``param_names``, else the book's
+    parameter names (W, b, gamma, beta) it holds as floating arrays. Gradients are ``d<name>``.
+    Cached arrays (``x``, ``out``, ``mask``, running statistics) are never parameters."""
+    declared = getattr(layer, "param_names", None)
+    if declared is not None:
+        return [declared] if isinstance(declared, str) else list(declared)
+    names = []
+    for k in BOOK_PARAM_NAMES:
+        v = getattr(layer, k, None)
+        if hasattr(v, "shape") and hasattr(v, "dtype") and not isinstance(v, type):
+            try:
+                if array_namespace(v).isdtype(v.dtype, "real floating"):
+                    names.append(k)
+            except TypeError:
+                pass
+    return names
 
 
 def _unbroadcast(grad, like):

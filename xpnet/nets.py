@@ -21,24 +21,12 @@ from collections.abc import Mapping
 
 from .device import device as get_device, device_of, dtype_name, host_rng, scoped
 from .functions import one_hot
-from .layers import Affine, Relu, Sigmoid, SoftmaxWithLoss, Tanh
+from .layers import Affine, Relu, Sigmoid, SoftmaxWithLoss, Tanh, layer_param_names
 from .validation import check_array, check_features, check_labels, positive_int
 
-__all__ = ["Net", "MultiLayerNet", "TwoLayerNet", "layer_param_names", "ACTIVATIONS"]
+__all__ = ["Net", "MultiLayerNet", "TwoLayerNet", "ACTIVATIONS"]
 
 ACTIVATIONS = {"relu": Relu, "sigmoid": Sigmoid, "tanh": Tanh}
-
-BOOK_PARAM_NAMES = ("W", "b", "gamma", "beta")
-
-
-def layer_param_names(layer) -> tuple:
-    """What a layer's parameters are: the names it declares in ``param_names``, else the book's
-    parameter names (W, b, gamma, beta) it holds as arrays. Their gradients are ``d<name>``."""
-    declared = getattr(layer, "param_names", None)
-    if declared is not None:
-        return tuple(declared)
-    return tuple(n for n in BOOK_PARAM_NAMES if hasattr(getattr(layer, n, None), "shape"))
-
 
 def _is_array(v) -> bool:
     return hasattr(v, "shape") and hasattr(v, "dtype") and not isinstance(v, type)
