@@ -283,3 +283,16 @@ def test_the_books_gradient_check_script_prints_the_books_precision():
     diffs = dict(line.split(":") for line in r.stdout.split())
     assert set(diffs) == {"W1", "b1", "W2", "b2"}
     assert all(float(v) < 1e-9 for v in diffs.values()), r.stdout
+
+
+def test_a_net_with_edited_layers_is_not_saved_as_something_else(tmp_path):
+    from xpnet.checkpoint import CheckpointError, load_net, save_net
+
+    net = xpnet.TwoLayerNet(8, 5, 3, device="cpu", seed=0)
+    save_net(net, tmp_path / "plain.npz")
+    assert type(load_net(tmp_path / "plain.npz").layers["Relu1"]) is Relu
+    net.layers["Relu1"] = Tanh()
+    assert "sizes" not in net.config and net.config["layers"] == ["Affine", "Tanh", "Affine"]
+    with pytest.raises(CheckpointError, match="other or edited layers"):
+        save_net(net, tmp_path / "edited.npz")
+    assert not (tmp_path / "edited.npz").exists()

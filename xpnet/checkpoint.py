@@ -29,8 +29,15 @@ def save_net(net, path) -> str:
     path = os.fspath(path)
     if not path.endswith(".npz"):
         path += ".npz"
+    config = getattr(net, "config", None)
+    if not isinstance(config, dict) or config.get("class") not in ("TwoLayerNet", "MultiLayerNet") \
+            or "sizes" not in config:
+        raise CheckpointError(
+            f"save_net records TwoLayerNet and MultiLayerNet architectures; {net!r} has other or edited layers, "
+            "so a checkpoint could not rebuild it. Save its parameters yourself (e.g. numpy.savez of "
+            "{k: net.device.to_numpy(v) for k, v in net.params.items()}) and rebuild the layers in code")
     arrays = {f"param/{k}": net.device.to_numpy(v) for k, v in net.params.items()}
-    meta = {"format": _FORMAT, "config": net.config}
+    meta = {"format": _FORMAT, "config": config}
     arrays["__meta__"] = np.array(json.dumps(meta))
     write_atomic(path, lambda f: np.savez(f, **arrays))
     return path
