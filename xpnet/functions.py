@@ -66,15 +66,15 @@ def log_softmax(x, xp=None):
     return z - xp.log(xp.sum(xp.exp(z), axis=-1, keepdims=True))
 
 
-def one_hot(t, num_classes: int, dtype=None, xp=None, classes=None):
-    """Integer labels ``(N,)`` as a one-hot ``(N, num_classes)`` array (a comparison, no setitem).
+def one_hot(t, num_classes: int, dtype=None, xp=None, eye=None):
+    """Integer labels ``(N,)`` as one-hot rows ``(N, num_classes)``: rows of the identity matrix.
 
-    ``classes`` may pass a kept ``arange(num_classes)`` of ``t``'s dtype (a net builds it once)."""
+    ``eye`` may pass a kept ``eye(num_classes)`` of ``dtype`` (a net builds it once)."""
     xp = xp or array_namespace(t)
     dtype = dtype if dtype is not None else xp.float32
-    if classes is None:
-        classes = xp.arange(num_classes, dtype=t.dtype, device=t.device)
-    return xp.astype(t[..., None] == classes, dtype)
+    if eye is None:
+        eye = xp.eye(num_classes, dtype=dtype, device=t.device)
+    return xp.take(eye, t, axis=0)
 
 
 def _batch_and_onehot(y, t, xp, check):

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from .device import device as get_device, device_of, dtype_name, host_rng, scoped
 from .functions import one_hot
 from .layers import Affine, Relu, Sigmoid, SoftmaxWithLoss, Tanh, layer_param_names
-from .validation import check_array, check_features, check_labels, positive_int
+from .validation import check_array, check_features, check_labels, is_kind, positive_int
 
 __all__ = ["Net", "MultiLayerNet", "TwoLayerNet", "ACTIVATIONS"]
 
@@ -77,7 +77,7 @@ class Net:
         self.lastLayer = last_layer if last_layer is not None else SoftmaxWithLoss(dev.xp)
         self.grads = None  # the gradients of the last gradient() call, as the book's nets return them
         self._slots_key, self._slots = None, None
-        self._classes = None
+        self._eye = None
         self._grad_slots()  # fails now, not at the first gradient, when layers and params disagree
 
     # -- what the layers say about the shapes ----------------------------------------
@@ -110,7 +110,7 @@ class Net:
         book's float32 MNIST going into its float64 net."""
         check_array(x, name, self.device)
         xp = self.xp
-        if not xp.isdtype(x.dtype, "real floating"):
+        if not is_kind(xp, x.dtype, "real floating"):
             raise TypeError(f"{name} must have a floating dtype, got {x.dtype}; convert it, e.g. "
                             f"dev.asarray(data, dtype='float32') (and scale images to [0, 1])")
         if x.dtype != self.dtype:
@@ -132,10 +132,10 @@ class Net:
         xp = self.xp
         if form == "onehot":
             return t if t.dtype == self.dtype else xp.astype(t, self.dtype)
-        classes = self._classes
-        if classes is None or classes.shape[0] != c or classes.dtype != t.dtype:
-            classes = self._classes = xp.arange(c, dtype=t.dtype, device=t.device)
-        return one_hot(t, c, self.dtype, xp, classes)
+        eye = self._eye
+        if eye is None or eye.shape[0] != c:
+            eye = self._eye = xp.eye(c, dtype=self.dtype, device=self.device.native)
+        return one_hot(t, c, self.dtype, xp, eye)
 
     # -- forward and backward --------------------------------------------------------
     def forward(self, x):
@@ -318,7 +318,7 @@ class Net:
         new.params = new_params
         new.layers = OrderedDict((k, clone(v)) for k, v in self.layers.items())
         new.lastLayer = clone(self.lastLayer)
-        new.grads, new._slots_key, new._slots, new._classes = None, None, None, None
+        new.grads, new._slots_key, new._slots, new._eye = None, None, None, None
         return new
 
     def __repr__(self) -> str:
