@@ -1,55 +1,204 @@
-"""The benchmark only has to run here (a tiny configuration); timings never go into tests."""
+"""The benchmark only has to run here (a tiny configuration); timings never go into tests.
 
+The comparison code sits beside the package (``benchmarks/`` at the repository root), not in
+it: these tests import it from the checkout and run it as ``python -m benchmarks`` and as
+``xpnet bench``.
+"""
+
+import argparse
 import json
+import math
+import subprocess
+import sys
+from pathlib import Path
 
-from xpnet.bench import _init_params, run, step_flops
-from xpnet.bench.contenders import BookContender, JaxContender, TunedNumpyContender, XpnetContender, book_code
-from xpnet.cli import main
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # plain `pytest` puts tests/, not the root, on the path
+    sys.path.insert(0, str(ROOT))
+
+import xpnet  # noqa: E402
+from benchmarks import add_arguments, step_flops  # noqa: E402
+from benchmarks.contenders import (BookContender, JaxContender, TunedNumpyContender,  # noqa: E402
+                                   TunedNumpyOneThreadContender, book_code, draw_batches)
+from benchmarks.harness import _init_params, run  # noqa: E402
+from benchmarks.xpnet_contenders import BookLoopContender, XpnetContender, new_net  # noqa: E402
+from xpnet import cli  # noqa: E402
+
+BOOK_ROWS = {"xpnet cpu", "xpnet, book-style loop", "xpnet, book-style loop + net.loss", "book NumPy float64",
+             "hand-tuned NumPy float32", "idiomatic PyTorch cpu", "hand-tuned f32, README's version"}
+QUICK = ["--quick", "--steps", "5", "--no-jax", "--devices", "cpu"]
 
 
-def test_quick_benchmark_runs_every_table():
-    res = run(quick=True, steps=5, with_jax=False, log=lambda *a: None)
-    tables = res["tables"]
+def _check_result(data, out):
+    tables = data["tables"]
     assert {"book_step", "tiny_step", "big_step", "protocol", "memory"} <= set(tables)
     rows = tables["book_step"]["rows"]
-    assert {"xpnet cpu", "book NumPy float64", "hand-tuned NumPy float32"} <= set(rows)
-    assert rows["xpnet cpu"]["ratio_to_xpnet"] == 1.0
-    assert all(r["median"] > 0 and r["min"] <= r["median"] <= r["max"] for r in rows.values())
+    expected = set(BOOK_ROWS)
+    if not _importable("torch"):
+        expected.discard("idiomatic PyTorch cpu")
+    if _importable("threadpoolctl"):
+        expected.add("hand-tuned NumPy f32, 1 BLAS thread")
+    assert expected <= set(rows)
+    assert {"xpnet cpu", "xpnet, book-style loop", "xpnet, book-style loop + net.loss",
+            "hand-tuned NumPy float32"} <= set(tables["tiny_step"]["rows"])
     assert "matmul floor (products only)" in tables["big_step"]["rows"]
+    for name in ("book_step", "tiny_step", "big_step", "protocol"):
+        for r in tables[name]["rows"].values():
+            assert r["median"] > 0 and r["min"] <= r["median"] <= r["max"]
+            for key in ("ratio_to_tuned", "ratio_to_xpnet"):
+                assert isinstance(r[key], float) and math.isfinite(r[key]) and r[key] > 0
+    targets = data["targets"]
+    for key in ("book_loop", "book_loop_with_net_loss", "trainer_step"):
+        r = targets[key]["ratio_to_tuned"]
+        assert math.isfinite(r) and r > 0
+    assert targets["book_loop"]["target"] == 1.10
+    for name in expected:  # every CPU contender printed, with its ratios
+        assert name in out
+    assert "targets (book net" in out and "book-style loop" in out and "target <= 1.10x" in out
+
+
+def _importable(name):
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+@pytest.mark.parametrize("command", [[sys.executable, "-m", "benchmarks"],
+                                     [sys.executable, "-m", "xpnet", "bench"]], ids=["python -m benchmarks",
+                                                                                     "xpnet bench"])
+def test_quick_benchmark_from_the_checkout(command, tmp_path):
+    out = tmp_path / "b.json"
+    p = subprocess.run(command + QUICK + ["--json", str(out)], cwd=ROOT, capture_output=True, text=True,
+                       timeout=600)
+    assert p.returncode == 0, p.stdout + p.stderr
+    _check_result(json.loads(out.read_text()), p.stdout)
+
+
+def test_bench_outside_a_checkout_says_where_the_code_is(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(cli, "_benchmarks_dir", lambda: tmp_path / "site-packages" / "benchmarks")
+    assert cli.main(["bench", "--quick"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "not the wheel" in err and "python -m benchmarks" in err and "clone" in err
+
+
+def test_bench_finds_the_checkout_beside_the_package():
+    assert cli._benchmarks_dir() == ROOT / "benchmarks"
+
+
+def test_xpnet_bench_and_python_m_benchmarks_take_the_same_options():
+    def options(p):
+        return {a.dest: (tuple(a.option_strings), a.default, a.help, a.type is None) for a in p._actions
+                if a.dest != "help"}
+
+    bench = next(a for a in cli._parser()._actions if isinstance(a, argparse._SubParsersAction)).choices["bench"]
+    assert options(bench) == options(add_arguments(argparse.ArgumentParser()))
+
+
+def test_quick_run_in_process():
+    res = run(quick=True, steps=5, with_jax=False, protocol=False, devices=["cpu"], log=lambda *a: None)
+    rows = res["tables"]["book_step"]["rows"]
+    assert rows["xpnet cpu"]["ratio_to_xpnet"] == 1.0
+    assert res["tables"]["book_step"]["reference"] in ("hand-tuned NumPy float32", "hand-tuned NumPy f32, 1 BLAS thread")
     assert res["machine"]["matmul_gflops_f32"] > 0
     assert step_flops([784, 50, 10], 100) == 2 * (2 * 100 * (784 * 50 + 50 * 10)) + 2 * 100 * 50 * 10
 
 
+def test_the_wheel_leaves_the_benchmark_out():
+    tomllib = pytest.importorskip("tomllib")
+    find = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    assert find["include"] == ["xpnet*"]  # "benchmarks" is not matched
+
+
+def _data(n=3000, m=1000):
+    (x, t), (xt, tt) = xpnet.load_mnist()
+    return (x[:n], t[:n]), (xt[:m], tt[:m])
+
+
+def test_block_drawn_batches_are_the_per_step_batches():
+    a, b = np.random.default_rng(7), np.random.default_rng(7)
+    blocks = list(draw_batches(a, 60000, 100, 600))
+    assert len(blocks) == 600
+    for idx in blocks:
+        np.testing.assert_array_equal(idx, b.integers(0, 60000, 100))
+
+
+def test_tuned_reference_takes_the_same_steps_as_the_book_loop():
+    """Same maths, float32, same batches: the hand-tuned step and the reader's loop agree."""
+    data = _data(600, 100)
+    p = _init_params([784, 50, 10], 0.01, 0)
+    tuned, loop = TunedNumpyContender(p, data, 0.1, 100, 0), BookLoopContender(p, data, 0.1, 100, 0)
+    tuned.steps(20)
+    loop.steps(20)
+    for i, key in enumerate(("W1", "W2")):
+        np.testing.assert_allclose(tuned.Ws[i], loop.net.params[key], rtol=1e-3, atol=1e-5)
+        np.testing.assert_allclose(tuned.bs_[i], loop.net.params[f"b{i + 1}"], rtol=1e-3, atol=1e-5)
+    # the loss each step: the hand-tuned one is the loss of the batch before its update
+    second = BookLoopContender(p, data, 0.1, 100, 0, second_loss=True)
+    first = BookLoopContender(p, data, 0.1, 100, 0)
+    tuned2 = TunedNumpyContender(p, data, 0.1, 100, 0)
+    tuned2.steps(1)
+    first.steps(1)
+    second.steps(1)
+    idx = np.random.default_rng(0).integers(0, 600, 100)  # the first batch of seed 0, as both draw it
+    x, t = first.x[idx], first.t[idx]
+    net0 = new_net(p)
+    np.testing.assert_allclose(tuned2.losses[0], float(net0.loss(x, t)), rtol=1e-5)
+    assert len(second.train_loss_list) == 1 and np.isfinite(float(second.train_loss_list[0]))
+
+
 def test_tuned_reference_learns_like_xpnet():
     """The hand-tuned contender is a real implementation of the same step, not a stand-in."""
-    import xpnet
-
-    (x, t), (xt, tt) = xpnet.load_mnist()
-    data = ((x[:3000], t[:3000]), (xt[:1000], tt[:1000]))
+    data = _data()
     p = _init_params([784, 50, 10], 0.01, 0)
     a, b = XpnetContender(p, data, 0.1, 100, 0), TunedNumpyContender(p, data, 0.1, 100, 0)
+    c = TunedNumpyOneThreadContender(p, data, 0.1, 100, 0) if _importable("threadpoolctl") else b
     a.steps(300)
     b.steps(300)
-    acc_a, acc_b = a.evaluate()[1], b.evaluate()[1]
-    assert acc_a > 0.8 and abs(acc_a - acc_b) < 0.05
+    c.steps(300)
+    acc_a, acc_b, acc_c = a.evaluate()[1], b.evaluate()[1], c.evaluate()[1]
+    assert acc_a > 0.8 and abs(acc_a - acc_b) < 0.05 and abs(acc_b - acc_c) < 1e-9
+    assert np.all(np.isfinite(b.losses)) and b.losses[-1] < b.losses[0]
 
 
-def test_bench_command_writes_json(tmp_path, capsys):
-    out = tmp_path / "b.json"
-    assert main(["bench", "--quick", "--steps", "5", "--no-protocol", "--no-jax", "--json", str(out)]) == 0
-    data = json.loads(out.read_text())
-    assert "book_step" in data["tables"] and "ratio to xpnet cpu" in capsys.readouterr().out
+def test_tuned_reference_handles_deeper_nets():
+    data = _data(500, 100)
+    p = _init_params([784, 32, 16, 10], "he", 0)
+    c = TunedNumpyContender(p, data, 0.1, 50, 0)
+    c.steps(50)
+    assert np.all(np.isfinite(c.losses)) and c.evaluate()[1] > 0.3
+
+
+def test_book_loop_contenders_learn():
+    data = _data()
+    p = _init_params([784, 50, 10], 0.01, 0)
+    for second in (False, True):
+        c = BookLoopContender(p, data, 0.1, 100, 0, second_loss=second)
+        c.steps(300)
+        assert len(c.train_loss_list) == 300 and c.evaluate()[1] > 0.8
+
+
+def test_xpnet_contender_starts_from_the_given_weights():
+    p = _init_params([12, 6, 10], 0.5, 1)
+    net = new_net(p)
+    assert isinstance(net, xpnet.TwoLayerNet)
+    for k, v in p.items():
+        np.testing.assert_allclose(net.device.to_numpy(net.params[k]), v.astype(np.float32))
+        assert net.params[k].dtype == np.float32
+    # the layers hold the very arrays: the book-style update reaches them
+    assert net.layers["Affine1"].W is net.params["W1"]
 
 
 def test_book_reference_code_agrees_with_xpnet():
     """The book's own code (as the benchmark runs it) and xpnet give the same gradients."""
-    import numpy as np
-
-    import xpnet
-
     p = _init_params([12, 6, 10], 0.5, 1)
     book = book_code(np).TwoLayerNet(p)
-    net = xpnet.TwoLayerNet(12, 6, 10, device="cpu", dtype="float64", params=p)
+    net = xpnet.TwoLayerNet(12, 6, 10, device="cpu", dtype="float64")
+    for k, v in p.items():
+        net.params[k][...] = v
     rng = np.random.default_rng(0)
     x, t = rng.standard_normal((5, 12)), rng.integers(0, 10, 5)
     gb, gx = book.gradient(x, np.eye(10)[t]), net.gradient(x, t)
@@ -62,12 +211,8 @@ def test_book_reference_code_agrees_with_xpnet():
 
 
 def test_jax_contender_learns():
-    import pytest
-
     pytest.importorskip("jax")
-    import xpnet
-
-    (x, t), (xt, tt) = xpnet.load_mnist()
-    c = JaxContender(_init_params([784, 50, 10], 0.01, 0), ((x[:3000], t[:3000]), (xt[:1000], tt[:1000])), 0.1, 100, 0)
+    (x, t), (xt, tt) = _data()
+    c = JaxContender(_init_params([784, 50, 10], 0.01, 0), ((x, t), (xt, tt)), 0.1, 100, 0)
     c.steps(300)
     assert c.evaluate()[1] > 0.8

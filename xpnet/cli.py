@@ -98,7 +98,8 @@ def _parser():
     g.add_argument("--data-dir", help="directory with the MNIST IDX files")
     g.add_argument("--seed", type=_seed, default=0)
 
-    b = sub.add_parser("bench", help="time xpnet against the book's code, tuned NumPy and PyTorch")
+    b = sub.add_parser("bench", help="time xpnet against the book's code, tuned NumPy and PyTorch "
+                                    "(from a source checkout: the code is benchmarks/, beside the package)")
     b.add_argument("--quick", action="store_true", help="a tiny configuration (seconds): checks that it runs")
     b.add_argument("--repeats", type=_positive_int, default=3)
     b.add_argument("--steps", type=_positive_int, default=2000, help="timed steps per per-step measurement")
@@ -200,10 +201,41 @@ def cmd_gradcheck(a) -> int:
     return 0 if report.passed else 1
 
 
-def cmd_bench(a) -> int:
-    from .bench import run_cli
+BENCH_UNAVAILABLE = ("the benchmark ships with xpnet's source, not the wheel: clone xpnet's repository, then "
+                     "from its root run `pip install -e '.[train]'` and `python -m benchmarks` (or `xpnet bench`)")
 
-    return run_cli(a)
+
+def _benchmarks_dir() -> Path:
+    """Where the comparison code sits in a source checkout: beside the package, not in it."""
+    import xpnet
+
+    return Path(xpnet.__file__).resolve().parent.parent / "benchmarks"
+
+
+def _import_benchmarks(d: Path):
+    """The ``benchmarks`` package of the checkout at ``d`` (reused when already imported from there)."""
+    import importlib.util
+
+    mod = sys.modules.get("benchmarks")
+    if mod is not None and Path(getattr(mod, "__file__", None) or "").resolve().parent == d:
+        return mod
+    name = "benchmarks" if mod is None else "_xpnet_checkout_benchmarks"  # never shadow another package
+    spec = importlib.util.spec_from_file_location(name, d / "__init__.py", submodule_search_locations=[str(d)])
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    try:
+        spec.loader.exec_module(mod)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return mod
+
+
+def cmd_bench(a) -> int:
+    d = _benchmarks_dir()
+    if not (d / "__init__.py").is_file():
+        raise _Fail(BENCH_UNAVAILABLE)
+    return _import_benchmarks(d).run_cli(a)
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,103 @@
+"""xpnet's contenders, written with its public API only.
+
+- ``XpnetContender``: the library's own hot loop, ``Trainer.run_steps(k)`` (and ``fit()`` for
+  the whole protocol, ``evaluate()`` for the accuracies);
+- ``BookLoopContender``: the loop a reader of the book writes with xpnet's nets:
+  ``grads = net.gradient(x, t)``, the SGD update on ``net.params``, the loss read every step,
+  from ``net.lastLayer.loss`` or (the book's ``train_neuralnet.py``) a second ``net.loss(x, t)``.
+
+Every contender starts from the same host weights, written into ``net.params`` in place.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import xpnet
+
+
+def sizes_of(params) -> list:
+    n = len(params) // 2
+    return [params["W1"].shape[0]] + [params[f"W{i}"].shape[1] for i in range(1, n + 1)]
+
+
+def new_net(params, device="cpu"):
+    """A float32 xpnet net holding ``params`` (host arrays): TwoLayerNet for two layers."""
+    sizes = sizes_of(params)
+    if len(sizes) == 3:
+        net = xpnet.TwoLayerNet(*sizes, dtype="float32", device=device)
+    else:
+        net = xpnet.MultiLayerNet(sizes, dtype="float32", device=device)
+    for key, value in params.items():  # in place: the layers hold these very arrays
+        net.params[key][...] = net.device.asarray(np.asarray(value, dtype=np.float32))
+    return net
+
+
+class XpnetContender:
+    """xpnet's Trainer: ``run_steps(k)`` per step, ``fit()`` for the protocol."""
+
+    def __init__(self, params, data, lr, batch_size, seed, device="cpu", iters=10000, eval_interval=None):
+        (x, t), (xt, tt) = data
+        self.net = new_net(params, device)
+        self.name = f"xpnet {self.net.device.name}"
+        self.trainer = xpnet.Trainer(self.net, x, t, xt, tt, lr=lr, batch_size=batch_size, seed=seed, log=None,
+                                     progress=False, final_eval=False, iters=iters, eval_interval=eval_interval)
+        self.losses = []
+
+    def steps(self, k):
+        self.losses = self.trainer.run_steps(k)
+        self.net.device.synchronize()
+
+    def evaluate(self):
+        return self.trainer.evaluate()
+
+    def protocol(self):
+        """The whole run this contender was built for (``iters``, ``eval_interval``)."""
+        return self.trainer.fit()
+
+
+class BookLoopContender:
+    """The book's ``train_neuralnet.py`` loop, written by a reader against xpnet (float32, CPU).
+
+    Batch indices are drawn per step exactly as the hand-tuned contender draws them (the same
+    seed gives the same batches); the batch is gathered with fancy indexing, as a reader does.
+    ``second_loss``: record the loss with the book's second forward pass, ``net.loss(x, t)``,
+    instead of reading ``net.lastLayer.loss`` (which the gradient's forward pass set).
+    """
+
+    def __init__(self, params, data, lr, batch_size, seed, second_loss=False):
+        (x, t), (xt, tt) = data
+        self.net = new_net(params, "cpu")
+        self.x, self.t = np.ascontiguousarray(x, dtype=np.float32), np.asarray(t)
+        self.xt, self.tt = np.ascontiguousarray(xt, dtype=np.float32), np.asarray(tt)
+        self.lr, self.bs, self.second_loss = lr, batch_size, second_loss
+        self.rng = np.random.default_rng(seed)
+        self.name = "xpnet, book-style loop" + (" + net.loss" if second_loss else "")
+        self.train_loss_list = []
+
+    def steps(self, k):
+        net, X, T, lr, rng = self.net, self.x, self.t, self.lr, self.rng
+        n, bs, keys = X.shape[0], self.bs, tuple(self.net.params)
+        train_loss_list = []  # the book's list, one per call (memory stays flat over rounds)
+        if self.second_loss:
+            for _ in range(k):
+                idx = rng.integers(0, n, bs)
+                x, t = X[idx], T[idx]
+                grads = net.gradient(x, t)
+                for key in keys:
+                    net.params[key] -= lr * grads[key]
+                loss = net.loss(x, t)
+                train_loss_list.append(loss)
+        else:
+            for _ in range(k):
+                idx = rng.integers(0, n, bs)
+                x, t = X[idx], T[idx]
+                grads = net.gradient(x, t)
+                for key in keys:
+                    net.params[key] -= lr * grads[key]
+                loss = net.lastLayer.loss
+                train_loss_list.append(loss)
+        self.train_loss_list = train_loss_list
+
+    def evaluate(self):
+        return self.net.accuracy(self.x, self.t), self.net.accuracy(self.xt, self.tt)
