@@ -178,3 +178,38 @@ def test_blas_controller_kept_for_the_benchmark():
     if ctl is not None:
         with ctl.limit(limits=1, user_api="blas"):
             pass
+
+
+def test_thread_chooser_keeps_the_faster_count_and_races_again():
+    from xpnet.device import ThreadChooser
+
+    c = ThreadChooser(full=2, probes=3, every=10)
+    seen = []
+    for _ in range(6):  # the race: both counts, alternately
+        n = c.pick()
+        seen.append(n)
+        c.record(n, 1.0 if n == 1 else 3.0)  # a busy machine: one thread is 3x faster
+    assert sorted(seen) == [1, 1, 1, 2, 2, 2] and c.choice == 1
+    assert [c.pick() for _ in range(9)] == [1] * 9
+    raced = []
+    for _ in range(6):  # then the race again: the machine went idle, two threads win now
+        n = c.pick()
+        raced.append(n)
+        c.record(n, 1.0 if n == 1 else 0.8)
+    assert sorted(raced) == [1, 1, 1, 2, 2, 2] and c.choice == 2
+    assert ThreadChooser(full=1).pick() == 1  # one core: nothing to choose
+
+
+def test_small_steps_are_timed_and_get_a_thread_count(monkeypatch):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    monkeypatch.delenv("XPNET_BLAS_THREADS", raising=False)
+    cpu = xpnet.device("cpu")
+    before = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+    for _ in range(12):
+        with cpu.step_scope(12345.0, steps=4):
+            pass
+    from xpnet.device import _CHOOSERS
+
+    assert _CHOOSERS[12345.0].choice in _CHOOSERS[12345.0].arms
+    after = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+    assert after == before  # every block restores what it found

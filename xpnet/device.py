@@ -25,6 +25,7 @@ import contextvars
 import functools
 import importlib
 import os
+import time
 from typing import Any
 
 import numpy as np
@@ -110,7 +111,8 @@ def scoped(method):
 # ---------------------------------------------------------------------------------------
 # BLAS threads (NumPy on the CPU)
 # ---------------------------------------------------------------------------------------
-_SMALL_PRODUCT_FLOPS = 16e6  # measured crossover on a 2-core machine (784-100-10 at batch 200 gains from 2)
+_LARGE_PRODUCT_FLOPS = 64e6  # products this large always gain from every thread
+_CHOOSERS: dict = {}  # one ThreadChooser per kind of step (its largest product's size)
 
 
 @functools.lru_cache(maxsize=1)
@@ -138,6 +140,93 @@ def blas_thread_limit(n: int):
         return
     with controller.limit(limits=n, user_api="blas"):
         yield True
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_libraries() -> tuple:
+    """threadpoolctl's controllers of the BLAS libraries NumPy loaded (empty without it)."""
+    controller = _blas_controller()
+    return () if controller is None else tuple(c for c in controller.lib_controllers if c.user_api == "blas")
+
+
+class _BlasThreads:
+    """A ``with`` block holding the BLAS libraries to ``n`` threads through their own setters
+    (threadpoolctl's per-library controllers): about 1.5 us a block against 5-9 us for
+    ``threadpoolctl.limit``, cheap enough to wrap every ``gradient()`` call of a reader's loop."""
+
+    __slots__ = ("libs", "n", "old")
+
+    def __init__(self, libs, n: int):
+        self.libs, self.n, self.old = libs, n, ()
+
+    def __enter__(self):
+        self.old = tuple(lib.get_num_threads() for lib in self.libs)
+        for lib, old in zip(self.libs, self.old):
+            if old != self.n:
+                lib.set_num_threads(self.n)
+        return self
+
+    def __exit__(self, *exc):
+        for lib, old in zip(self.libs, self.old):
+            if old is not None and old != self.n:
+                lib.set_num_threads(old)
+        return False
+
+
+class ThreadChooser:
+    """Which BLAS thread count runs one kind of step faster, found by timing the steps themselves.
+
+    Neither choice is right everywhere: on an idle 2-core machine the book's step runs ~20 %
+    faster on two OpenBLAS threads; on a machine busy with other work those threads spin for
+    cores they do not get and the same step ran ~6x slower than on one. So the steps decide:
+    the first ``probes`` runs alternate between one thread and all of them, the faster median
+    wins, and every ``every`` runs the race is run again, in case the machine's load changed.
+    Probing costs well under 1 % of a long run; the timings are the steps' own.
+    """
+
+    def __init__(self, full: int, probes: int = 5, every: int = 400):
+        self.arms = (1, full) if full > 1 else (1,)
+        self.probes, self.every = probes, every
+        self.samples = {n: [] for n in self.arms}
+        self.choice, self.left = None, 0
+
+    def pick(self) -> int:
+        if self.choice is not None:
+            self.left -= 1
+            if self.left > 0:
+                return self.choice
+            self.choice, self.samples = None, {n: [] for n in self.arms}  # race again
+        return min(self.arms, key=lambda n: len(self.samples[n]))
+
+    def record(self, n: int, seconds_per_step: float) -> None:
+        if self.choice is not None:
+            return
+        self.samples[n].append(seconds_per_step)
+        if all(len(v) >= self.probes for v in self.samples.values()):
+            med = {k: sorted(v)[len(v) // 2] for k, v in self.samples.items()}
+            self.choice, self.left = min(med, key=med.get), self.every
+
+
+class _TimedBlasThreads(_BlasThreads):
+    """``_BlasThreads`` with the count a ``ThreadChooser`` picks, timing the block for it."""
+
+    __slots__ = ("chooser", "steps", "t0")
+
+    def __init__(self, libs, chooser: ThreadChooser, steps: int):
+        super().__init__(libs, chooser.pick())
+        self.chooser, self.steps, self.t0 = chooser, steps, 0.0
+
+    def __enter__(self):
+        super().__enter__()
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        elapsed = time.perf_counter() - self.t0
+        super().__exit__(exc_type, *exc)
+        if exc_type is None:
+            self.chooser.record(self.n, elapsed / self.steps)
+        return False
 
 
 def _blas_threads_from_env() -> int | None:
@@ -194,7 +283,7 @@ class Device:
         """Wait for queued device work (a no-op where work runs eagerly); needed for honest timings."""
 
     # -- how to run a training step ---------------------------------------------------
-    def step_scope(self, largest_product_flops: float):
+    def step_scope(self, largest_product_flops: float, steps: int = 1):
         """A context for a run of training steps whose largest matrix product has this size.
 
         Only the CPU has a policy (``NumpyDevice``); elsewhere it is the device scope."""
@@ -271,15 +360,26 @@ class NumpyDevice(Device):
     def to_numpy(self, x) -> np.ndarray:
         return np.asarray(x)  # already host memory: no copy, as before
 
-    def step_scope(self, largest_product_flops: float):
-        """OpenBLAS's worker threads spin between calls; for products below ~16 MFLOP (the
-        book's net: 7.8) they cost more than they give on a small machine -- a single-threaded
-        BLAS made the book's step 10-15 % faster here. Larger products keep every thread.
-        ``XPNET_BLAS_THREADS`` overrides the choice; without threadpoolctl it is a no-op."""
-        n = _blas_threads_from_env()
-        if n is None and largest_product_flops >= _SMALL_PRODUCT_FLOPS:
+    def step_scope(self, largest_product_flops: float, steps: int = 1):
+        """The BLAS thread count for ``steps`` steps whose largest product has this size.
+
+        Large products (>= 64 MFLOP) keep every thread. For small ones -- the book's net: 7.8
+        MFLOP -- OpenBLAS's threads help on an idle machine and cost several times over on a
+        busy one, so a ``ThreadChooser`` per kind of step times both and keeps the faster.
+        ``XPNET_BLAS_THREADS`` fixes the count instead."""
+        libs = _blas_libraries()
+        if not libs:
             return _NULL_SCOPE
-        return blas_thread_limit(n or 1)
+        n = _blas_threads_from_env()
+        if n is not None:
+            return _BlasThreads(libs, n)
+        if largest_product_flops >= _LARGE_PRODUCT_FLOPS:
+            return _NULL_SCOPE
+        chooser = _CHOOSERS.get(largest_product_flops)
+        if chooser is None:
+            full = max((getattr(lib, "num_threads", 1) or 1) for lib in libs)  # as NumPy loaded it
+            chooser = _CHOOSERS[largest_product_flops] = ThreadChooser(full)
+        return _TimedBlasThreads(libs, chooser, steps)
 
 
 class StrictDevice(Device):

@@ -210,10 +210,21 @@ class Net:
         """Scores (before softmax) for a batch ``x`` of this device."""
         return self.forward(self._input(x))
 
+    def _step_scope(self, n: int):
+        """The device's policy for a pass over ``n`` samples (on the CPU: one BLAS thread for
+        small products, whose spinning worker threads cost more than they give)."""
+        largest = max((w.shape[0] * w.shape[1] for w in self._weights()), default=0)
+        return self.device.step_scope(2 * n * largest)
+
     @scoped
     def loss(self, x, t):
         """The mean loss of a batch, integer or one-hot labels ``t``."""
-        scores = self.forward(self._input(x))
+        x = self._input(x)
+        with self._step_scope(x.shape[0]):
+            return self._loss(x, t)
+
+    def _loss(self, x, t):
+        scores = self.forward(x)
         n, c = scores.shape
         form = self._labels(t, n, c)
         last = self.lastLayer
@@ -227,6 +238,11 @@ class Net:
         """Backprop gradients of the loss, a dict like ``params``; also kept in ``net.grads``.
         Afterwards ``net.lastLayer.loss`` holds this batch's loss, as in the book."""
         x = self._input(x)
+        with self._step_scope(x.shape[0]):
+            self.grads = grads = self._gradient(x, t)
+        return grads
+
+    def _gradient(self, x, t):
         scores = self.forward(x)
         n, c = scores.shape
         form = self._labels(t, n, c)
@@ -235,8 +251,7 @@ class Net:
             last.forward_onehot(scores, self._onehot(t, form, c))
         else:
             last.forward(scores, t)
-        self.grads = grads = self.backward(1.0)
-        return grads
+        return self.backward(1.0)
 
     @scoped
     def accuracy(self, x, t, batch_size=10000) -> float:

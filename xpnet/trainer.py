@@ -241,7 +241,7 @@ class Trainer:
             read_last = last is not None and hasattr(last, "loss")
         widths = [w.shape for w in params.values() if getattr(w, "ndim", 0) == 2]
         largest = max((a * b for a, b in widths), default=0) * 2 * bs
-        with self.device.step_scope(largest):
+        with self.device.step_scope(largest, k):
             for i in range(k):
                 j = i % block
                 if j == 0:
