@@ -162,13 +162,13 @@ def test_step_scope_policy(monkeypatch):
     cpu = xpnet.device("cpu")
     monkeypatch.delenv("XPNET_BLAS_THREADS", raising=False)
     assert cpu.step_scope(1e9) is null_scope()  # big products keep every thread
-    with cpu.step_scope(1e3):  # small ones run on one thread (a no-op without threadpoolctl)
+    with cpu.step_scope(1e6):  # small ones: a thread count chosen by timing (a no-op without threadpoolctl)
         pass
     monkeypatch.setenv("XPNET_BLAS_THREADS", "zero")
     with pytest.raises(ValueError, match="XPNET_BLAS_THREADS must be a positive integer, got 'zero'"):
-        cpu.step_scope(1e3)
+        cpu.step_scope(1e6)
     strict = xpnet.device("array_api_strict")
-    assert strict.step_scope(1e3) is strict.scope()  # no policy off the NumPy CPU
+    assert strict.step_scope(1e6) is strict.scope()  # no policy off the NumPy CPU
 
 
 def test_blas_controller_kept_for_the_benchmark():
@@ -206,10 +206,33 @@ def test_small_steps_are_timed_and_get_a_thread_count(monkeypatch):
     cpu = xpnet.device("cpu")
     before = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
     for _ in range(12):
-        with cpu.step_scope(12345.0, steps=4):
+        with cpu.step_scope(1234567.0, steps=4):
             pass
     from xpnet.device import _CHOOSERS
 
-    assert _CHOOSERS[12345.0].choice in _CHOOSERS[12345.0].arms
+    assert _CHOOSERS[1234567.0].choice in _CHOOSERS[1234567.0].arms
     after = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
     assert after == before  # every block restores what it found
+
+
+def test_thread_chooser_races_again_when_its_choice_turns_slow():
+    from xpnet.device import ThreadChooser
+
+    c = ThreadChooser(full=2, probes=3, every=1000)
+    for _ in range(6):
+        n = c.pick()
+        c.record(n, 1.0 if n == 2 else 2.0)  # idle: two threads win
+    assert c.choice == 2
+    for _ in range(3):  # then another program takes a core: the two-thread runs slow down 4x
+        assert c.pick() == 2
+        c.record(2, 4.0)
+    assert c.pick() == 1 and c.choice is None  # the race again, starting with one thread
+    c.record(1, 1.5)
+    assert c.pick() == 2
+
+
+def test_products_openblas_never_threads_get_no_thread_scope(monkeypatch):
+    from xpnet.device import null_scope
+
+    monkeypatch.setenv("XPNET_BLAS_THREADS", "1")
+    assert xpnet.device("cpu").step_scope(1e3) is null_scope()  # 4x16x8: nothing to hold back

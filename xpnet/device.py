@@ -112,6 +112,7 @@ def scoped(method):
 # BLAS threads (NumPy on the CPU)
 # ---------------------------------------------------------------------------------------
 _LARGE_PRODUCT_FLOPS = 64e6  # products this large always gain from every thread
+_SERIAL_PRODUCT_FLOPS = 5e5  # below this (M*N*K < 65536*4) OpenBLAS's gemm never uses a second thread
 _CHOOSERS: dict = {}  # one ThreadChooser per kind of step (its largest product's size)
 
 
@@ -179,32 +180,34 @@ class ThreadChooser:
     Neither choice is right everywhere: on an idle 2-core machine the book's step runs ~20 %
     faster on two OpenBLAS threads; on a machine busy with other work those threads spin for
     cores they do not get and the same step ran ~6x slower than on one. So the steps decide:
-    the first ``probes`` runs alternate between one thread and all of them, the faster median
-    wins, and every ``every`` runs the race is run again, in case the machine's load changed.
-    Probing costs well under 1 % of a long run; the timings are the steps' own.
+    the first ``probes`` runs alternate between one thread and all of them and the faster
+    median wins; the race is run again when the winner turns slow (three runs in a row 1.5x
+    its race median: the machine's load changed) and after ``every`` runs in any case.
     """
 
     def __init__(self, full: int, probes: int = 5, every: int = 400):
         self.arms = (1, full) if full > 1 else (1,)
         self.probes, self.every = probes, every
         self.samples = {n: [] for n in self.arms}
-        self.choice, self.left = None, 0
+        self.choice, self.left, self.best, self.slow = None, 0, 0.0, 0
 
     def pick(self) -> int:
         if self.choice is not None:
             self.left -= 1
-            if self.left > 0:
+            if self.left > 0 and self.slow < 3:
                 return self.choice
             self.choice, self.samples = None, {n: [] for n in self.arms}  # race again
         return min(self.arms, key=lambda n: len(self.samples[n]))
 
     def record(self, n: int, seconds_per_step: float) -> None:
         if self.choice is not None:
+            self.slow = self.slow + 1 if seconds_per_step > 1.5 * self.best else 0
             return
         self.samples[n].append(seconds_per_step)
         if all(len(v) >= self.probes for v in self.samples.values()):
             med = {k: sorted(v)[len(v) // 2] for k, v in self.samples.items()}
-            self.choice, self.left = min(med, key=med.get), self.every
+            self.choice = min(med, key=med.get)
+            self.best, self.left, self.slow = med[self.choice], self.every, 0
 
 
 class _TimedBlasThreads(_BlasThreads):
@@ -367,6 +370,8 @@ class NumpyDevice(Device):
         MFLOP -- OpenBLAS's threads help on an idle machine and cost several times over on a
         busy one, so a ``ThreadChooser`` per kind of step times both and keeps the faster.
         ``XPNET_BLAS_THREADS`` fixes the count instead."""
+        if largest_product_flops < _SERIAL_PRODUCT_FLOPS:
+            return _NULL_SCOPE  # OpenBLAS runs these on one thread whatever the setting
         libs = _blas_libraries()
         if not libs:
             return _NULL_SCOPE

@@ -77,13 +77,18 @@ class Net:
         self.lastLayer = last_layer if last_layer is not None else SoftmaxWithLoss(dev.xp)
         self.grads = None  # the gradients of the last gradient() call, as the book's nets return them
         self._slots_key, self._slots = None, None
+        self._weights_key, self._weights_list = None, None
         self._eye = None
         self._grad_slots()  # fails now, not at the first gradient, when layers and params disagree
 
     # -- what the layers say about the shapes ----------------------------------------
     def _weights(self):
-        return [w for w in (getattr(layer, "W", None) for layer in self.layers.values())
-                if _is_array(w) and w.ndim == 2]
+        """The layers' 2-d weight matrices, in order (remembered while the layers and their W stay)."""
+        ws = [getattr(layer, "W", None) for layer in self.layers.values()]
+        key = tuple(map(id, ws))
+        if key != self._weights_key:
+            self._weights_key, self._weights_list = key, [w for w in ws if _is_array(w) and w.ndim == 2]
+        return self._weights_list
 
     @property
     def n_features(self):
@@ -211,9 +216,9 @@ class Net:
         return self.forward(self._input(x))
 
     def _step_scope(self, n: int):
-        """The device's policy for a pass over ``n`` samples (on the CPU: one BLAS thread for
-        small products, whose spinning worker threads cost more than they give)."""
-        largest = max((w.shape[0] * w.shape[1] for w in self._weights()), default=0)
+        """The device's BLAS-thread policy for a pass over ``n`` samples (see Device.step_scope)."""
+        ws = self._weights()
+        largest = max(w.shape[0] * w.shape[1] for w in ws) if ws else 0
         return self.device.step_scope(2 * n * largest)
 
     @scoped
@@ -333,7 +338,7 @@ class Net:
         new.params = new_params
         new.layers = OrderedDict((k, clone(v)) for k, v in self.layers.items())
         new.lastLayer = clone(self.lastLayer)
-        new.grads, new._slots_key, new._slots, new._eye = None, None, None, None
+        new.grads, new._slots_key, new._slots, new._eye, new._weights_key = None, None, None, None, None
         return new
 
     def __repr__(self) -> str:
