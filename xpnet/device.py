@@ -111,7 +111,7 @@ def scoped(method):
 # ---------------------------------------------------------------------------------------
 # BLAS threads (NumPy on the CPU)
 # ---------------------------------------------------------------------------------------
-_LARGE_PRODUCT_FLOPS = 64e6  # products this large always gain from every thread
+_SMALL_PRODUCT_FLOPS = 16e6  # measured crossover on a 2-core machine (784-100-10 at batch 200 gains from 2)
 _SERIAL_PRODUCT_FLOPS = 5e5  # below this (M*N*K < 65536*4) OpenBLAS's gemm never uses a second thread
 _CHOOSERS: dict = {}  # one ThreadChooser per kind of step (its largest product's size)
 
@@ -232,11 +232,16 @@ class _TimedBlasThreads(_BlasThreads):
         return False
 
 
-def _blas_threads_from_env() -> int | None:
-    env = os.environ.get("XPNET_BLAS_THREADS") or None
-    if env is not None and not (env.isdigit() and int(env) > 0):
-        raise ValueError(f"XPNET_BLAS_THREADS must be a positive integer, got {env!r}")
-    return int(env) if env else None
+def _blas_threads_from_env():
+    """``XPNET_BLAS_THREADS``: None (unset), a positive count, or ``"auto"``."""
+    env = (os.environ.get("XPNET_BLAS_THREADS") or "").strip().lower()
+    if not env:
+        return None
+    if env == "auto":
+        return "auto"
+    if not (env.isdigit() and int(env) > 0):
+        raise ValueError(f"XPNET_BLAS_THREADS must be a positive integer or 'auto', got {env!r}")
+    return int(env)
 
 
 # ---------------------------------------------------------------------------------------
@@ -349,6 +354,20 @@ class Generator:
         """The integers ``0..n-1`` in random order."""
         return self.device.asarray(self._g.permutation(int(n)))
 
+    def get_state(self) -> dict:
+        """A JSON-able snapshot: ``set_state`` on a generator of the same device continues the
+        very same sequence (what a resumed training run needs to draw the same batches)."""
+        return {"kind": "pcg64", "state": self._g.bit_generator.state}
+
+    def set_state(self, state: dict) -> None:
+        if not isinstance(state, dict) or state.get("kind") != "pcg64":
+            raise ValueError(f"this generator ({self.device.name}) continues a 'pcg64' state, got "
+                             f"{state.get('kind') if isinstance(state, dict) else type(state).__name__!r}")
+        try:
+            self._g.bit_generator.state = state["state"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"damaged random-generator state ({e})") from None
+
 
 class NumpyDevice(Device):
     """``cpu``: NumPy, whose 2.x main namespace is an Array API namespace itself."""
@@ -366,20 +385,25 @@ class NumpyDevice(Device):
     def step_scope(self, largest_product_flops: float, steps: int = 1):
         """The BLAS thread count for ``steps`` steps whose largest product has this size.
 
-        Large products (>= 64 MFLOP) keep every thread. For small ones -- the book's net: 7.8
-        MFLOP -- OpenBLAS's threads help on an idle machine and cost several times over on a
-        busy one, so a ``ThreadChooser`` per kind of step times both and keeps the faster.
-        ``XPNET_BLAS_THREADS`` fixes the count instead."""
+        Products of 16 MFLOP and more keep every thread. Smaller ones -- the book's net: 7.8
+        MFLOP -- run on one thread: OpenBLAS's worker threads help them ~20 % on an idle 2-core
+        machine but made them ~6x slower on a busy one, and the thread count changes float32
+        results in the last bit (OpenBLAS picks another kernel), so a fixed rule keeps runs
+        reproducible bit for bit. ``XPNET_BLAS_THREADS=N`` fixes N; ``XPNET_BLAS_THREADS=auto``
+        lets a ``ThreadChooser`` time both counts and keep the faster (results then depend on
+        what it picked)."""
         if largest_product_flops < _SERIAL_PRODUCT_FLOPS:
             return _NULL_SCOPE  # OpenBLAS runs these on one thread whatever the setting
         libs = _blas_libraries()
         if not libs:
             return _NULL_SCOPE
-        n = _blas_threads_from_env()
-        if n is not None:
-            return _BlasThreads(libs, n)
-        if largest_product_flops >= _LARGE_PRODUCT_FLOPS:
+        mode = _blas_threads_from_env()
+        if isinstance(mode, int):
+            return _BlasThreads(libs, mode)
+        if largest_product_flops >= _SMALL_PRODUCT_FLOPS:
             return _NULL_SCOPE
+        if mode != "auto":
+            return _BlasThreads(libs, 1)
         chooser = _CHOOSERS.get(largest_product_flops)
         if chooser is None:
             full = max((getattr(lib, "num_threads", 1) or 1) for lib in libs)  # as NumPy loaded it
@@ -475,6 +499,18 @@ class TorchGenerator(Generator):
     def permutation(self, n: int):
         return self._torch.randperm(int(n), generator=self._g, device=self.device.native)
 
+    def get_state(self) -> dict:
+        return {"kind": "torch", "bytes": self._g.get_state().tolist()}
+
+    def set_state(self, state: dict) -> None:
+        if not isinstance(state, dict) or state.get("kind") != "torch":
+            raise ValueError(f"this generator ({self.device.name}) continues a 'torch' state, got "
+                             f"{state.get('kind') if isinstance(state, dict) else type(state).__name__!r}")
+        try:
+            self._g.set_state(self._torch.tensor(state["bytes"], dtype=self._torch.uint8))
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise ValueError(f"damaged random-generator state ({e})") from None
+
 
 def _cupy_gpu_count() -> tuple[int, str]:
     """(number of GPUs CuPy can use, the reason when it is zero)."""
@@ -547,26 +583,47 @@ class CupyDevice(Device):
 
 
 class CupyGenerator(Generator):
-    """CuPy's own generator, created and drawn from on GPU N."""
+    """CuPy's own generator, created and drawn from on GPU N.
+
+    CuPy's generators expose no state to save, so this one remembers its seed (drawn from
+    host entropy when none is given) and the draws made; ``set_state`` replays them on a fresh
+    generator -- a few dozen calls for a whole training run."""
 
     def __init__(self, dev: CupyDevice, seed=None):
-        self.device, self.seed = dev, seed
+        self.device = dev
+        self.seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else seed
+        self._calls = []
         with dev.scope():
-            self._g = dev._cupy.random.default_rng(seed)
+            self._g = dev._cupy.random.default_rng(self.seed)
 
     @scoped
     def normal(self, shape, dtype="float32", scale=1.0):
+        self._calls.append(["normal", list(shape), dtype_name(self.device.dtype(dtype))])
         a = self._g.standard_normal(tuple(shape), dtype=self.device.dtype(dtype))
         return a * scale if scale != 1.0 else a
 
     @scoped
     def integers(self, high: int, size: int):
+        self._calls.append(["integers", int(high), int(size)])
         return self._g.integers(0, int(high), size=int(size))
 
     @scoped
     def permutation(self, n: int):
+        self._calls.append(["permutation", int(n)])
         # CuPy's Generator has no permutation: sort uniform keys.
         return self.device._cupy.argsort(self._g.random(int(n)))
+
+    def get_state(self) -> dict:
+        return {"kind": "replay", "seed": self.seed, "calls": [list(c) for c in self._calls]}
+
+    def set_state(self, state: dict) -> None:
+        if not isinstance(state, dict) or state.get("kind") != "replay":
+            raise ValueError(f"this generator ({self.device.name}) continues a 'replay' state, got "
+                             f"{state.get('kind') if isinstance(state, dict) else type(state).__name__!r}")
+        fresh = CupyGenerator(self.device, state["seed"])
+        for call in state["calls"]:
+            getattr(fresh, call[0])(*call[1:])
+        self.seed, self._calls, self._g = fresh.seed, fresh._calls, fresh._g
 
 
 # ---------------------------------------------------------------------------------------

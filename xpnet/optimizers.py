@@ -13,7 +13,7 @@ from array_api_compat import array_namespace
 
 from .validation import positive_number, unit_interval
 
-__all__ = ["SGD", "Momentum", "AdaGrad", "Adam", "get_optimizer"]
+__all__ = ["Optimizer", "SGD", "Momentum", "AdaGrad", "Adam", "get_optimizer"]
 
 
 def _zeros_like_all(params):
@@ -51,7 +51,46 @@ def _subtract(params, grads):
         p -= grads[key]
 
 
-class SGD:
+class Optimizer:
+    """What every optimizer shares: its settings and its state, for checkpoints.
+
+    ``state_dict()`` gives ``{"meta": settings and counters, "arrays": {"v/W1": array, ...}}``
+    (arrays on the parameters' device); ``from_state(state, arrays)`` rebuilds the optimizer
+    exactly where it was, so a resumed run continues Momentum's velocity or Adam's moments."""
+
+    settings: tuple = ("lr",)
+    buffers: tuple = ()
+    counters: tuple = ()
+
+    def state_dict(self) -> dict:
+        meta = {"class": type(self).__name__}
+        meta.update({k: getattr(self, k) for k in self.settings + self.counters})
+        arrays = {}
+        for buf in self.buffers:
+            for key, a in (getattr(self, buf) or {}).items():
+                arrays[f"{buf}/{key}"] = a
+        return {"meta": meta, "arrays": arrays}
+
+    @staticmethod
+    def from_state(meta: dict, arrays: dict) -> "Optimizer":
+        """The optimizer a ``state_dict`` describes; ``arrays`` already on the parameters' device."""
+        cls = _BY_NAME.get(str(meta.get("class", "")).lower())
+        if cls is None:
+            raise ValueError(f"unknown optimizer {meta.get('class')!r} in the saved state; known: "
+                             f"{', '.join(c.__name__ for c in _BY_NAME.values())}")
+        opt = cls(**{k: meta[k] for k in cls.settings})
+        for k in cls.counters:
+            setattr(opt, k, int(meta[k]))
+        for buf in cls.buffers:
+            found = {name.split("/", 1)[1]: a for name, a in arrays.items() if name.startswith(buf + "/")}
+            if found:
+                setattr(opt, buf, found)
+        if cls.buffers and any(getattr(opt, b) is not None for b in cls.buffers):
+            opt._xp = array_namespace(*next(getattr(opt, b) for b in cls.buffers).values())
+        return opt
+
+
+class SGD(Optimizer):
     """p <- p - lr * g."""
 
     def __init__(self, lr=0.01):
@@ -74,8 +113,10 @@ class SGD:
         return self.lr, _subtract
 
 
-class Momentum:
+class Momentum(Optimizer):
     """v <- momentum * v - lr * g;  p <- p + v."""
+
+    settings, buffers = ("lr", "momentum"), ("v",)
 
     def __init__(self, lr=0.01, momentum=0.9):
         self.lr, self.momentum = positive_number("lr", lr), unit_interval("momentum", momentum)
@@ -94,8 +135,10 @@ class Momentum:
                 p += v
 
 
-class AdaGrad:
+class AdaGrad(Optimizer):
     """h <- h + g*g;  p <- p - lr * g / (sqrt(h) + 1e-7)."""
+
+    buffers = ("h",)
 
     def __init__(self, lr=0.01):
         self.lr = positive_number("lr", lr)
@@ -113,8 +156,10 @@ class AdaGrad:
                 p -= self.lr * g / (xp.sqrt(h) + 1e-7)
 
 
-class Adam:
+class Adam(Optimizer):
     """Adam (Kingma & Ba), in the book's bias-corrected-step form."""
+
+    settings, buffers, counters = ("lr", "beta1", "beta2"), ("m", "v"), ("iter",)
 
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999):
         self.lr, self.beta1, self.beta2 = positive_number("lr", lr), unit_interval("beta1", beta1), unit_interval("beta2", beta2)

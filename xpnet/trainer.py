@@ -12,11 +12,14 @@ back (and is checked for NaN/inf). Evaluation runs in batches, so memory stays b
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import signal
 import sys
+import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 from .atomic import write_atomic
 from .device import Device, device_of, is_host_data, scoped
@@ -24,11 +27,28 @@ from .functions import one_hot
 from .optimizers import get_optimizer
 from .validation import check_features, check_labels, non_negative_int, positive_int
 
-__all__ = ["Trainer", "History", "TrainingDivergedError"]
+__all__ = ["Trainer", "History", "TrainingDivergedError", "TrainingInterrupted", "CheckpointWriteError"]
+
+_RUN_FORMAT = "xpnet-run-1"
 
 
 class TrainingDivergedError(FloatingPointError):
     """The loss became NaN or infinite."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped a run that writes checkpoints; the last one holds it up to ``step``."""
+
+    def __init__(self, message: str, step: int, checkpoint: str):
+        super().__init__(message)
+        self.step, self.checkpoint = step, checkpoint
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (a full disk, say); the previous one is intact."""
 
 
 @dataclass
@@ -39,6 +59,8 @@ class History:
     train_acc: list = field(default_factory=list)  # per evaluation (epoch)
     test_acc: list = field(default_factory=list)
     eval_iters: list = field(default_factory=list)  # the iteration of each evaluation
+    test_loss: list = field(default_factory=list)  # per evaluation, over the whole test set
+    step: int = 0  # iterations done when this was written
     wall_time_s: float = 0.0  # the loop and its per-epoch evaluations
     final_train_acc: float | None = None  # after the last iteration (not part of the per-epoch lists)
     final_test_acc: float | None = None
@@ -46,6 +68,17 @@ class History:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "History":
+        """A history saved by ``to_dict`` (a checkpoint's); unknown keys are refused."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a saved history must be a dict, got {type(d).__name__}")
+        known = {f.name for f in fields(cls)}
+        extra = sorted(set(d) - known)
+        if extra:
+            raise ValueError(f"a saved history has unknown fields {extra}")
+        return cls(**d)
 
     def save_json(self, path) -> None:
         data = json.dumps(self.to_dict(), indent=1).encode()
@@ -104,8 +137,10 @@ class Trainer:
             if self.has_test:
                 self.x_test, self.t_test, self.labels_test = self._place(x_test, t_test, "test")
             self.num_classes = self._classes()
-            if self.fast:  # one-hot training targets built once: a step gathers them with one take
+            if self.fast:  # one-hot targets built once: a step gathers them with one take
                 self._t_train_onehot = one_hot(self.labels_train, self.num_classes, self.dtype, self.xp)
+                if self.has_test:
+                    self._t_test_onehot = one_hot(self.labels_test, self.num_classes, self.dtype, self.xp)
         n = self.x_train.shape[0]
         self.iter_per_epoch = max(n // self.batch_size, 1)
         self.eval_interval = eval_interval or self.iter_per_epoch
@@ -113,6 +148,9 @@ class Trainer:
         self.report_every = min(report_every, self.eval_interval)
         self.progress, self.log, self.final_eval = progress, log, final_eval
         self.history = History(config=self._config())
+        self.step = 0  # iterations done
+        self._resume_at = None  # set by Trainer.resume: the next fit continues from there
+        self._stop_signal = None
 
     def _place(self, x, t, split):
         """Validate once on arrival and move to the net's device; the step then skips checks.
@@ -177,6 +215,26 @@ class Trainer:
         te = self._accuracy(self.x_test, self.t_test, self.labels_test) if self.has_test else None
         return tr, te
 
+    @scoped
+    def evaluate_test(self):
+        """(test accuracy, mean test loss) from one forward pass per batch of the test set."""
+        x, n, bs, net = self.x_test, self.x_test.shape[0], self.eval_batch_size, self.net
+        last = getattr(net, "lastLayer", None)
+        if not (self.fast and callable(getattr(net, "forward", None)) and hasattr(last, "forward_onehot")):
+            loss = sum(float(net.loss(x[i:min(i + bs, n), ...], self.t_test[i:min(i + bs, n), ...])) * (min(i + bs, n) - i)
+                       for i in range(0, n, bs)) / n
+            return self._accuracy(x, self.t_test, self.labels_test), loss
+        xp, correct, loss = self.xp, None, None
+        for i in range(0, n, bs):
+            j = min(i + bs, n)
+            scores = net.forward(x[i:j, ...])
+            c = xp.sum(xp.astype(xp.argmax(scores, axis=1) == self.labels_test[i:j], xp.int64))
+            last.forward_onehot(scores, self._t_test_onehot[i:j, ...])
+            part = last.loss * (j - i)
+            correct = c if correct is None else correct + c
+            loss = part if loss is None else loss + part
+        return int(correct) / n, float(loss) / n
+
     def _accuracy(self, x, t, labels):
         n, bs = x.shape[0], self.eval_batch_size
         if self.fast:
@@ -189,23 +247,42 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------
     @scoped
-    def fit(self) -> History:
-        """Run the protocol: evaluate every ``eval_interval`` steps, report every ``report_every``."""
-        hist = self.history = History(config=self._config())  # each fit records its own run
+    def fit(self, checkpoint=None) -> History:
+        """Run the protocol: evaluate every ``eval_interval`` steps, report every ``report_every``.
+
+        ``checkpoint``: a path written atomically at every evaluation, at the end, and when
+        SIGINT/SIGTERM arrives (then the current chunk of at most ``report_every`` steps ends,
+        the checkpoint is written and ``TrainingInterrupted`` raised). ``Trainer.resume(path,
+        ...)`` continues such a run to exactly the parameters of an uninterrupted one (on the CPU,
+        same data and seed). A failed write raises ``CheckpointWriteError``; the last good
+        checkpoint stays.
+        """
+        if self._resume_at is None:
+            self.history = History(config=self._config())  # each fit records its own run
+            self._rng = self.device.rng(self.seed)
+            self.step = 0
+        self._resume_at = None
+        hist = self.history
+        self._last_saved = None
         tqdm = _use_tqdm(self.progress)
-        bar = tqdm(total=self.iters, unit="it", leave=True, dynamic_ncols=True) if tqdm else None
-        self._rng = self.device.rng(self.seed)
-        t0 = time.perf_counter()
+        bar = tqdm(total=self.iters, initial=self.step, unit="it", leave=True, dynamic_ncols=True) if tqdm else None
+        t0 = time.perf_counter() - hist.wall_time_s
         try:
-            i = 0
-            while i < self.iters:
-                if i % self.eval_interval == 0:
-                    self._eval(i, bar)
-                end = min(self.iters, (i // self.report_every + 1) * self.report_every,
-                          (i // self.eval_interval + 1) * self.eval_interval)
-                self._report(self.run_steps(end - i), i, bar)
-                i = end
-            self.device.synchronize()
+            with self._signals_to_checkpoint(checkpoint):
+                i = self.step
+                while i < self.iters:
+                    if i % self.eval_interval == 0 and not (hist.eval_iters and hist.eval_iters[-1] == i):
+                        self._eval(i, bar)
+                        if checkpoint is not None:
+                            hist.wall_time_s = time.perf_counter() - t0
+                            self.save_checkpoint(checkpoint)
+                    end = min(self.iters, (i // self.report_every + 1) * self.report_every,
+                              (i // self.eval_interval + 1) * self.eval_interval)
+                    self._report(self.run_steps(end - i), i, bar)
+                    i = self.step = hist.step = end
+                    if self._stop_signal is not None:
+                        self._interrupted(checkpoint, t0)
+                self.device.synchronize()
         finally:
             if bar is not None:
                 bar.close()
@@ -213,7 +290,116 @@ class Trainer:
         self._check_params_finite(self.iters)
         if self.final_eval:
             hist.final_train_acc, hist.final_test_acc = self.evaluate()
+        if checkpoint is not None:
+            self.save_checkpoint(checkpoint)
         return hist
+
+    # -- checkpoints and resuming -----------------------------------------------------
+    def save_checkpoint(self, path) -> str:
+        """Write the whole run -- parameters, architecture, optimizer state, step, RNG state,
+        history -- to ``path`` in one atomic write; returns the path written."""
+        from .checkpoint import save_net
+
+        opt = self.optimizer
+        if not callable(getattr(opt, "state_dict", None)):
+            raise TypeError(f"checkpoints need an optimizer with state_dict(); {type(opt).__name__} has none")
+        rng = getattr(self, "_rng", None) or self.device.rng(self.seed)
+        self._rng = rng
+        state = opt.state_dict()
+        meta = {"format": _RUN_FORMAT, "step": self.step, "rng": rng.get_state(), "optimizer": state["meta"],
+                "history": self.history.to_dict(), "trainer": self._settings()}
+        arrays = {f"optimizer/{k}": self.device.to_numpy(v) for k, v in state["arrays"].items()}
+        try:
+            written = save_net(self.net, path, state={"arrays": arrays, "meta": meta})
+        except OSError as e:
+            kept = f"the last good checkpoint (step {self._last_saved}) is kept" if self._last_saved is not None \
+                else "no earlier checkpoint of this run exists"
+            why = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+            raise CheckpointWriteError(e.errno, f"could not write the checkpoint at step {self.step} to {path}: "
+                                                f"{why}; {kept}") from None
+        self._last_saved = self.step
+        return written
+
+    def _largest_product(self) -> int:
+        widths = [w.shape for w in self.net.params.values() if getattr(w, "ndim", 0) == 2]
+        return max((a * b for a, b in widths), default=0) * 2 * self.batch_size
+
+    def _settings(self) -> dict:
+        return {"batch_size": self.batch_size, "iters": self.iters, "eval_interval": self.eval_interval,
+                "eval_batch_size": self.eval_batch_size, "report_every": self.report_every,
+                "record_loss": self.record_loss, "final_eval": self.final_eval, "seed": self.seed,
+                "n_train": int(self.x_train.shape[0]), "n_test": int(self.x_test.shape[0]) if self.has_test else 0}
+
+    @classmethod
+    def resume(cls, path, x_train, t_train, x_test=None, t_test=None, *, device=None, iters=None,
+               progress=None, log=print) -> "Trainer":
+        """A trainer that continues the run saved at ``path`` (by ``fit(checkpoint=...)``) on the
+        same data: its next ``fit()`` picks up at the saved step with the saved optimizer state,
+        random generator and history. ``iters`` may extend the run."""
+        from .checkpoint import load_checkpoint
+        from .optimizers import Optimizer
+
+        ck = load_checkpoint(path, device=device)
+        meta = ck.meta
+        if meta.get("format") != _RUN_FORMAT:
+            raise ValueError(f"{path} holds a net but no training run to resume (saved by save_net, not by "
+                             f"Trainer.fit(checkpoint=...)); train it anew with Trainer(load_net(path), ...)")
+        try:
+            settings, step = dict(meta["trainer"]), int(meta["step"])
+            dev = ck.net.device
+            opt = Optimizer.from_state(meta["optimizer"], {k.split("/", 1)[1]: dev.asarray(v) for k, v in
+                                                           ck.arrays.items() if k.startswith("optimizer/")})
+            history = History.from_dict(meta["history"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{path}: the saved training state is damaged ({type(e).__name__}: {e})") from None
+        n_train, n_test = settings.pop("n_train"), settings.pop("n_test")
+        if iters is not None:
+            settings["iters"] = iters
+        tr = cls(ck.net, x_train, t_train, x_test, t_test, optimizer=opt, progress=progress, log=log, **settings)
+        if (int(tr.x_train.shape[0]), int(tr.x_test.shape[0]) if tr.has_test else 0) != (n_train, n_test):
+            raise ValueError(f"{path} was trained on {n_train} training and {n_test} test samples, not "
+                             f"{tr.x_train.shape[0]} and {tr.x_test.shape[0] if tr.has_test else 0}: resume on the same data")
+        if step > tr.iters:
+            raise ValueError(f"{path} is at step {step}, past iters={tr.iters}; pass a larger iters to go on")
+        tr._rng = tr.device.rng(tr.seed)
+        tr._rng.set_state(meta["rng"])
+        tr.history, tr.step, tr._resume_at = history, step, step
+        tr.history.config = tr._config()
+        tr._last_saved = step
+        return tr
+
+    def _signals_to_checkpoint(self, checkpoint):
+        """While a run writes checkpoints, SIGINT and SIGTERM ask it to stop at the end of the
+        current chunk and save, instead of killing it mid-step (main thread only)."""
+        import contextlib
+
+        if checkpoint is None or threading.current_thread() is not threading.main_thread():
+            return contextlib.nullcontext()
+        self._stop_signal = None
+
+        def ask_to_stop(signum, frame):
+            if self._stop_signal is not None:  # a second Ctrl-C: stop now
+                raise KeyboardInterrupt
+            self._stop_signal = signum
+
+        @contextlib.contextmanager
+        def installed():
+            old = {s: signal.signal(s, ask_to_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for s, h in old.items():
+                    signal.signal(s, h)
+
+        return installed()
+
+    def _interrupted(self, checkpoint, t0):
+        name = signal.Signals(self._stop_signal).name
+        self._stop_signal = None
+        self.history.wall_time_s = time.perf_counter() - t0
+        written = self.save_checkpoint(checkpoint)
+        raise TrainingInterrupted(f"{name} at step {self.step}: the run is saved in {written}; continue it with "
+                                  f"Trainer.resume (xpnet train --resume DIR)", self.step, written)
 
     @scoped
     def run_steps(self, k: int) -> list:
@@ -239,9 +425,7 @@ class Trainer:
             T = self.t_train
             last = getattr(net, "lastLayer", None)
             read_last = last is not None and hasattr(last, "loss")
-        widths = [w.shape for w in params.values() if getattr(w, "ndim", 0) == 2]
-        largest = max((a * b for a, b in widths), default=0) * 2 * bs
-        with self.device.step_scope(largest, k):
+        with self.device.step_scope(self._largest_product(), k):
             for i in range(k):
                 j = i % block
                 if j == 0:
@@ -292,16 +476,19 @@ class Trainer:
             raise TrainingDivergedError(f"the parameters became NaN/inf by iteration {i}; "
                                         f"try a smaller learning rate (now {getattr(self.optimizer, 'lr', '?')}).")
 
+    @scoped
     def _eval(self, i, bar):
         self._check_params_finite(i)
-        tr, te = self.evaluate()
+        tr = self._accuracy(self.x_train, self.t_train, self.labels_train)
+        te, te_loss = self.evaluate_test() if self.has_test else (None, None)
         h = self.history
         h.eval_iters.append(i)
         h.train_acc.append(tr)
         if te is not None:
             h.test_acc.append(te)
+            h.test_loss.append(te_loss)
         if self.log is not None:
             epoch = i // self.iter_per_epoch
             line = f"epoch {epoch:>3} (iter {i:>6}): train acc {tr:.4f}" + (
-                f", test acc {te:.4f}" if te is not None else "")
+                f", test acc {te:.4f}, test loss {te_loss:.4f}" if te is not None else "")
             (bar.write if bar is not None else self.log)(line)
