@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -78,7 +79,7 @@ def _parser():
     t.add_argument("--sizes", type=_sizes, help="all layer sizes, e.g. 784,100,100,10 (overrides --hidden)")
     t.add_argument("--activation", choices=["relu", "sigmoid"], default="relu")
     t.add_argument("--weight-init", type=_weight_init, default=0.01, help="std (0.01), 'he' or 'xavier'")
-    t.add_argument("--iters", type=_positive_int, default=10000)
+    t.add_argument("--iters", type=_positive_int, default=None, help="training steps (10000)")
     t.add_argument("--batch-size", type=_positive_int, default=100)
     t.add_argument("--lr", type=_positive_float, default=None,
                    help="learning rate (default: 0.1 for sgd, the optimizer's own default otherwise)")
@@ -87,7 +88,10 @@ def _parser():
     t.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     t.add_argument("--eval-interval", type=_positive_int, help="iterations between evaluations (an epoch)")
     t.add_argument("--data-dir", help="directory with the MNIST IDX files (default: bundled copy)")
-    t.add_argument("--out", help="output directory (default: a new folder under runs/)")
+    t.add_argument("--out", help="output folder (default: a new folder under runs/); must not hold an earlier run")
+    t.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR (its settings come from its "
+                                                   "checkpoint; --iters may extend it)")
+    t.add_argument("--overwrite", action="store_true", help="let --out replace an earlier run held there")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--no-plot", action="store_true", help="do not draw the PNG plot")
 
@@ -110,20 +114,6 @@ def _parser():
     return p
 
 
-def _new_run_dir(device_name: str) -> Path:
-    base = Path("runs")
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    name = device_name.replace(":", "")
-    for k in range(1000):
-        d = base / (f"{stamp}-{name}" + (f"-{k}" if k else ""))
-        try:
-            d.mkdir(parents=True, exist_ok=False)
-            return d
-        except FileExistsError:
-            continue
-    raise _Fail("could not create a new run directory under runs/")
-
-
 def _load(data_dir):
     from .datasets import DatasetError, load_mnist
 
@@ -133,47 +123,100 @@ def _load(data_dir):
         raise _Fail(str(e)) from None
 
 
+class _Log:
+    """Lines to stdout that survive ``xpnet train | head``: once the reader is gone, the run goes
+    on silently and still writes its files."""
+
+    def __init__(self):
+        self.gone = False
+
+    def __call__(self, line: str) -> None:
+        if self.gone:
+            return
+        try:
+            print(line, flush=True)
+        except BrokenPipeError:
+            self.gone = True
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # later writes (and the exit flush) go nowhere
+            os.close(devnull)
+
+
 def cmd_train(a) -> int:
     import xpnet
-    from .checkpoint import save_net
-    from .trainer import Trainer, TrainingDivergedError
+    from .runs import RunFolder, RunFolderError
+    from .trainer import CheckpointWriteError, Trainer, TrainingDivergedError, TrainingInterrupted
 
+    log = _Log()
     dev = a.device
-    out = Path(a.out) if a.out else _new_run_dir(dev.name)
-    if out.exists() and not out.is_dir():
-        raise _Fail(f"--out {out} exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
-    (x_train, t_train), (x_test, t_test) = _load(a.data_dir)
-    sizes = a.sizes or [x_train.shape[1], a.hidden, 10]
-    if sizes[0] != x_train.shape[1] or sizes[-1] != 10:
-        raise _Fail(f"--sizes must start with {x_train.shape[1]} (pixels) and end with 10 (classes), got {sizes}")
-    net = xpnet.MultiLayerNet(sizes, a.activation, a.weight_init, device=dev, dtype=a.dtype, seed=a.seed) \
-        if a.sizes else xpnet.TwoLayerNet(sizes[0], sizes[1], sizes[2], a.weight_init, device=dev,
-                                          dtype=a.dtype, seed=a.seed)
-    trainer = Trainer(net, x_train, t_train, x_test, t_test, optimizer=a.optimizer, lr=a.lr,
-                      batch_size=a.batch_size, iters=a.iters, eval_interval=a.eval_interval, seed=a.seed,
-                      progress=False if a.quiet else None)
-    print(f"xpnet train: {net} on {dev.name}, {a.optimizer} lr {trainer.optimizer.lr}, batch {a.batch_size}, "
-          f"{a.iters} iterations")
-    try:
-        hist = trainer.fit()
-    except TrainingDivergedError as e:
+    a.iters_given = a.iters is not None
+    if a.iters is None:
+        a.iters = 10000
+    if a.resume and (a.out or a.overwrite):
+        raise _Fail("--resume DIR continues the run in DIR: leave out --out and --overwrite")
+    try:  # the folder first: a bad --out fails now, not after the run
+        folder = RunFolder.resume(a.resume) if a.resume else \
+            RunFolder.new(a.out, label=dev.name.replace(":", ""), overwrite=a.overwrite)
+    except RunFolderError as e:
         raise _Fail(str(e)) from None
-    print(f"final test accuracy {hist.final_test_acc:.4f} (train {hist.final_train_acc:.4f}); "
-          f"wall time {hist.wall_time_s:.2f} s")
-    hist.save_json(out / "history.json")
-    ckpt = save_net(net, out / "model.npz")
-    print(f"history: {out / 'history.json'}\ncheckpoint: {ckpt}")
-    if a.no_plot:
-        print("plot: skipped (--no-plot)")
-    else:
-        from .plot import PlotUnavailable, plot_history
-
+    try:
+        (x_train, t_train), (x_test, t_test) = _load(a.data_dir)
+        progress = False if a.quiet else None
+        if a.resume:
+            try:
+                trainer = Trainer.resume(folder.checkpoint, x_train, t_train, x_test, t_test, device=dev,
+                                         iters=a.iters if a.iters_given else None, progress=progress, log=log)
+            except (ValueError, TypeError) as e:
+                raise _Fail(str(e)) from None
+            net = trainer.net
+            log(f"xpnet train: resuming {folder.path} at step {trainer.step} of {trainer.iters} ({net} on "
+                f"{net.device.name}, {type(trainer.optimizer).__name__}; settings from its checkpoint)")
+        else:
+            sizes = a.sizes or [x_train.shape[1], a.hidden, 10]
+            if sizes[0] != x_train.shape[1] or sizes[-1] != 10:
+                raise _Fail(f"--sizes must start with {x_train.shape[1]} (pixels) and end with 10 (classes), "
+                            f"got {sizes}")
+            net = xpnet.MultiLayerNet(sizes, a.activation, a.weight_init, device=dev, dtype=a.dtype, seed=a.seed) \
+                if a.sizes else xpnet.TwoLayerNet(sizes[0], sizes[1], sizes[2], a.weight_init, device=dev,
+                                                  dtype=a.dtype, seed=a.seed)
+            trainer = Trainer(net, x_train, t_train, x_test, t_test, optimizer=a.optimizer, lr=a.lr,
+                              batch_size=a.batch_size, iters=a.iters, eval_interval=a.eval_interval, seed=a.seed,
+                              progress=progress, log=log)
+            log(f"xpnet train: {net} on {dev.name}, {a.optimizer} lr {trainer.optimizer.lr}, batch {a.batch_size}, "
+                f"{a.iters} iterations; run folder {folder.path}")
+        folder.drop_views()  # the checkpoint is the truth until the views are written again
         try:
-            print(f"plot: {plot_history(hist, out / 'curves.png')}")
-        except PlotUnavailable as e:
-            print(f"plot: skipped ({e})")
+            hist = trainer.fit(checkpoint=folder.checkpoint)
+        except TrainingInterrupted as e:
+            _write_views(trainer.history, folder, a, log)
+            print(f"xpnet train: {e}", file=sys.stderr)
+            return 130
+        except CheckpointWriteError as e:
+            raise _Fail(str(e)) from None
+        except TrainingDivergedError as e:
+            raise _Fail(str(e)) from None
+    except BaseException:
+        folder.discard_if_unused()
+        raise
+    _write_views(hist, folder, a, log)
+    log(f"final test accuracy {hist.final_test_acc:.4f} (train {hist.final_train_acc:.4f}); "
+        f"wall time {hist.wall_time_s:.2f} s")
+    log(f"checkpoint: {folder.checkpoint}\nhistory: {folder.history}")
     return 0
+
+
+def _write_views(hist, folder, a, log) -> None:
+    """history.json and the plot, from the run's state at its last checkpoint."""
+    hist.save_json(folder.history)
+    if a.no_plot:
+        log("plot: skipped (--no-plot)")
+        return
+    from .plot import PlotUnavailable, plot_history
+
+    try:
+        log(f"plot: {plot_history(hist, folder.plot)}")
+    except PlotUnavailable as e:
+        log(f"plot: skipped ({e})")
 
 
 def cmd_devices(a) -> int:

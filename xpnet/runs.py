@@ -1,0 +1,148 @@
+"""A training run's folder: one checkpoint, its history and its plot, never mixed with another run.
+
+The checkpoint (``model.npz``) is the truth: it holds the parameters, the architecture, the
+optimizer and random-generator state, the step and the history, written atomically at every
+evaluation. ``history.json`` and ``curves.png`` are views of it, written at the end of a run or
+when it is interrupted; while a run goes on, stale views of an earlier step are removed, so the
+files in a folder always belong to the same run and step.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+from .atomic import write_atomic
+
+__all__ = ["RunFolder", "RunFolderError", "CHECKPOINT", "HISTORY", "PLOT"]
+
+CHECKPOINT, HISTORY, PLOT = "model.npz", "history.json", "curves.png"
+_RUN_FILES = (CHECKPOINT, HISTORY, PLOT)
+
+
+class RunFolderError(Exception):
+    """The output folder cannot be used as asked; the message says why and what to do."""
+
+
+class RunFolder:
+    """Where one run's files go. Use ``RunFolder.new``, ``RunFolder.resume`` or ``RunFolder.reuse``."""
+
+    def __init__(self, path: Path, created: list):
+        self.path = path
+        self._created = created  # folders this run made (removed again if it leaves nothing)
+
+    checkpoint = property(lambda self: self.path / CHECKPOINT)
+    history = property(lambda self: self.path / HISTORY)
+    plot = property(lambda self: self.path / PLOT)
+
+    # -- opening -----------------------------------------------------------------------
+    @classmethod
+    def new(cls, out=None, *, label: str = "run", overwrite: bool = False) -> "RunFolder":
+        """A folder for a fresh run: ``out``, or a new timestamped one under ``runs/``.
+
+        An ``out`` holding an earlier run is refused unless ``overwrite`` (then its run files
+        go); the folder is proven writable before any data is loaded."""
+        if out is None:
+            base, stamp = Path("runs"), time.strftime("%Y%m%d-%H%M%S")
+            for k in range(1000):
+                path = base / (f"{stamp}-{label}" + (f"-{k}" if k else ""))
+                if not path.exists():
+                    break
+            else:
+                raise RunFolderError(f"could not find a free folder name under {base}/; pass --out")
+        else:
+            path = Path(out)
+        created = cls._make(path)
+        folder = cls(path, created)
+        if not created and folder.holds_a_run():
+            if not overwrite:
+                folder.discard_if_unused()
+                raise RunFolderError(
+                    f"{path} holds an earlier run ({folder.describe()}): continue it with --resume {path}, "
+                    f"replace it with --overwrite, or choose another --out")
+            for name in _RUN_FILES:
+                (path / name).unlink(missing_ok=True)
+        folder._prepare()
+        return folder
+
+    @classmethod
+    def resume(cls, path) -> "RunFolder":
+        """The folder of an earlier run to continue (it must hold its checkpoint)."""
+        path = Path(path)
+        if not path.is_dir():
+            raise RunFolderError(f"--resume {path}: {'no such folder' if not path.exists() else 'not a folder'}; "
+                                 f"pass the --out folder of the run to continue")
+        folder = cls(path, [])
+        if not folder.checkpoint.is_file():
+            raise RunFolderError(f"--resume {path}: it holds no {CHECKPOINT} (a run writes one at its first "
+                                 f"evaluation); start a fresh run instead")
+        folder._prepare()
+        return folder
+
+    @staticmethod
+    def _make(path: Path) -> list:
+        if path.exists() and not path.is_dir():
+            raise RunFolderError(f"--out {path} exists and is not a folder; choose another --out")
+        created, p = [], path
+        while not p.exists():
+            created.append(p)
+            p = p.parent
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RunFolderError(f"--out {path}: cannot create it ({e.strerror or e}); choose a folder you can "
+                                 f"write to") from None
+        return created
+
+    def _prepare(self) -> None:
+        """Leftovers of a killed run go; the folder must take a file now, not after the run."""
+        for tmp in self.path.glob(".tmp-*"):
+            tmp.unlink(missing_ok=True)
+        probe = self.path / ".xpnet-write-test"
+        try:
+            write_atomic(probe, lambda f: f.write(b"ok"))
+            probe.unlink()
+        except OSError as e:
+            self.discard_if_unused()
+            raise RunFolderError(f"--out {self.path} is not writable ({e.strerror or e}); choose a folder you can "
+                                 f"write to") from None
+
+    # -- state ---------------------------------------------------------------------------
+    def holds_a_run(self) -> bool:
+        return any((self.path / name).exists() for name in _RUN_FILES)
+
+    def describe(self) -> str:
+        from .checkpoint import CheckpointError, load_checkpoint
+
+        try:
+            meta = load_checkpoint(self.checkpoint, device="cpu").meta
+            return f"step {meta.get('step')} of {meta.get('trainer', {}).get('iters')}"
+        except (CheckpointError, OSError, ValueError):
+            return ", ".join(name for name in _RUN_FILES if (self.path / name).exists())
+
+    def drop_views(self) -> None:
+        """Remove history.json and curves.png of an earlier step: the checkpoint holds the truth."""
+        for name in (HISTORY, PLOT):
+            (self.path / name).unlink(missing_ok=True)
+
+    def discard_if_unused(self) -> None:
+        """A run that failed before its first checkpoint leaves no folder it made behind."""
+        if self.checkpoint.exists():
+            return
+        for p in self._created:  # innermost first
+            try:
+                p.rmdir()
+            except OSError:
+                break
+        self._created = []
+
+    def remove(self) -> None:  # for tests and tools: the whole folder
+        shutil.rmtree(self.path)
+
+    def __fspath__(self) -> str:
+        return os.fspath(self.path)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
