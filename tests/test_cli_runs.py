@@ -95,3 +95,10 @@ def test_train_piped_into_head_ends_quietly_after_writing_its_files(tmp_path):
     assert "BrokenPipeError" not in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert len(r.stdout.splitlines()) == 2
     assert (tmp_path / "p" / "history.json").exists() and load_checkpoint(tmp_path / "p" / "model.npz").meta["step"] == 1200
+
+
+def test_a_run_at_chance_level_exits_non_zero_saying_so(tmp_path):
+    r = xpnet_train("--lr", "1e4", "--iters", "1200", "--hidden", "20", "--quiet", "--no-plot", "--out", "c",
+                    cwd=tmp_path)
+    assert r.returncode in (1, 2), r.stdout
+    assert ("chance level" in r.stderr and "smaller learning rate" in r.stderr) or "diverged" in r.stderr, r.stderr

@@ -104,3 +104,21 @@ def test_a_full_disk_keeps_the_last_good_checkpoint(tmp_path, data, monkeypatch)
         tr.fit(checkpoint=tmp_path / "c.npz")
     assert load_checkpoint(tmp_path / "c.npz").meta["step"] == 40
     assert [p.name for p in tmp_path.iterdir()] == ["c.npz"]  # no temporary left behind
+
+
+def test_a_collapse_without_nan_is_called_what_it_is(data):
+    net = xpnet.TwoLayerNet(784, 30, 10, device="cpu", dtype="float64", seed=1)
+    tr = Trainer(net, *data, lr=1e4, iters=200, batch_size=50, eval_interval=40, log=None, progress=False)
+    with pytest.warns(RuntimeWarning, match="chance level for 10 classes.*smaller learning rate"):
+        h = tr.fit()
+    assert "did not learn" in h.verdict and all(np.isfinite(h.loss))
+    ok = make(data).fit()
+    assert ok.verdict == ""
+
+
+def test_nan_in_the_data_is_named_not_called_divergence(data):
+    x, t, xt, tt = data
+    x = x.copy()
+    x[5, 3] = np.nan
+    with pytest.raises(ValueError, match="x_train holds NaN or infinite values"):
+        Trainer(xpnet.TwoLayerNet(784, 30, 10, device="cpu", seed=1), x, t, xt, tt)

@@ -186,7 +186,11 @@ def cmd_train(a) -> int:
                 f"{a.iters} iterations; run folder {folder.path}")
         folder.drop_views()  # the checkpoint is the truth until the views are written again
         try:
-            hist = trainer.fit(checkpoint=folder.checkpoint)
+            import warnings
+
+            with warnings.catch_warnings():  # the CLI says it in its own words, below
+                warnings.simplefilter("ignore", RuntimeWarning)
+                hist = trainer.fit(checkpoint=folder.checkpoint)
         except TrainingInterrupted as e:
             _write_views(trainer.history, folder, a, log)
             print(f"xpnet train: {e}", file=sys.stderr)
@@ -202,6 +206,9 @@ def cmd_train(a) -> int:
     log(f"final test accuracy {hist.final_test_acc:.4f} (train {hist.final_train_acc:.4f}); "
         f"wall time {hist.wall_time_s:.2f} s")
     log(f"checkpoint: {folder.checkpoint}\nhistory: {folder.history}")
+    if hist.verdict:
+        print(f"xpnet train: {hist.verdict}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -61,6 +61,7 @@ class History:
     eval_iters: list = field(default_factory=list)  # the iteration of each evaluation
     test_loss: list = field(default_factory=list)  # per evaluation, over the whole test set
     step: int = 0  # iterations done when this was written
+    verdict: str = ""  # "" (fine) or why the run did not learn (chance-level accuracy)
     wall_time_s: float = 0.0  # the loop and its per-epoch evaluations
     final_train_acc: float | None = None  # after the last iteration (not part of the per-epoch lists)
     final_test_acc: float | None = None
@@ -290,9 +291,24 @@ class Trainer:
         self._check_params_finite(self.iters)
         if self.final_eval:
             hist.final_train_acc, hist.final_test_acc = self.evaluate()
+            hist.verdict = self._verdict(hist.final_train_acc)
+            if hist.verdict:
+                import warnings
+
+                warnings.warn(hist.verdict, RuntimeWarning, stacklevel=3)
         if checkpoint is not None:
             self.save_checkpoint(checkpoint)
         return hist
+
+    def _verdict(self, train_acc) -> str:
+        """Why a finished run did not learn, or "": a collapse that produced no NaN (a huge
+        learning rate, say) leaves the accuracy at chance level, and must not pass for a result."""
+        c = self.num_classes
+        if c > 1 and train_acc <= 1.5 / c and self.iters >= 2 * self.eval_interval:
+            return (f"the run did not learn: training accuracy {train_acc:.4f} after {self.iters} steps is at "
+                    f"chance level for {c} classes; it diverged or is stuck -- try a smaller learning rate "
+                    f"(now {getattr(self.optimizer, 'lr', '?')}) or another weight_init")
+        return ""
 
     # -- checkpoints and resuming -----------------------------------------------------
     def save_checkpoint(self, path) -> str:
