@@ -1,0 +1,1 @@
+pytest_plugins = ["xpnet.testing"]  # the device/xp fixtures and --xpnet-devices

@@ -1,0 +1,132 @@
+"""xpnet.testing: the plugin and assertions a library author uses (issue: cross-backend testing for everyone)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import xpnet
+from xpnet.testing import assert_close, assert_gradcheck, assert_same_on_every_device, tolerances
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_pytest(cwd, *args, env=None):
+    e = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(cwd)]), **(env or {})}
+    e.pop("XPNET_TEST_DEVICES", None) if "XPNET_TEST_DEVICES" not in (env or {}) else None
+    quiet = [] if "-v" in args else ["-q"]
+    return subprocess.run([sys.executable, "-m", "pytest", *quiet, "-p", "no:cacheprovider", *args], cwd=cwd, env=e,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_the_example_layer_library_passes_on_every_device():
+    r = run_pytest(ROOT / "examples" / "layer_library")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "passed" in r.stdout and "failed" not in r.stdout
+    for name in ("cpu", "array_api_strict"):
+        assert name in run_pytest(ROOT / "examples" / "layer_library", "--collect-only").stdout
+
+
+def test_the_example_library_bug_fails_naming_the_wrong_gradient():
+    r = run_pytest(ROOT / "examples" / "layer_library", env={"LAYER_LIBRARY_BUG": "1"})
+    assert r.returncode == 1
+    assert "gradient check failed: w: Scale.backward gives a wrong dw" in r.stdout
+
+
+PLUGIN_TESTS = '''
+import pytest
+from hypothesis import given, settings, strategies as st
+
+def test_ids(device, xp):
+    assert device.xp is xp
+
+@pytest.mark.xpnet(devices=["cpu"])
+def test_only_cpu(device):
+    assert device.name == "cpu"
+
+@pytest.mark.xpnet(dtypes=["float64"])
+def test_dtype_mark(device, dtype):
+    assert dtype == "float64"
+
+def test_both_dtypes(dtype):
+    assert dtype in ("float32", "float64")
+
+@settings(max_examples=5, deadline=None)
+@given(st.integers(0, 5))
+def test_hypothesis_inside(device, xp, n):
+    assert device.asarray([n]).shape == (1,)
+'''
+
+
+def test_plugin_fixtures_marks_and_device_selection(tmp_path):
+    (tmp_path / "test_p.py").write_text(PLUGIN_TESTS)
+    r = run_pytest(tmp_path, "-p", "xpnet.testing", "-v", "--xpnet-devices", "cpu,array_api_strict,cuda")
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout
+    assert "test_ids[cpu]" in out and "test_ids[array_api_strict]" in out
+    assert "test_only_cpu[cpu]" in out and "test_only_cpu[array_api_strict]" not in out
+    assert "test_dtype_mark[float64-cpu]" in out and "test_dtype_mark[float32" not in out
+    assert "test_both_dtypes[float32]" in out
+    assert "SKIPPED" not in out  # unavailable devices are named once in the summary instead
+    if "cuda:0" not in xpnet.devices():
+        assert "xpnet devices left out" in out and "cuda:" in out.split("xpnet devices left out")[1]
+    env = run_pytest(tmp_path, "-p", "xpnet.testing", "-v", env={"XPNET_TEST_DEVICES": "array_api_strict"})
+    assert "test_ids[array_api_strict]" in env.stdout and "test_ids[cpu]" not in env.stdout
+    bad = run_pytest(tmp_path, "-p", "xpnet.testing", "--xpnet-devices", "tpu")
+    assert bad.returncode != 0 and "unknown device 'tpu'" in bad.stdout + bad.stderr
+
+
+def test_assert_close_uses_dtype_tolerances_and_names_the_worst_entry(dev):
+    a = dev.asarray([1.0, 2.0, 3.0], dtype="float32")
+    assert_close(a, dev.asarray([1.0, 2.0 + 1e-6, 3.0], dtype="float32"))  # within float32's tolerance
+    with pytest.raises(AssertionError, match=r"1 of 3 values differ .*worst at \[2\]: actual 3\.0, desired 3\.1"):
+        assert_close(a, dev.asarray([1.0, 2.0, 3.1], dtype="float32"))
+    with pytest.raises(AssertionError, match="dtypes differ"):
+        assert_close(a, dev.asarray([1.0, 2.0, 3.0], dtype="float64"))
+    with pytest.raises(AssertionError, match="shapes differ"):
+        assert_close(a, dev.asarray([1.0, 2.0], dtype="float32"))
+    assert tolerances(dev.xp.float64) == (1e-10, 1e-12)
+
+
+def test_assert_close_refuses_two_devices():
+    cpu, strict = xpnet.device("cpu"), xpnet.device("array_api_strict")
+    with pytest.raises(AssertionError, match="actual is on array_api_strict but desired on cpu"):
+        assert_close(strict.asarray([1.0]), np.asarray([1.0]))
+    assert_close(cpu.asarray([1.0, 2.0]), [1.0, 2.0])  # Python values are exact host references
+
+
+def test_assert_gradcheck_message_is_the_report(dev):
+    class WrongSigmoid:
+        def forward(self, x):
+            xp = dev.xp
+            self.y = 1.0 / (1.0 + xp.exp(-x))
+            return self.y
+
+        def backward(self, dout):
+            return dout * self.y  # forgot (1 - y)
+
+    x = dev.asarray([[0.3, -0.7]], dtype="float64")
+    with pytest.raises(AssertionError, match=r"gradient check failed: x: .*WrongSigmoid.backward"):
+        assert_gradcheck(WrongSigmoid(), x)
+
+
+def test_assert_same_on_every_device_finds_a_backend_difference():
+    from array_api_compat import array_namespace, is_array_api_strict_namespace
+
+    def fine(x):
+        return array_namespace(x).exp(x) * 2
+
+    res = assert_same_on_every_device(fine, np.linspace(-1, 1, 4), dtype="float64",
+                                      devices=["cpu", "array_api_strict"])
+    assert set(res) == {"cpu", "array_api_strict"}
+
+    def differs(x):  # a backend-specific slip that only shows on one namespace
+        xp = array_namespace(x)
+        return x + 1e-3 if is_array_api_strict_namespace(xp) else x
+
+    with pytest.raises(AssertionError, match="on array_api_strict vs cpu"):
+        assert_same_on_every_device(differs, np.linspace(-1, 1, 4), dtype="float64",
+                                    devices=["cpu", "array_api_strict"])
