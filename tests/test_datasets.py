@@ -120,8 +120,22 @@ def test_corrupted_mnist_fails_its_checksum(tmp_path, monkeypatch):
     raw[5000] ^= 0xFF
     f.write_bytes(gzip.compress(bytes(raw)))
     monkeypatch.setenv("XPNET_DATA_DIR", str(tmp_path))
+    # without a SHA256SUMS the copy is any IDX dataset: structural checks only, and the data says so
+    data = load_mnist()
+    assert not data.verified and data.verified_by is None and data.directory == tmp_path
+    # with MNIST's SHA256SUMS next to it, the copy is checked against it
+    shutil.copy(mnist_dir() / "SHA256SUMS", tmp_path / "SHA256SUMS")
+    with pytest.raises(DatasetError, match="t10k-images-idx3-ubyte.gz has SHA-256 .* not the"):
+        load_mnist()
+    # the uncompressed digest alone catches it too
+    sums = (tmp_path / "SHA256SUMS").read_text().splitlines()
+    (tmp_path / "SHA256SUMS").write_text("\n".join(ln for ln in sums if "(uncompressed)" in ln) + "\n")
     with pytest.raises(DatasetError, match="t10k-images-idx3-ubyte.gz has SHA-256 .* not the original"):
         load_mnist()
+
+
+def test_bundled_copy_is_verified(mnist):
+    assert mnist.verified and mnist.verified_by == "MNIST digests"
 
 
 def test_checksums_from_a_sums_file(tmp_path):
