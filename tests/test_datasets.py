@@ -112,7 +112,8 @@ def test_not_an_idx_file(tmp_path):
 
 
 def test_corrupted_mnist_fails_its_checksum(tmp_path, monkeypatch):
-    for f in mnist_dir().glob("*.gz"):
+    bundled = mnist_dir()
+    for f in bundled.glob("*.gz"):
         shutil.copy(f, tmp_path / f.name)
     # flip one pixel of the test images: still a valid IDX file, but not the original
     f = tmp_path / "t10k-images-idx3-ubyte.gz"
@@ -124,7 +125,7 @@ def test_corrupted_mnist_fails_its_checksum(tmp_path, monkeypatch):
     data = load_mnist()
     assert not data.verified and data.verified_by is None and data.directory == tmp_path
     # with MNIST's SHA256SUMS next to it, the copy is checked against it
-    shutil.copy(mnist_dir() / "SHA256SUMS", tmp_path / "SHA256SUMS")
+    shutil.copy(bundled / "SHA256SUMS", tmp_path / "SHA256SUMS")
     with pytest.raises(DatasetError, match="t10k-images-idx3-ubyte.gz has SHA-256 .* not the"):
         load_mnist()
     # the uncompressed digest alone catches it too
