@@ -141,11 +141,19 @@ def test_bundled_copy_is_verified(mnist):
 
 def test_checksums_from_a_sums_file(tmp_path):
     make_dataset(tmp_path, gz=False)
-    good = hashlib.sha256((tmp_path / "train-labels-idx1-ubyte").read_bytes()).hexdigest()
-    (tmp_path / "SHA256SUMS").write_text(f"{good}  train-labels-idx1-ubyte (uncompressed)\n"
-                                         f"{'0' * 64}  t10k-labels-idx1-ubyte (uncompressed)\n")
+    lines = [f"{hashlib.sha256((tmp_path / n).read_bytes()).hexdigest()}  {n} (uncompressed)"
+             for n in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte")]
+    (tmp_path / "SHA256SUMS").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DatasetError, match="SHA256SUMS lists no SHA-256 for t10k-labels-idx1-ubyte"):
+        load_idx_dataset(tmp_path)  # a SHA256SUMS must cover every file it is next to
+    lines.append(f"{'0' * 64}  t10k-labels-idx1-ubyte (uncompressed)")
+    (tmp_path / "SHA256SUMS").write_text("\n".join(lines) + "\n")
     with pytest.raises(DatasetError, match="t10k-labels-idx1-ubyte has SHA-256"):
         load_idx_dataset(tmp_path)
+    lines[-1] = f"{hashlib.sha256((tmp_path / 't10k-labels-idx1-ubyte').read_bytes()).hexdigest()}  t10k-labels-idx1-ubyte"
+    (tmp_path / "SHA256SUMS").write_text("\n".join(lines) + "\n")  # plain sha256sum lines work too
+    data = load_idx_dataset(tmp_path)
+    assert data.verified and data.verified_by.endswith("SHA256SUMS")
 
 
 def test_read_idx_rejects_non_byte_types(tmp_path):
