@@ -70,6 +70,11 @@ class Checkpoint:
     meta: dict = field(default_factory=dict)    # the JSON state meta, {} when none was saved
 
 
+def _short(v) -> str:
+    r = repr(v)
+    return r if len(r) <= 100 else r[:97] + "..."
+
+
 def _size(n: int) -> str:
     for unit, k in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
         if n >= 1 << k:
@@ -368,10 +373,10 @@ def _architecture(record: dict, path: str) -> dict:
                                               for s in sizes):
         raise _damaged(path, f"sizes must be a list of positive integers, got {str(sizes)[:100]}")
     if kind not in _CLASSES or not 2 <= len(sizes) <= _MAX_LAYERS:
-        raise CheckpointError(f"{path} records an unknown architecture ({str(kind)[:100]!r}, "
+        raise CheckpointError(f"{path} records an unknown architecture ({_short(kind)}, "
                               f"{len(sizes)} sizes); this xpnet rebuilds {' and '.join(_CLASSES)}")
     if not isinstance(activation, str) or activation not in ACTIVATIONS:
-        raise CheckpointError(f"{path} records the unknown activation {str(activation)[:100]!r}; this xpnet knows "
+        raise CheckpointError(f"{path} records the unknown activation {_short(activation)}; this xpnet knows "
                               f"{', '.join(ACTIVATIONS)}")
     if kind == "TwoLayerNet" and (len(sizes) != 3 or activation != "relu"):
         raise _damaged(path, f"a TwoLayerNet has 3 sizes and relu, the record says {sizes} and {activation!r}")
@@ -381,10 +386,10 @@ def _architecture(record: dict, path: str) -> dict:
         ok = isinstance(weight_init, (int, float)) and not isinstance(weight_init, bool) \
             and math.isfinite(weight_init) and weight_init > 0
     if not ok:
-        raise CheckpointError(f"{path} records weight_init {str(weight_init)[:100]!r}; it must be a positive finite "
+        raise CheckpointError(f"{path} records weight_init {_short(weight_init)}; it must be a positive finite "
                               "number, 'he' or 'xavier' -- the record was edited or damaged")
     if not isinstance(dtype, str):
-        raise _damaged(path, f"dtype must be a name such as 'float32', got {str(dtype)[:100]!r}")
+        raise _damaged(path, f"dtype must be a name such as 'float32', got {_short(dtype)}")
     n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
     if 2 * n_params > MAX_PARAM_BYTES:  # even as float16
         raise CheckpointError(f"{path} records sizes {str(sizes)[:200]}: {n_params} parameters, more than a "
@@ -408,7 +413,7 @@ def _state_record(record: dict, path: str, param_bytes: int):
                 or not isinstance(s.get("dtype"), str) or not isinstance(s.get("shape"), list) \
                 or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d for d in s["shape"]) \
                 or len(s["shape"]) > 32:
-            raise CheckpointError(f"{path} has a malformed record of state array {str(name)[:100]!r}: "
+            raise CheckpointError(f"{path} has a malformed record of state array {_short(name)}: "
                                   f"{str(s)[:200]}")
         try:
             dt = np.dtype(s["dtype"])
@@ -448,7 +453,7 @@ def load_checkpoint(path, device=None, dtype=None) -> Checkpoint:
             record = _parse_json(text, path)
             if not isinstance(record, dict) or record.get("format") != _FORMAT:
                 fmt = record.get("format") if isinstance(record, dict) else None
-                what = f"has format {str(fmt)[:100]!r}" if isinstance(record, dict) else \
+                what = f"has format {_short(fmt)}" if isinstance(record, dict) else \
                     f"has a malformed architecture record (a JSON {type(record).__name__}, not an object)"
                 raise CheckpointError(f"{path} {what}; this xpnet reads {_FORMAT}")
             arch = _architecture(record, path)

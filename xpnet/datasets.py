@@ -188,13 +188,13 @@ def _header(reader: _Reader, file: Path, expected_magic):
     head = reader.read(4)
     if len(head) < 4 or head[0] != 0 or head[1] != 0:
         raise DatasetError(f"{file} is not an IDX file (bad header); {_FIX}")
+    if head[2] != 0x08:
+        raise DatasetError(f"{file} holds IDX type 0x{head[2]:02x}; only unsigned bytes (0x08) are supported")
     magic = int.from_bytes(head, "big")
     if expected_magic is not None and magic != expected_magic:
         kind = {_IMAGES_MAGIC: "images", _LABELS_MAGIC: "labels"}.get(expected_magic, "")
         raise DatasetError(f"{file} has magic number {magic}, expected {expected_magic} for IDX {kind}; "
                            f"is it the right file? {_FIX}")
-    if head[2] != 0x08:
-        raise DatasetError(f"{file} holds IDX type 0x{head[2]:02x}; only unsigned bytes (0x08) are supported")
     ndim = head[3]
     dims = reader.read(4 * ndim)
     if ndim == 0 or len(dims) < 4 * ndim:
