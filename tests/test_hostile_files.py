@@ -477,7 +477,7 @@ def test_fuzzed_metadata_records_never_escape_as_other_errors():
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "f.npz"
 
-        @hypothesis.settings(max_examples=80, deadline=None, database=None)
+        @hypothesis.settings(max_examples=40, deadline=None, database=None)
         @hypothesis.given(text)
         def check(t):
             np.savez(path, __meta__=np.array(t), **params)

@@ -474,8 +474,11 @@ def load_checkpoint(path, device=None, dtype=None) -> Checkpoint:
                     parts.append(f"missing members {missing[:10]}")
                 raise CheckpointError(f"{path} {'; '.join(parts)} (the architecture record lists what belongs); "
                                       "the file was edited or damaged")
-            params = {k: _read_array(zf, members[f"param/{k}.npy"], path, kind="parameter", shape=s,
-                                     max_bytes=MAX_PARAM_BYTES) for k, s in shapes.items()}
+            params, used = {}, 0
+            for k, s in shapes.items():  # all parameters together stay under the cap
+                params[k] = _read_array(zf, members[f"param/{k}.npy"], path, kind="parameter", shape=s,
+                                        max_bytes=MAX_PARAM_BYTES - used)
+                used += params[k].nbytes
             arrays = {k: _read_array(zf, members[f"state/{k}.npy"], path, kind="state array", shape=s, dtype=dt,
                                      max_bytes=state_cap) for k, (s, dt) in spec.items()}
     except _ZIP_ERRORS as e:

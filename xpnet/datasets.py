@@ -217,7 +217,8 @@ def _decode(file: Path, magic, sha256, shape, max_bytes):
         n = math.prod(got)
         expected = len(head) + n
         if shape is not None and got != tuple(shape):
-            raise DatasetError(f"{file} declares shape {got}, but this file has shape {tuple(shape)}; {_FIX}")
+            raise DatasetError(f"{file} declares shape {got}, but the original has shape {tuple(shape)}: it is "
+                               f"damaged or not the original; {_FIX}")
         if n > max_bytes:
             raise DatasetError(f"{file} declares shape {got}: {n} bytes, more than the {max_bytes} an IDX file may "
                                "hold here (max_bytes=); refused before reading it -- the header is damaged or the "
