@@ -112,7 +112,8 @@ def test_not_an_idx_file(tmp_path):
 
 
 def test_corrupted_mnist_fails_its_checksum(tmp_path, monkeypatch):
-    for f in mnist_dir().glob("*.gz"):
+    bundled = mnist_dir()
+    for f in bundled.glob("*.gz"):
         shutil.copy(f, tmp_path / f.name)
     # flip one pixel of the test images: still a valid IDX file, but not the original
     f = tmp_path / "t10k-images-idx3-ubyte.gz"
@@ -120,17 +121,39 @@ def test_corrupted_mnist_fails_its_checksum(tmp_path, monkeypatch):
     raw[5000] ^= 0xFF
     f.write_bytes(gzip.compress(bytes(raw)))
     monkeypatch.setenv("XPNET_DATA_DIR", str(tmp_path))
+    # without a SHA256SUMS the copy is any IDX dataset: structural checks only, and the data says so
+    data = load_mnist()
+    assert not data.verified and data.verified_by is None and data.directory == tmp_path
+    # with MNIST's SHA256SUMS next to it, the copy is checked against it
+    shutil.copy(bundled / "SHA256SUMS", tmp_path / "SHA256SUMS")
+    with pytest.raises(DatasetError, match="t10k-images-idx3-ubyte.gz has SHA-256 .* not the"):
+        load_mnist()
+    # the uncompressed digest alone catches it too
+    sums = (tmp_path / "SHA256SUMS").read_text().splitlines()
+    (tmp_path / "SHA256SUMS").write_text("\n".join(ln for ln in sums if "(uncompressed)" in ln) + "\n")
     with pytest.raises(DatasetError, match="t10k-images-idx3-ubyte.gz has SHA-256 .* not the original"):
         load_mnist()
 
 
+def test_bundled_copy_is_verified(mnist):
+    assert mnist.verified and mnist.verified_by == "MNIST digests"
+
+
 def test_checksums_from_a_sums_file(tmp_path):
     make_dataset(tmp_path, gz=False)
-    good = hashlib.sha256((tmp_path / "train-labels-idx1-ubyte").read_bytes()).hexdigest()
-    (tmp_path / "SHA256SUMS").write_text(f"{good}  train-labels-idx1-ubyte (uncompressed)\n"
-                                         f"{'0' * 64}  t10k-labels-idx1-ubyte (uncompressed)\n")
+    lines = [f"{hashlib.sha256((tmp_path / n).read_bytes()).hexdigest()}  {n} (uncompressed)"
+             for n in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte")]
+    (tmp_path / "SHA256SUMS").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DatasetError, match="SHA256SUMS lists no SHA-256 for t10k-labels-idx1-ubyte"):
+        load_idx_dataset(tmp_path)  # a SHA256SUMS must cover every file it is next to
+    lines.append(f"{'0' * 64}  t10k-labels-idx1-ubyte (uncompressed)")
+    (tmp_path / "SHA256SUMS").write_text("\n".join(lines) + "\n")
     with pytest.raises(DatasetError, match="t10k-labels-idx1-ubyte has SHA-256"):
         load_idx_dataset(tmp_path)
+    lines[-1] = f"{hashlib.sha256((tmp_path / 't10k-labels-idx1-ubyte').read_bytes()).hexdigest()}  t10k-labels-idx1-ubyte"
+    (tmp_path / "SHA256SUMS").write_text("\n".join(lines) + "\n")  # plain sha256sum lines work too
+    data = load_idx_dataset(tmp_path)
+    assert data.verified and data.verified_by.endswith("SHA256SUMS")
 
 
 def test_read_idx_rejects_non_byte_types(tmp_path):
