@@ -155,6 +155,8 @@ def check_labels(t, n: int, c: int, xp, check_range: bool = True, name: str = "t
                 f"got {shape_str(t.shape)}"
             )
         if check_range and n:
+            if is_kind(xp, t.dtype, "unsigned integer"):  # torch has no comparisons for uint16..uint64
+                t = index_labels(t, xp)  # (exact but for uint64 above 2**63, which turn negative: refused too)
             bad = _out_of_range(t, c, xp)
             if bad is not None and bool(xp.any(bad)):
                 lo, hi = int(xp.min(t)), int(xp.max(t))
@@ -180,16 +182,13 @@ _INT_MAX: dict = {}
 
 
 def _out_of_range(t, c: int, xp):
-    """A boolean array marking labels outside [0, c-1], or None when the dtype cannot hold one
-    (``t < 0`` is skipped for unsigned labels -- MNIST's uint8 --, ``t >= c`` when c exceeds the
-    dtype's range, which the strict namespace refuses to compare)."""
+    """A boolean array marking signed labels outside [0, c-1] (``t >= c`` is skipped when c
+    exceeds the dtype's range, which the strict namespace refuses to compare)."""
     key = (id(xp), t.dtype)
     top = _INT_MAX.get(key)
     if top is None:
         top = _INT_MAX[key] = int(xp.iinfo(t.dtype).max)
     high = t >= c if c <= top else None
-    if is_kind(xp, t.dtype, "unsigned integer"):
-        return high
     return t < 0 if high is None else xp.logical_or(t < 0, high)
 
 
