@@ -47,6 +47,7 @@ __all__ = [
     "host_rng",
     "is_host_data",
     "to_host",
+    "host_memory_bytes",
     "scoped",
     "null_scope",
     "blas_thread_limit",
@@ -83,6 +84,15 @@ def to_host(x) -> np.ndarray:
     if is_host_data(x):
         return np.asarray(x)
     return device_of(x).to_numpy(x)
+
+
+def host_memory_bytes() -> int | None:
+    """The host's physical memory in bytes (``sysconf``), or None where the system does not say."""
+    try:
+        n = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+    return n if n > 0 else None
 
 
 _NULL_SCOPE = contextlib.nullcontext()  # one shared no-op context: entering it costs ~100 ns
@@ -290,6 +300,12 @@ class Device:
     def synchronize(self) -> None:
         """Wait for queued device work (a no-op where work runs eagerly); needed for honest timings."""
 
+    def memory_bytes(self) -> int | None:
+        """The device's total memory in bytes, or None where it is unknown: the host's physical
+        memory here (the CPU backends), the GPU's on CUDA devices. Cheap (no allocation); the
+        nets compare their size with it before allocating."""
+        return host_memory_bytes()
+
     # -- how to run a training step ---------------------------------------------------
     def step_scope(self, largest_product_flops: float, steps: int = 1):
         """A context for a run of training steps whose largest matrix product has this size.
@@ -471,6 +487,11 @@ class TorchDevice(Device):
     def rng(self, seed=None) -> Generator:
         return TorchGenerator(self, seed)
 
+    def memory_bytes(self) -> int | None:
+        if self.native.type == "cuda":
+            return int(self._torch.cuda.get_device_properties(self.native).total_memory)
+        return host_memory_bytes()
+
     def owns(self, x) -> bool:
         return type(x) is self._array_type and x.device == self.native
 
@@ -578,6 +599,10 @@ class CupyDevice(Device):
     def rng(self, seed=None) -> Generator:
         return CupyGenerator(self, seed)
 
+    def memory_bytes(self) -> int | None:
+        with self.scope():
+            return int(self._cupy.cuda.runtime.memGetInfo()[1])  # (free, total) of the current GPU
+
     def owns(self, x) -> bool:
         return type(x) is self._array_type and x.device.id == self.index
 
@@ -679,10 +704,27 @@ def device(spec: str | Device | None = None) -> Device:
     """The Device for ``spec`` (``None``: the current default).  Cached per spec."""
     if isinstance(spec, Device):
         return spec
+    env = None
     if spec is None:
-        spec = _DEFAULT.get() or os.environ.get("XPNET_DEVICE") or "auto"
+        spec = _DEFAULT.get()
+        if not spec:
+            env = os.environ.get("XPNET_DEVICE") or None
+            spec = env or "auto"
     if not isinstance(spec, str):
         raise TypeError(f"device must be a string such as 'cpu' or 'cuda:0', got {type(spec).__name__}")
+    if env is not None:  # the spec came from the environment: the message says where to fix it
+        try:
+            return _device(spec)
+        except DeviceUnavailableError as e:
+            raise DeviceUnavailableError(f"XPNET_DEVICE={env!r} (from the environment): {e}. Set XPNET_DEVICE "
+                                         f"to a usable device or unset it") from None
+        except ValueError as e:
+            raise ValueError(f"XPNET_DEVICE={env!r} (from the environment) is not a device spec: {e}. Set "
+                             f"XPNET_DEVICE to a valid spec (e.g. XPNET_DEVICE=cpu) or unset it") from None
+    return _device(spec)
+
+
+def _device(spec: str) -> Device:
     key = _normalize(spec)
     if key == "auto":
         n, _ = _cupy_gpu_count()

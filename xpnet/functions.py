@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from array_api_compat import array_namespace
 
-from .validation import check_labels
+from .validation import check_labels, check_samples, index_labels, is_kind, positive_int, shape_str
 
 __all__ = [
     "identity_function",
@@ -66,29 +66,50 @@ def log_softmax(x, xp=None):
     return z - xp.log(xp.sum(xp.exp(z), axis=-1, keepdims=True))
 
 
-def one_hot(t, num_classes: int, dtype=None, xp=None, eye=None):
+def one_hot(t, num_classes: int, dtype=None, xp=None, eye=None, check=True):
     """Integer labels ``(N,)`` as one-hot rows ``(N, num_classes)``: rows of the identity matrix.
 
-    ``eye`` may pass a kept ``eye(num_classes)`` of ``dtype`` (a net builds it once)."""
+    Labels are checked: an integer dtype (uint8 from MNIST files included), shape (N,), values in
+    [0, num_classes - 1] -- the identity's rows would silently wrap a -1 around to the last class.
+    ``check=False`` skips the checks (the range scan is a reduction) for labels already
+    validated, as the nets' and the trainer's are. ``eye`` may pass a kept
+    ``eye(num_classes)`` of ``dtype`` (a net builds it once)."""
     xp = xp or array_namespace(t)
+    if check:
+        num_classes = positive_int("num_classes", num_classes)
+        if not hasattr(t, "shape") or not hasattr(t, "dtype"):
+            raise TypeError(f"one_hot: t must be an array of integer class labels, got {type(t).__name__}; "
+                            f"put it on the device with dev.asarray(labels)")
+        if not is_kind(xp, t.dtype, "integral"):
+            raise TypeError(f"one_hot: t must hold integer class labels, got dtype {t.dtype}; convert whole-number "
+                            f"labels with xp.astype(t, xp.int64) (one-hot rows need no one_hot)")
+        if t.ndim != 1:
+            raise ValueError(f"one_hot: t must be a 1-d array of class labels (N,), got shape {shape_str(t.shape)}")
+        check_labels(t, t.shape[0], num_classes, xp)
     dtype = dtype if dtype is not None else xp.float32
     if eye is None:
         eye = xp.eye(num_classes, dtype=dtype, device=t.device)
-    return xp.take(eye, t, axis=0)
+    return xp.take(eye, index_labels(t, xp), axis=0)
 
 
-def _batch_and_onehot(y, t, xp, check):
+def _batch_and_onehot(y, t, xp, check, name):
     """(scores of shape (N, C), one-hot targets (N, C)) from one sample or a batch, and integer
     or one-hot labels -- validated as the book's functions never were."""
+    if not hasattr(y, "ndim") or not hasattr(y, "dtype"):
+        raise TypeError(f"{name} must be an array of scores (N, C), got {type(y).__name__}; "
+                        f"put it on the device with dev.asarray(data, dtype=...)")
     if y.ndim == 1:  # one sample, as the book allows
         y = xp.reshape(y, (1, y.shape[0]))
-        t = xp.reshape(t, (1, -1)) if t.ndim == 1 and xp.isdtype(t.dtype, "real floating") \
-            else xp.reshape(t, (1,))
+        if getattr(t, "ndim", None) == 0:  # its integer label
+            t = xp.reshape(t, (1,))
+        elif getattr(t, "ndim", None) == 1 and t.shape[0] == y.shape[1] and is_kind(xp, t.dtype, "real floating"):
+            t = xp.reshape(t, (1, -1))  # its one-hot row; anything else is refused by check_labels
     if y.ndim != 2:
-        raise ValueError(f"expected scores of shape (N, C) or (C,), got {y.ndim}-d shape {tuple(y.shape)}")
+        raise ValueError(f"{name}: expected scores of shape (N, C) or (C,), got {y.ndim}-d shape {tuple(y.shape)}")
     n, c = y.shape
+    check_samples(n, name, "the mean cross entropy")
     if check_labels(t, n, c, xp, check_range=check) == "index":
-        t = one_hot(t, c, y.dtype, xp)
+        t = one_hot(t, c, y.dtype, xp, check=False)
     elif t.dtype != y.dtype:
         t = xp.astype(t, y.dtype)
     return y, t
@@ -101,7 +122,7 @@ def cross_entropy_error(y, t, xp=None, check=True):
     ``y + 1e-7``, which biases the loss of confident predictions.
     """
     xp = xp or array_namespace(y, t)
-    y, t = _batch_and_onehot(y, t, xp, check)
+    y, t = _batch_and_onehot(y, t, xp, check, "y")
     tiny = xp.finfo(y.dtype).smallest_normal
     return -xp.sum(t * xp.log(xp.maximum(y, tiny))) / y.shape[0]
 
@@ -109,5 +130,5 @@ def cross_entropy_error(y, t, xp=None, check=True):
 def softmax_cross_entropy(x, t, xp=None, check=True):
     """Cross entropy of ``softmax(x)`` computed from the logits (log-sum-exp, exact)."""
     xp = xp or array_namespace(x, t)
-    x, t = _batch_and_onehot(x, t, xp, check)
+    x, t = _batch_and_onehot(x, t, xp, check, "x")
     return -xp.sum(t * log_softmax(x, xp)) / x.shape[0]

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from array_api_compat import array_namespace, is_array_api_obj
 
 from .layers import layer_param_names
+from .validation import positive_number
 
 __all__ = ["numerical_gradient", "gradcheck", "GradcheckReport", "GradResult"]
 
@@ -58,7 +59,8 @@ def numerical_gradient(f, x, h: float | None = None):
     xp = array_namespace(x)
     if not xp.isdtype(x.dtype, "real floating"):
         raise TypeError(f"numerical_gradient needs a floating array, got dtype {x.dtype}")
-    h = _default_h(_dtype_name(x)) if h is None else float(h)
+    h = _default_h(_dtype_name(x)) if h is None else positive_number(
+        "numerical_gradient: h", h, hint="pass a small step such as h=1e-4, or h=None for the dtype's default")
     shape = tuple(x.shape)
     grad = []
     append = grad.append

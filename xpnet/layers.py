@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from array_api_compat import array_namespace
 
-from .validation import check_features, check_labels, shape_str
+from .validation import check_features, check_labels, check_samples, shape_str
 from .functions import one_hot, sigmoid
 
 __all__ = ["MulLayer", "AddLayer", "Relu", "Sigmoid", "Tanh", "Affine", "SoftmaxWithLoss", "layer_param_names"]
@@ -249,13 +249,15 @@ class SoftmaxWithLoss(_LazyNamespace):
 
     def forward(self, x, t, check: bool = True):
         """The book's forward: validates ``t`` (either label form; ``check=False`` skips the
-        range scan of labels already checked) and returns the loss."""
+        value scans -- integer range, one-hot rows summing to 1 -- of labels already checked)
+        and returns the loss."""
         xp = self.xp or self._bind(x)
         if getattr(x, "ndim", None) != 2:
             raise ValueError(f"SoftmaxWithLoss expects scores of shape (N, C), got "
                              f"{shape_str(x.shape) if hasattr(x, 'shape') else type(x).__name__}")
         n, c = x.shape
-        t1 = one_hot(t, c, x.dtype, xp) if check_labels(t, n, c, xp, check) == "index" else t
+        check_samples(n, "x", "SoftmaxWithLoss's mean loss")
+        t1 = one_hot(t, c, x.dtype, xp, check=False) if check_labels(t, n, c, xp, check) == "index" else t
         if t1.dtype != x.dtype:  # float64 one-hot rows from np.eye on a float32 net, say
             t1 = xp.astype(t1, x.dtype)
         self.forward_onehot(x, t1)

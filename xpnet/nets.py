@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 from collections import OrderedDict
 from collections.abc import Mapping
 
 from .device import device as get_device, device_of, dtype_name, host_rng, scoped
 from .functions import one_hot
 from .layers import Affine, Relu, Sigmoid, SoftmaxWithLoss, Tanh, layer_param_names
-from .validation import check_array, check_features, check_labels, is_kind, positive_int
+from .validation import (check_array, check_features, check_finite, check_labels, check_net_size, check_samples,
+                         index_labels, is_kind, positive_int)
 
 __all__ = ["Net", "MultiLayerNet", "TwoLayerNet", "ACTIVATIONS"]
 
@@ -110,9 +112,10 @@ class Net:
                 "params": {k: list(v.shape) for k, v in self.params.items()}}
 
     # -- input checks (public entry points only) -------------------------------------
-    def _input(self, x, name="x"):
+    def _input(self, x, name="x", finite=False):
         """``x`` on this device, floating, as (N, D); another float dtype is converted, like the
-        book's float32 MNIST going into its float64 net."""
+        book's float32 MNIST going into its float64 net. ``finite`` also scans it for NaN/inf
+        (a reduction over the data: where data enters, never in ``gradient``)."""
         check_array(x, name, self.device)
         xp = self.xp
         if not is_kind(xp, x.dtype, "real floating"):
@@ -125,6 +128,8 @@ class Net:
             check_features(x, d, name)
             if x.ndim != 2:
                 x = xp.reshape(x, (-1, d))
+        if finite:
+            check_finite(x, name, xp)
         return x
 
     def _labels(self, t, n, c):
@@ -140,7 +145,7 @@ class Net:
         eye = self._eye
         if eye is None or eye.shape[0] != c:
             eye = self._eye = xp.eye(c, dtype=self.dtype, device=self.device.native)
-        return one_hot(t, c, self.dtype, xp, eye)
+        return one_hot(t, c, self.dtype, xp, eye, check=False)  # validated by _labels
 
     # -- forward and backward --------------------------------------------------------
     def forward(self, x):
@@ -213,7 +218,7 @@ class Net:
     @scoped
     def predict(self, x):
         """Scores (before softmax) for a batch ``x`` of this device."""
-        return self.forward(self._input(x))
+        return self.forward(self._input(x, finite=True))
 
     def _step_scope(self, n: int):
         """The device's BLAS-thread policy for a pass over ``n`` samples (see Device.step_scope)."""
@@ -224,7 +229,8 @@ class Net:
     @scoped
     def loss(self, x, t):
         """The mean loss of a batch, integer or one-hot labels ``t``."""
-        x = self._input(x)
+        x = self._input(x, finite=True)
+        check_samples(x.shape[0], "x", "the mean loss")
         with self._step_scope(x.shape[0]):
             return self._loss(x, t)
 
@@ -241,8 +247,13 @@ class Net:
     @scoped
     def gradient(self, x, t):
         """Backprop gradients of the loss, a dict like ``params``; also kept in ``net.grads``.
-        Afterwards ``net.lastLayer.loss`` holds this batch's loss, as in the book."""
+        Afterwards ``net.lastLayer.loss`` holds this batch's loss, as in the book.
+
+        The checks are those a step can afford (~10 us): shapes, dtypes, devices, the labels'
+        range or one-hot rows summing to 1; not the NaN scan of ``x`` (``loss``, ``accuracy``,
+        ``predict`` and the trainer do that where data enters)."""
         x = self._input(x)
+        check_samples(x.shape[0], "x", "the gradient of the mean loss")
         with self._step_scope(x.shape[0]):
             self.grads = grads = self._gradient(x, t)
         return grads
@@ -262,13 +273,12 @@ class Net:
     def accuracy(self, x, t, batch_size=10000) -> float:
         """Fraction of correct predictions, evaluated in batches so memory stays bounded."""
         batch_size = positive_int("batch_size", batch_size, allow_none=True)
-        x = self._input(x)
+        x = self._input(x, finite=True)
         n = x.shape[0]
-        if n == 0:
-            raise ValueError("x holds no samples: accuracy of an empty set is undefined")
+        check_samples(n, "x", "the accuracy")
         c = self.num_classes or self.forward(x[:1, ...]).shape[1]
         form = self._labels(t, n, c)
-        labels = self.xp.argmax(t, axis=1) if form == "onehot" else t
+        labels = self.xp.argmax(t, axis=1) if form == "onehot" else index_labels(t, self.xp)
         return self.count_correct(x, labels, batch_size) / n
 
     @scoped
@@ -290,7 +300,8 @@ class Net:
         """The book's numerical gradient of every parameter (slow: two losses per entry)."""
         from .gradient import numerical_gradient
 
-        x = self._input(x)
+        x = self._input(x, finite=True)
+        check_samples(x.shape[0], "x", "the mean loss")
         c = self.num_classes or self.forward(x[:1, ...]).shape[1]
         form = self._labels(t, x.shape[0], c)
         last = self.lastLayer
@@ -353,7 +364,7 @@ def _init_scale(weight_init, fan_in: int) -> float:
             return math.sqrt(2.0 / fan_in)
         if w in ("xavier", "sigmoid"):
             return math.sqrt(1.0 / fan_in)
-    elif not isinstance(weight_init, bool) and isinstance(weight_init, (int, float)) \
+    elif not isinstance(weight_init, bool) and isinstance(weight_init, numbers.Real) \
             and math.isfinite(weight_init) and weight_init > 0:
         return float(weight_init)
     raise ValueError(f"weight_init must be a positive finite number, 'he' or 'xavier', got {weight_init!r}")
@@ -379,9 +390,12 @@ class MultiLayerNet(Net):
         dt = dev.dtype(dtype)
         if not dev.xp.isdtype(dt, "real floating"):
             raise TypeError(f"dtype must be a floating type such as 'float32', got {dtype!r}")
-        self.sizes, self.activation, self.weight_init, self.seed = sizes, activation, weight_init, seed
         scales = [_init_scale(weight_init, n_in) for n_in in sizes[:-1]]
-        if params is None:
+        if not isinstance(weight_init, str):
+            weight_init = float(weight_init)  # np.float32(0.01) too; the config stays JSON
+        self.sizes, self.activation, self.weight_init, self.seed = sizes, activation, weight_init, seed
+        if params is None:  # refused with its size before anything is allocated
+            check_net_size(sizes, dev.xp.finfo(dt).bits // 8, dev, host=get_device("cpu"))
             rng = host_rng(seed)
             params = {}
             for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
