@@ -120,5 +120,5 @@ def test_nan_in_the_data_is_named_not_called_divergence(data):
     x, t, xt, tt = data
     x = x.copy()
     x[5, 3] = np.nan
-    with pytest.raises(ValueError, match="x_train holds NaN or infinite values"):
+    with pytest.raises(ValueError, match="x_train holds 1 NaN or infinite value, the first in sample 5"):
         Trainer(xpnet.TwoLayerNet(784, 30, 10, device="cpu", seed=1), x, t, xt, tt)

@@ -25,7 +25,8 @@ from .atomic import write_atomic
 from .device import Device, device_of, is_host_data, scoped
 from .functions import one_hot
 from .optimizers import get_optimizer
-from .validation import check_features, check_labels, non_negative_int, positive_int
+from .validation import (check_features, check_finite, check_labels, index_labels, non_negative_int,
+                         positive_int)
 
 __all__ = ["Trainer", "History", "TrainingDivergedError", "TrainingInterrupted", "CheckpointWriteError"]
 
@@ -176,8 +177,7 @@ class Trainer:
         if x.ndim < 2 or x.shape[0] == 0:
             raise ValueError(f"x_{split} holds no samples (shape {tuple(x.shape)}): pass at least one, "
                              f"samples along the first axis")
-        if not bool(xp.all(xp.isfinite(x))):
-            raise ValueError(f"x_{split} holds NaN or infinite values: clean the data before training")
+        check_finite(x, f"x_{split}", xp)
         if not dev.owns(t):
             if not is_host_data(t):
                 raise ValueError(f"t_{split} is not on the net's device {dev.name!r}")
@@ -187,7 +187,7 @@ class Trainer:
         if c is None:  # a reader's net: the labels say how many classes there are
             c = t.shape[1] if t.ndim == 2 else int(xp.max(t)) + 1 if t.shape[0] else 1
         form = check_labels(t, n, c, xp, name=f"t_{split}")
-        return x, t, (xp.argmax(t, axis=1) if form == "onehot" else t)
+        return x, t, (xp.argmax(t, axis=1) if form == "onehot" else index_labels(t, xp))
 
     def _classes(self) -> int:
         c = getattr(self.net, "num_classes", None)
