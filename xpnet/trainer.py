@@ -304,7 +304,7 @@ class Trainer:
         """Why a finished run did not learn, or "": a collapse that produced no NaN (a huge
         learning rate, say) leaves the accuracy at chance level, and must not pass for a result."""
         c = self.num_classes
-        if c > 1 and train_acc <= 1.5 / c and self.iters >= 2 * self.eval_interval:
+        if c > 1 and train_acc <= 1.5 / c and self.iters >= max(200, self.iter_per_epoch):  # long enough to learn
             return (f"the run did not learn: training accuracy {train_acc:.4f} after {self.iters} steps is at "
                     f"chance level for {c} classes; it diverged or is stuck -- try a smaller learning rate "
                     f"(now {getattr(self.optimizer, 'lr', '?')}) or another weight_init")
