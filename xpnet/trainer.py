@@ -64,6 +64,22 @@ def _use_tqdm(progress):
     return tqdm
 
 
+# A bar that fits 80 columns with its postfix: "100%|####| 10000/10000 00:04<00:00, loss=0.1234, ..."
+BAR_FORMAT = "{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} {elapsed}<{remaining}{postfix}"
+BAR_MAX_COLS = 100
+
+
+def progress_bar(tqdm, total, file=None):
+    """The training bar: a fixed width (the terminal's, at most ``BAR_MAX_COLS``) and a short format,
+    so percentage, counts, times and the loss/train/test postfix stay on one line at 80 columns."""
+    import shutil
+
+    kw = {"total": total, "unit": "it", "leave": True, "file": file}
+    if "notebook" not in getattr(tqdm, "__module__", ""):  # a notebook's widget sizes itself
+        kw.update(ncols=min(shutil.get_terminal_size((80, 24)).columns, BAR_MAX_COLS), bar_format=BAR_FORMAT)
+    return tqdm(**kw)
+
+
 class Trainer:
     """Train ``net`` on (x_train, t_train), evaluating on the train and test sets every epoch.
 
@@ -193,7 +209,7 @@ class Trainer:
         """Run the protocol: evaluate every ``eval_interval`` steps, report every ``report_every``."""
         hist = self.history = History(config=self._config())  # each fit records its own run
         tqdm = _use_tqdm(self.progress)
-        bar = tqdm(total=self.iters, unit="it", leave=True, dynamic_ncols=True) if tqdm else None
+        bar = progress_bar(tqdm, self.iters) if tqdm else None
         self._rng = self.device.rng(self.seed)
         t0 = time.perf_counter()
         try:
