@@ -332,3 +332,14 @@ def test_plot_labels_the_run_and_shows_test_loss(tmp_path):
     label = run_label(h)
     assert "TwoLayerNet 784-50-10" in label and "cpu" in label and "SGD lr 0.1" in label and "0.9450" in label
     assert (Path(plot_history(h, tmp_path / "c.png"))).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_busy_cpu_spinners_are_killed_at_the_end():
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks.harness import busy_cpu
+    finally:
+        sys.path.remove(str(ROOT))
+    with busy_cpu(2, seconds=60) as procs:
+        assert len(procs) == 2 and all(p.poll() is None for p in procs)
+    assert all(p.poll() is not None for p in procs)

@@ -182,12 +182,15 @@ def _parser():
                        help="time xpnet against the book's code, tuned NumPy and PyTorch "
                             "(from a source checkout: the code is benchmarks/, beside the package)")
     b.add_argument("--quick", action="store_true", help="a tiny configuration (seconds): checks that it runs")
-    b.add_argument("--repeats", type=_positive_int, default=3, help="repeats of each measurement")
+    b.add_argument("--repeats", type=_positive_int, default=3)
     b.add_argument("--steps", type=_positive_int, default=2000, help="timed steps per per-step measurement")
     b.add_argument("--devices", default=None, help="xpnet devices to time (default: cpu and every GPU)")
     b.add_argument("--no-protocol", action="store_true", help="skip the whole 10000-iteration protocol")
     b.add_argument("--no-jax", action="store_true", help="leave out the jitted JAX contender")
     b.add_argument("--json", default="bench-results.json", help="where to write the table as JSON")
+    b.add_argument("--only", choices=["book"], default=None, help="time only the book net's per-step table")
+    b.add_argument("--busy", type=_seed, default=0, metavar="N",
+                   help="also time the book net's step with N processes spinning on the CPU (a busy machine)")
     return p
 
 
