@@ -315,26 +315,29 @@ def _check_fits(net, x, labels, what):
                     f"use the data the model was trained on")
 
 
-def _scores(net, dev, x, batch=10000):
-    """The net's scores for host images ``x`` as a host float64 array, in batches."""
-    import numpy as np
+def _outputs(net, dev, x, t=None, batch=10000):
+    """(predicted classes, their probabilities, every class's probability, correct count, mean loss)
+    of host images ``x`` (labels ``t`` optional), computed on the device in batches; host lists back."""
+    from .functions import softmax
 
+    xp = dev.xp
+    pred, top, probs, correct, loss = [], [], [], 0, 0.0
     with dev.scope():
-        parts = [dev.to_numpy(net.predict(dev.asarray(x[i:i + batch], dtype=net.dtype)))
-                 for i in range(0, len(x), batch)]
-    return np.concatenate(parts).astype(np.float64) if parts else np.zeros((0, net.num_classes))
-
-
-def _softmax(s):
-    import numpy as np
-
-    e = np.exp(s - s.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+        for i in range(0, len(x), batch):
+            xb = dev.asarray(x[i:i + batch], dtype=net.dtype)
+            p = softmax(net.predict(xb), xp)
+            k = xp.argmax(p, axis=1)
+            pred += dev.to_numpy(k).tolist()
+            top += dev.to_numpy(xp.max(p, axis=1)).tolist()
+            probs += dev.to_numpy(p).tolist()
+            if t is not None:
+                tb = dev.asarray(t[i:i + batch])
+                correct += int(xp.sum(xp.astype(k == tb, xp.int64)))
+                loss += float(net.loss(xb, tb)) * xb.shape[0]
+    return pred, top, probs, correct, (loss / len(x) if t is not None and len(x) else None)
 
 
 def cmd_evaluate(a) -> int:
-    import numpy as np
-
     dev = _device(a)
     net = _load_model(a.model, dev)
     splits = _load(a.data_dir)
@@ -344,51 +347,18 @@ def cmd_evaluate(a) -> int:
         _check_fits(net, x, t, f"{what} ({name})")
     print(f"model: {a.model} ({net}) on {dev.name}")
     for name, (x, t) in chosen:
-        s = _scores(net, dev, x)
-        acc = float(np.mean(np.argmax(s, axis=1) == t))
-        m = s.max(axis=1, keepdims=True)  # mean cross-entropy from the scores, in float64
-        loss = float(np.mean(np.log(np.exp(s - m).sum(axis=1)) + m[:, 0] - s[np.arange(len(t)), t]))
-        print(f"{name + ':':<6} accuracy {acc:.4f}, loss {loss:.4f} ({len(t)} images)")
+        _, _, _, correct, loss = _outputs(net, dev, x, t)
+        print(f"{name + ':':<6} accuracy {correct / len(t):.4f}, loss {loss:.4f} ({len(t)} images)")
     return 0
 
 
 def _load_images(file, d):
-    """Images from an .npy file as float32 rows of ``d`` pixels in [0, 1]; one line per problem."""
-    import numpy as np
+    from .datasets import DatasetError, load_images_npy
 
     try:
-        arr = np.load(file, allow_pickle=False)
-    except FileNotFoundError:
-        raise _Fail(f"--images {file} does not exist") from None
-    except (ValueError, OSError, EOFError) as e:
-        raise _Fail(f"--images {file} is not a NumPy .npy file of numbers ({e}); save one with numpy.save") from None
-    if not isinstance(arr, np.ndarray):
-        arr.close()
-        raise _Fail(f"--images {file} is an .npz archive; save the images as one array with numpy.save(.npy)")
-    shape = arr.shape
-    if arr.ndim == 4 and arr.shape[1] == 1:  # (N, 1, H, W), the book's flatten=False layout
-        arr = arr.reshape(arr.shape[0], -1)
-    if arr.ndim == 1 and arr.size == d or arr.ndim == 2 and arr.shape[1] != d and arr.size == d:
-        arr = arr.reshape(1, d)  # one image
-    elif arr.ndim == 3 and arr.shape[1] * arr.shape[2] == d:
-        arr = arr.reshape(arr.shape[0], d)
-    if arr.ndim != 2 or arr.shape[1] != d or arr.shape[0] == 0:
-        side = int(round(d ** 0.5))
-        square = f" or (N, {side}, {side})" if side * side == d else ""
-        raise _Fail(f"--images {file} has shape {shape}; the model takes images of {d} pixels: expected (N, {d})"
-                    f"{square}, or one image")
-    if arr.dtype == np.uint8:
-        return arr.astype(np.float32) / 255.0
-    if not np.issubdtype(arr.dtype, np.floating):
-        raise _Fail(f"--images {file} holds {arr.dtype}; expected uint8 (0..255) or float in [0, 1]")
-    arr = arr.astype(np.float32)
-    if not np.all(np.isfinite(arr)):
-        raise _Fail(f"--images {file} holds NaN or infinite values")
-    lo, hi = float(arr.min()), float(arr.max())
-    if lo < 0 or hi > 1:
-        raise _Fail(f"--images {file} holds values from {lo:g} to {hi:g}; expected float in [0, 1] "
-                    f"(divide 0..255 pixels by 255, or pass them as uint8)")
-    return arr
+        return load_images_npy(file, d)
+    except DatasetError as e:
+        raise _Fail(f"--images {e}") from None
 
 
 def _rows(spec, n, what):
@@ -411,8 +381,6 @@ def _rows(spec, n, what):
 
 
 def cmd_predict(a) -> int:
-    import numpy as np
-
     dev = _device(a)
     net = _load_model(a.model, dev)
     if a.images:
@@ -426,23 +394,23 @@ def cmd_predict(a) -> int:
         _check_fits(net, x, t, what)
         spec = a.index if a.index is not None else [slice(0, 10)]
     rows = _rows(spec, len(x), what)
-    p = _softmax(_scores(net, dev, x[rows]))
-    pred = p.argmax(axis=1)
+    pred, top, probs, _, _ = _outputs(net, dev, x[rows])
     head = f"{'index':>7} {'predicted':>9} {'probability':>11}" + (f" {'label':>5}" if t is not None else "")
     if a.probs:
-        head += "  " + " ".join(f"{'p' + str(k):>6}" for k in range(p.shape[1]))
+        head += "  " + " ".join(f"{'p' + str(k):>6}" for k in range(len(probs[0]) if probs else 0))
     print(head)
-    for r, k, pr in zip(rows, pred, p):
-        line = f"{r:>7} {k:>9} {pr[k]:>11.4f}"
+    right = 0
+    for r, k, pk, pr in zip(rows, pred, top, probs):
+        line = f"{r:>7} {k:>9} {pk:>11.4f}"
         if t is not None:
-            line += f" {t[r]:>5}"
+            line += f" {int(t[r]):>5}"
+            right += k == int(t[r])
         if a.probs:
             line += "  " + " ".join(f"{v:>6.4f}" for v in pr)
-        if t is not None and k != t[r]:
+        if t is not None and k != int(t[r]):
             line += "  wrong"
         print(line)
     if t is not None:
-        right = int(np.sum(pred == t[rows]))
         print(f"correct: {right} of {len(rows)}")
     return 0
 
