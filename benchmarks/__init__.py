@@ -29,6 +29,13 @@ def _positive_int(s):
     return v
 
 
+def _count(s):
+    v = int(s)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {s}")
+    return v
+
+
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The options; ``xpnet bench`` declares the same ones (checked by the tests)."""
     p.add_argument("--quick", action="store_true", help="a tiny configuration (seconds): checks that it runs")
@@ -38,6 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--no-protocol", action="store_true", help="skip the whole 10000-iteration protocol")
     p.add_argument("--no-jax", action="store_true", help="leave out the jitted JAX contender")
     p.add_argument("--json", default="bench-results.json", help="where to write the table as JSON")
+    p.add_argument("--only", choices=["book"], default=None, help="time only the book net's per-step table")
+    p.add_argument("--busy", type=_count, default=0, metavar="N",
+                   help="also time the book net's step with N processes spinning on the CPU (a busy machine)")
     return p
 
 

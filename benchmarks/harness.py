@@ -9,11 +9,14 @@ floor is visible), and the two speed targets.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 import tracemalloc
 from collections import OrderedDict
@@ -170,7 +173,31 @@ def xpnet_memory(data, params, iters, eval_interval):
 
 
 # ---------------------------------------------------------------------------------------
-def run(quick=False, repeats=3, steps=2000, devices=None, protocol=True, with_jax=True, log=print):
+_SPIN = "import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end:\n    pass\n"
+
+
+@contextlib.contextmanager
+def busy_cpu(n: int, seconds: float = 900.0):
+    """``n`` background processes spinning on the CPU: a busy machine. Each stops by itself after
+    ``seconds`` (so none outlives a killed benchmark for long) and all are killed on exit."""
+    procs = [subprocess.Popen([sys.executable, "-c", _SPIN.format(seconds=float(seconds))],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for _ in range(n)]
+    try:
+        time.sleep(0.3)  # let them start spinning
+        yield procs
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
+
+
+# ---------------------------------------------------------------------------------------
+def run(quick=False, repeats=3, steps=2000, devices=None, protocol=True, with_jax=True, log=print,
+        only=None, busy=0):
+    """Every table (``only="book"``: the book net's per-step table alone); ``busy=N`` times the
+    book net's step once more with N processes spinning on the CPU."""
     if devices is None:  # every compute device; array_api_strict is a test namespace, not one
         devices = [d for d in xpnet.devices() if d != "array_api_strict"]
     try:
@@ -228,6 +255,15 @@ def run(quick=False, repeats=3, steps=2000, devices=None, protocol=True, with_ja
     tables["book_step"] = _table("book net 784-50-10, batch 100: per step", time_steps(
         book, steps, repeats, split=split, pause=pause), step_flops(book_sizes, 100), rate, log)
     res["targets"] = _targets(tables["book_step"], log)
+    if busy:
+        with busy_cpu(busy):
+            tables["book_step_busy"] = _table(
+                f"book net 784-50-10, batch 100: per step, with {busy} processes spinning on the CPU",
+                time_steps(book, steps, repeats, split=split, pause=pause), step_flops(book_sizes, 100), rate, log)
+        res["busy_processes"] = busy
+    if only == "book":
+        res["tables"] = tables
+        return res
     # 2. the tiny net: only dispatch overhead
     tiny_data = _tiny_data()
     p_tiny = _init_params([16, 8, 10], 0.1, 0)
@@ -344,7 +380,7 @@ def run_cli(a) -> int:
     """Run with the options of ``python -m benchmarks`` / ``xpnet bench`` (an argparse namespace)."""
     devices = [d.strip() for d in a.devices.split(",")] if a.devices else None
     res = run(quick=a.quick, repeats=a.repeats, steps=a.steps, devices=devices, protocol=not a.no_protocol,
-              with_jax=not a.no_jax)
+              with_jax=not a.no_jax, only=getattr(a, "only", None), busy=getattr(a, "busy", 0))
     data = json.dumps(res, indent=1, default=float).encode()
     write_atomic(a.json, lambda f: f.write(data))
     print(f"\nwritten: {a.json}")

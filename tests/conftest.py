@@ -1,7 +1,9 @@
 """One device fixture for the whole suite, as scikit-learn and SciPy do it.
 
 Every test that takes ``dev`` runs once per device: cpu and array_api_strict always, torch when
-it is importable, cuda when CuPy sees a GPU. Unavailable devices are skipped with the reason.
+it is importable, cuda when CuPy sees a GPU. Unavailable devices are skipped with the reason,
+reported once per device in ``-ra``'s summary (``SKIPPED [45] device cuda unavailable: ...``)
+instead of once per test, so the other skips stay visible.
 Restrict the set with ``pytest --devices cpu,torch`` or ``XPNET_TEST_DEVICES=cuda``.
 """
 
@@ -32,12 +34,28 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("dev_name", selected_devices(metafunc.config))
 
 
+_DEVICE_SKIP = pytest.StashKey[str]()
+
+
 @pytest.fixture
-def dev(dev_name):
+def dev(dev_name, request):
     try:
         return xpnet.device(dev_name)
     except xpnet.DeviceUnavailableError as e:
-        pytest.skip(f"{dev_name} unavailable: {e}")
+        reason = f"device {dev_name} unavailable: {e}"
+        request.node.stash[_DEVICE_SKIP] = reason
+        pytest.skip(reason)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A skip for an unavailable device is reported from this file with no line number, so -ra
+    folds all of a device's skips into one line with their count."""
+    rep = yield
+    reason = item.stash.get(_DEVICE_SKIP, None)
+    if reason is not None and rep.skipped and isinstance(rep.longrepr, tuple):
+        rep.longrepr = (__file__, None, reason)
+    return rep
 
 
 def tol(dtype_name):

@@ -1,18 +1,63 @@
+import gzip
+import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+import xpnet
 from xpnet.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def write_idx(path, arr):
+    arr = np.ascontiguousarray(arr, dtype=np.uint8)
+    head = bytes([0, 0, 8, arr.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in arr.shape)
+    Path(path).write_bytes(gzip.compress(head + arr.tobytes()))
+
+
+def make_tiny_idx(d, n_train=300, n_test=60, side=8, classes=3, seed=0):
+    """A small IDX dataset that is not MNIST: 8x8 images, 3 classes (a bright band of rows each)."""
+    rng = np.random.default_rng(seed)
+    d.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        t = rng.integers(0, classes, n)
+        x = rng.integers(0, 60, (n, side, side))
+        for k in range(classes):
+            x[t == k, k * side // classes:(k + 1) * side // classes, :] += 180
+        write_idx(d / f"{split}-images-idx3-ubyte.gz", x)
+        write_idx(d / f"{split}-labels-idx1-ubyte.gz", t)
+    return d
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_tiny_idx(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tinyrun")
+    assert main(["train", "--device", "cpu", "--data-dir", str(tiny), "--epochs", "10", "--batch-size", "30",
+                 "--out", str(out), "--quiet", "--no-plot"]) == 0
+    return out / "model.npz"
+
+
+def run(*args, env=None, **kw):
+    e = {k: v for k, v in os.environ.items() if k != "XPNET_DEVICE"}
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-m", "xpnet", *args], capture_output=True, text=True, cwd=ROOT,
+                          env=e, timeout=300, **kw)
+
+
 def test_train_writes_history_checkpoint_and_plot(tmp_path, capsys):
     out = tmp_path / "run"
-    rc = main(["train", "--device", "cpu", "--iters", "700", "--out", str(out), "--quiet", "--seed", "1"])
+    rc = main(["train", "--device", "cpu", "--iters", "700", "--out", str(out), "--seed", "1"])
     text = capsys.readouterr().out
     assert rc == 0
     assert "epoch   1 (iter    600)" in text and "final test accuracy" in text and "wall time" in text
@@ -26,7 +71,7 @@ def test_train_writes_history_checkpoint_and_plot(tmp_path, capsys):
 
 def test_train_deeper_net_with_adam(tmp_path, capsys):
     rc = main(["train", "--device", "cpu", "--sizes", "784,32,32,10", "--optimizer", "adam", "--lr", "0.002",
-               "--weight-init", "he", "--iters", "200", "--out", str(tmp_path), "--quiet", "--no-plot"])
+               "--weight-init", "he", "--iters", "200", "--out", str(tmp_path), "--no-plot"])
     assert rc == 0 and "plot: skipped" in capsys.readouterr().out
 
 
@@ -42,6 +87,185 @@ def test_bad_options_give_a_message_not_a_traceback(args, msg, capsys):
     with pytest.raises(SystemExit) as e:
         main(["train", *args])
     assert e.value.code == 2 and msg in capsys.readouterr().err
+
+
+def test_quiet_prints_only_the_final_line(tmp_path, capsys):
+    rc = main(["train", "--device", "cpu", "--iters", "30", "--out", str(tmp_path), "--quiet", "--no-plot"])
+    out, err = capsys.readouterr()
+    assert rc == 0 and err == ""
+    lines = out.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("final test accuracy") and str(tmp_path) in lines[0]
+
+
+def test_epochs_set_the_iterations(tiny, tmp_path, capsys):
+    rc = main(["train", "--device", "cpu", "--data-dir", str(tiny), "--epochs", "3", "--batch-size", "30",
+               "--out", str(tmp_path), "--no-plot"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "30 iterations (3 epochs)" in out
+    hist = json.loads((tmp_path / "history.json").read_text())
+    assert hist["config"]["iters"] == 30 and len(hist["loss"]) == 30 and hist["eval_iters"] == [0, 10, 20]
+
+
+def test_iters_and_epochs_exclude_each_other(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--iters", "30", "--epochs", "2"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "--epochs" in err and "not allowed with argument --iters" in err
+
+
+def test_help_shows_defaults_and_version(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0
+    for default in ("(default: 100)", "(default: sgd)", "(default: float32)", "(default: 10000",
+                    "(default: 0)", "$XPNET_DEVICE"):
+        assert default in " ".join(out.split()), default
+    assert "--quiet" in out and "final line" in out
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"xpnet {xpnet.__version__}"
+
+
+def test_xpnet_device_chooses_the_device_of_train_and_devices(tiny, tmp_path):
+    env = {"XPNET_DEVICE": "array_api_strict"}
+    r = run("devices", env=env)
+    assert r.returncode == 0 and r.stdout.splitlines()[0] == "default: array_api_strict (from XPNET_DEVICE=array_api_strict)"
+    r = run("train", "--data-dir", str(tiny), "--iters", "30", "--batch-size", "30", "--out", str(tmp_path),
+            "--quiet", "--no-plot", env=env)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "history.json").read_text())["config"]["device"] == "array_api_strict"
+    r = run("devices")
+    assert r.returncode == 0 and r.stdout.startswith("default: ") and "auto" in r.stdout.splitlines()[0]
+
+
+@pytest.mark.parametrize("command", [["devices"], ["train", "--iters", "30"], ["gradcheck"]])
+def test_bad_xpnet_device_is_one_line_naming_the_variable(command):
+    r = run(*command, env={"XPNET_DEVICE": "tpu"})
+    assert r.returncode == 2
+    assert len(r.stderr.splitlines()) == 1 and "XPNET_DEVICE='tpu'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_data_dir_trains_any_idx_dataset(tiny, tmp_path, capsys):
+    """Not MNIST (8x8 images, 3 classes, no SHA256SUMS): input size and classes come from the data."""
+    rc = main(["train", "--device", "cpu", "--data-dir", str(tiny), "--iters", "30", "--batch-size", "30",
+               "--out", str(tmp_path), "--no-plot"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "64-50-3" in out
+    assert main(["train", "--device", "cpu", "--data-dir", str(tiny), "--sizes", "784,10", "--out",
+                 str(tmp_path / "second")]) == 2
+    assert not (tmp_path / "second").exists()  # a run that fails before its first checkpoint leaves no folder
+    assert "--sizes must start with 64 (pixels per image) and end with 3 (classes)" in capsys.readouterr().err
+
+
+def test_data_dir_with_a_wrong_digest_is_refused(tiny, tmp_path, capsys):
+    d = make_tiny_idx(tmp_path / "d")
+    (d / "SHA256SUMS").write_text("0" * 64 + " train-labels-idx1-ubyte (uncompressed)\n")
+    assert main(["train", "--device", "cpu", "--data-dir", str(d), "--iters", "30", "--out", str(tmp_path)]) == 2
+    assert "SHA-256" in capsys.readouterr().err
+
+
+def test_evaluate(tiny, tiny_model, capsys):
+    assert main(["evaluate", str(tiny_model), "--data-dir", str(tiny), "--device", "cpu", "--train"]) == 0
+    out = capsys.readouterr().out
+    test = next(line for line in out.splitlines() if line.startswith("test:"))
+    assert "(60 images)" in test and float(test.split("accuracy ")[1].split(",")[0]) > 0.9
+    assert "loss " in test and any(line.startswith("train:") and "(300 images)" in line for line in out.splitlines())
+
+
+def test_predict_rows_of_a_dataset(tiny, tiny_model, capsys):
+    assert main(["predict", str(tiny_model), "--data-dir", str(tiny), "--index", "0:5,-1", "--probs",
+                 "--device", "cpu"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["index", "predicted", "probability", "label", "p0", "p1", "p2"]
+    rows = [line.split() for line in lines[1:-1]]
+    assert [int(r[0]) for r in rows] == [0, 1, 2, 3, 4, 59]
+    _, (_, t_test) = xpnet.load_idx_dataset(tiny)
+    for r in rows:
+        probs = [float(v) for v in r[4:7]]
+        assert int(r[3]) == t_test[int(r[0])] and abs(sum(probs) - 1) < 1e-3
+        assert int(r[1]) == int(np.argmax(probs)) and float(r[2]) == max(probs)
+    assert lines[-1].startswith("correct: ") and lines[-1].endswith("of 6")
+
+
+@pytest.mark.parametrize("kind", ["uint8", "float", "one"])
+def test_predict_images_from_npy(tiny, tiny_model, tmp_path, capsys, kind):
+    _, (x, t) = xpnet.load_idx_dataset(tiny, normalize=False, flatten=False, dtype="uint8")
+    x = x[:7, 0]  # (7, 8, 8) uint8
+    arr = {"uint8": x, "float": x.reshape(7, 64) / np.float32(255), "one": x[0]}[kind]
+    np.save(tmp_path / "x.npy", arr)
+    assert main(["predict", str(tiny_model), "--images", str(tmp_path / "x.npy"), "--device", "cpu"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["index", "predicted", "probability"]
+    pred = [int(line.split()[1]) for line in lines[1:]]
+    assert len(pred) == (1 if kind == "one" else 7)
+    assert np.mean(np.array(pred) == t[:len(pred)]) >= 0.8
+
+
+@pytest.mark.parametrize("arr,msg", [
+    (np.zeros((5, 63), np.uint8), "has shape (5, 63); the model takes images of 64 pixels"),
+    (np.zeros((5, 64), np.int64), "holds int64; expected uint8"),
+    (np.full((5, 64), 255.0), "values from 255 to 255; expected float in [0, 1]"),
+    (np.array([{"a": 1}], dtype=object), "is not a NumPy .npy file"),
+])
+def test_predict_bad_images(tiny_model, tmp_path, capsys, arr, msg):
+    np.save(tmp_path / "x.npy", arr, allow_pickle=True)
+    assert main(["predict", str(tiny_model), "--images", str(tmp_path / "x.npy"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert msg in err and len(err.splitlines()) == 1
+
+
+def test_predict_and_evaluate_bad_model_or_index(tiny, tiny_model, tmp_path, capsys):
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"not a zip file")
+    for argv, msg in [
+        (["evaluate", str(tmp_path / "none.npz")], "MODEL: checkpoint"),
+        (["evaluate", str(garbage)], "damaged or not an .npz checkpoint"),
+        (["predict", str(garbage)], "damaged or not an .npz checkpoint"),
+        (["evaluate", str(tiny_model)], "the model takes 64 pixels per image but MNIST (test) has 784"),
+        (["predict", str(tiny_model), "--data-dir", str(tiny), "--index", "60"], "--index 60 is out of range"),
+        (["predict", str(tiny_model), "--data-dir", str(tiny), "--index", "50:40"], "selects no rows"),
+    ]:
+        assert main([*argv, "--device", "cpu"]) == 2, argv
+        err = capsys.readouterr().err
+        assert msg in err and len(err.splitlines()) == 1, (argv, err)
+    with pytest.raises(SystemExit):
+        main(["predict", str(tiny_model), "--index", "a:b"])
+    assert "expected rows like" in capsys.readouterr().err
+
+
+def test_progress_bar_fits_80_columns(monkeypatch):
+    tqdm = pytest.importorskip("tqdm").tqdm
+    from xpnet.trainer import progress_bar
+
+    monkeypatch.setenv("COLUMNS", "80")
+    f = io.StringIO()
+    bar = progress_bar(tqdm, 10000, file=f)
+    bar.update(4321)
+    bar.set_postfix({"loss": "0.1234", "train": "0.9712", "test": "0.9650"}, refresh=True)
+    bar.close()
+    lines = [s for s in f.getvalue().replace("\r", "\n").splitlines() if s.strip()]
+    assert lines and all(len(s) <= 80 for s in lines)
+    assert "4321/10000" in lines[-1] and "loss=0.1234, train=0.9712, test=0.9650" in lines[-1]
+
+
+@pytest.mark.parametrize("command", ["devices", "train --device cpu --iters 2000 --eval-interval 5 --quiet "
+                                                "--no-plot --out {tmp}"])
+def test_closed_pipe_ends_quietly(command, tmp_path):
+    """`xpnet ... | head`: no BrokenPipeError traceback; the status of a program ended by SIGPIPE."""
+    cmd = f"{sys.executable} -m xpnet {command.format(tmp=tmp_path / 'o')}"
+    if "train" in cmd:
+        cmd = cmd.replace(" --quiet", "")
+    r = subprocess.run(["bash", "-c", f"{cmd} | head -n 1; echo \"status ${{PIPESTATUS[0]}}\""],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr
+    status = r.stdout.splitlines()[-1]
+    assert status in ("status 0", "status 141"), r.stdout
+    assert len(r.stdout.splitlines()) == 2  # head's one line and the status
+    cmd = cmd.replace(str(tmp_path / "o"), str(tmp_path / "o2"))  # a fresh folder: o holds the first run
+    r = subprocess.run(["bash", "-c", f"{cmd} | head -n 0; echo \"status ${{PIPESTATUS[0]}}\""],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.stderr == "" and r.stdout.strip() in ("status 141", "status 0"), (r.stdout, r.stderr)
 
 
 def test_sizes_must_fit_mnist(tmp_path, capsys):
@@ -93,3 +317,31 @@ def test_train_example_short():
                         "--iters", "700"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "epoch  1: train acc" in r.stdout and "final test accuracy" in r.stdout
+
+
+def test_plot_labels_the_run_and_shows_test_loss(tmp_path):
+    pytest.importorskip("matplotlib")
+    from xpnet.plot import iters_per_epoch, plot_history, run_label
+    from xpnet.trainer import History
+
+    h = History(loss=[2.3 * 0.99 ** i for i in range(1200)], train_acc=[0.1, 0.93, 0.95], test_acc=[0.1, 0.92, 0.94],
+                eval_iters=[0, 600, 1200], final_train_acc=0.955, final_test_acc=0.945,
+                config={"net": {"class": "TwoLayerNet", "sizes": [784, 50, 10], "dtype": "float32"},
+                        "device": "cpu", "optimizer": "SGD", "lr": 0.1, "batch_size": 100, "iters": 1200,
+                        "n_train": 60000})
+    h.test_loss = [2.3, 0.3, 0.2]  # shown when the history has it
+    assert iters_per_epoch(h) == 600
+    label = run_label(h)
+    assert "TwoLayerNet 784-50-10" in label and "cpu" in label and "SGD lr 0.1" in label and "0.9450" in label
+    assert (Path(plot_history(h, tmp_path / "c.png"))).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_busy_cpu_spinners_are_killed_at_the_end():
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks.harness import busy_cpu
+    finally:
+        sys.path.remove(str(ROOT))
+    with busy_cpu(2, seconds=60) as procs:
+        assert len(procs) == 2 and all(p.poll() is None for p in procs)
+    assert all(p.poll() is not None for p in procs)

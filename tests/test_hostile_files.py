@@ -679,3 +679,16 @@ def test_oversized_sums_file(tmp_path):
     (tmp_path / "SHA256SUMS").write_bytes(b"0" * (2 << 20))
     with pytest.raises(DatasetError, match="SHA256SUMS is 2097152 bytes; a SHA256SUMS file is a few lines"):
         load_mnist(path=tmp_path)
+
+
+def test_predict_images_npy_declaring_terabytes_is_refused_from_its_header(tmp_path):
+    from numpy.lib import format as npformat
+
+    from xpnet.datasets import DatasetError, load_images_npy
+
+    bomb = tmp_path / "x.npy"
+    with open(bomb, "wb") as f:
+        npformat.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (2**40, 784)})
+        f.write(b"\0" * 100)
+    with pytest.raises(DatasetError, match=r"declares 3,448,068,464,705,536 bytes .* holds 100"):
+        load_images_npy(bomb, 784)

@@ -1,4 +1,4 @@
-"""The ``xpnet`` command: ``train``, ``devices``, ``gradcheck`` and ``bench``."""
+"""The ``xpnet`` command: ``train``, ``evaluate``, ``predict``, ``devices``, ``gradcheck`` and ``bench``."""
 
 from __future__ import annotations
 
@@ -69,41 +69,121 @@ def _device_arg(s):
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _parser():
-    p = argparse.ArgumentParser(prog="xpnet", description="Backprop from scratch on any Array API device.")
-    sub = p.add_subparsers(dest="command", required=True)
+DEVICE_HELP = ("auto, cpu, cuda, cuda:N, array_api_strict, torch, torch:cuda[:N] "
+               "(default: $XPNET_DEVICE when set, else auto: cuda:0 when CuPy sees a GPU, else cpu)")
 
-    t = sub.add_parser("train", help="train a net on MNIST (the book's protocol by default)")
-    t.add_argument("--device", type=_device_arg, default="auto", help="auto (default), cpu, cuda, cuda:N, torch, ...")
-    t.add_argument("--hidden", type=_positive_int, default=50, help="hidden units of the two-layer net (50)")
-    t.add_argument("--sizes", type=_sizes, help="all layer sizes, e.g. 784,100,100,10 (overrides --hidden)")
-    t.add_argument("--activation", choices=["relu", "sigmoid"], default="relu")
-    t.add_argument("--weight-init", type=_weight_init, default=0.01, help="std (0.01), 'he' or 'xavier'")
-    t.add_argument("--iters", type=_positive_int, default=None, help="training steps (10000)")
-    t.add_argument("--batch-size", type=_positive_int, default=100)
+
+def _default_device():
+    """(the Device ``xpnet.device(None)`` picks, why): ``$XPNET_DEVICE`` when set, else auto."""
+    import xpnet
+
+    env = os.environ.get("XPNET_DEVICE")
+    try:
+        dev = xpnet.device(None)
+    except (ValueError, TypeError, xpnet.DeviceUnavailableError) as e:
+        raise _Fail(f"environment variable XPNET_DEVICE={env!r} is not a usable device ({e}); "
+                    f"set it to one of the usable devices (`xpnet devices`), unset it, or pass --device") from None
+    return dev, (f"from XPNET_DEVICE={env}" if env else
+                 "auto, XPNET_DEVICE is not set: cuda:0 when CuPy sees a GPU, else cpu")
+
+
+def _device(a):
+    """The device of ``--device``, else the default one (``$XPNET_DEVICE``, else auto)."""
+    return a.device if a.device is not None else _default_device()[0]
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows "(default: ...)" after every option that has a default worth showing."""
+
+    def _get_help_string(self, action):
+        h = action.help or ""
+        if action.default is None or action.default is False or action.default == argparse.SUPPRESS \
+                or "default" in h:
+            return h
+        return super()._get_help_string(action)
+
+
+def _parser():
+    from . import __version__
+
+    fmt = _HelpFormatter
+    p = argparse.ArgumentParser(prog="xpnet", description="Backprop from scratch on any Array API device.",
+                                formatter_class=fmt)
+    p.add_argument("--version", action="version", version=f"xpnet {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("train", formatter_class=fmt,
+                       help="train a net on MNIST or another IDX dataset (the book's protocol by default)",
+                       description="Train a net (the book's TwoLayerNet by default) and write history.json, "
+                                   "model.npz and curves.png to a run folder.")
+    t.add_argument("--device", type=_device_arg, default=None, help=DEVICE_HELP)
+    t.add_argument("--hidden", type=_positive_int, default=50, help="hidden units of the two-layer net")
+    t.add_argument("--sizes", type=_sizes,
+                   help="all layer sizes, e.g. 784,100,100,10: a MultiLayerNet (overrides --hidden)")
+    t.add_argument("--activation", choices=["relu", "sigmoid"], default="relu", help="activation (--sizes nets)")
+    t.add_argument("--weight-init", type=_weight_init, default=0.01, help="std of the initial weights, "
+                   "'he' or 'xavier'")
+    length = t.add_mutually_exclusive_group()
+    length.add_argument("--iters", type=_positive_int, default=None,
+                        help="training iterations (default: 10000, the book's protocol)")
+    length.add_argument("--epochs", type=_positive_int, default=None,
+                        help="train for N epochs instead: N * (training samples // batch size) iterations")
+    t.add_argument("--batch-size", type=_positive_int, default=100, help="mini-batch size")
     t.add_argument("--lr", type=_positive_float, default=None,
                    help="learning rate (default: 0.1 for sgd, the optimizer's own default otherwise)")
-    t.add_argument("--optimizer", choices=["sgd", "momentum", "adagrad", "adam"], default="sgd")
-    t.add_argument("--seed", type=_seed, default=0)
-    t.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    t.add_argument("--eval-interval", type=_positive_int, help="iterations between evaluations (an epoch)")
-    t.add_argument("--data-dir", help="directory with the MNIST IDX files (default: bundled copy)")
+    t.add_argument("--optimizer", choices=["sgd", "momentum", "adagrad", "adam"], default="sgd", help="optimizer")
+    t.add_argument("--seed", type=_seed, default=0, help="seed of the initial weights and the batches")
+    t.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="precision of the net")
+    t.add_argument("--eval-interval", type=_positive_int,
+                   help="iterations between evaluations (default: an epoch, samples // batch size)")
+    t.add_argument("--data-dir", help=DATA_HELP)
     t.add_argument("--out", help="output folder (default: a new folder under runs/); must not hold an earlier run")
     t.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR (its settings come from its "
-                                                   "checkpoint; --iters may extend it)")
+                                                   "checkpoint; --iters or --epochs may extend it)")
     t.add_argument("--overwrite", action="store_true", help="let --out replace an earlier run held there")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--quiet", action="store_true",
+                   help="print only the final line (test accuracy, wall time, run folder) and errors: "
+                        "no progress bar, no per-epoch lines")
     t.add_argument("--no-plot", action="store_true", help="do not draw the PNG plot")
 
-    sub.add_parser("devices", help="list the devices usable here, and why the others are not")
+    e = sub.add_parser("evaluate", formatter_class=fmt, help="accuracy and loss of a saved model (model.npz)",
+                       description="Load a checkpoint written by `xpnet train` and print its test accuracy and "
+                                   "test loss (and the training set's with --train).")
+    e.add_argument("model", metavar="MODEL", help="a checkpoint written by `xpnet train` (model.npz)")
+    e.add_argument("--data-dir", help=DATA_HELP)
+    e.add_argument("--device", type=_device_arg, default=None, help=DEVICE_HELP)
+    e.add_argument("--train", action="store_true", help="also evaluate on the training set")
 
-    g = sub.add_parser("gradcheck", help="the book's gradient check of TwoLayerNet on 3 MNIST images")
-    g.add_argument("--device", type=_device_arg, default="auto")
-    g.add_argument("--data-dir", help="directory with the MNIST IDX files")
-    g.add_argument("--seed", type=_seed, default=0)
+    pr = sub.add_parser("predict", formatter_class=fmt, help="predicted classes of images, from a saved model",
+                        description="Print the predicted class and its probability for images: rows of a "
+                                    "dataset (--data-dir/--split/--index, with their true labels) or an .npy "
+                                    "file (--images).")
+    pr.add_argument("model", metavar="MODEL", help="a checkpoint written by `xpnet train` (model.npz)")
+    src = pr.add_mutually_exclusive_group()
+    src.add_argument("--images", metavar="FILE",
+                     help="an .npy file of images, shape (N, 784) or (N, 28, 28) (one image: (784,) or "
+                          "(28, 28)); uint8 0..255 or float in [0, 1]")
+    src.add_argument("--data-dir", help=DATA_HELP)
+    pr.add_argument("--split", choices=["test", "train"], default="test", help="which split of the dataset")
+    pr.add_argument("--index", type=_index_spec, default=None,
+                    help="rows to predict: 7, 0:10, 0:100:10 or 3,5,9 (default: 0:10 of a dataset, all of "
+                         "--images)")
+    pr.add_argument("--probs", action="store_true", help="also print the probability of every class")
+    pr.add_argument("--device", type=_device_arg, default=None, help=DEVICE_HELP)
 
-    b = sub.add_parser("bench", help="time xpnet against the book's code, tuned NumPy and PyTorch "
-                                    "(from a source checkout: the code is benchmarks/, beside the package)")
+    sub.add_parser("devices", help="list the devices usable here, the default one and why",
+                   description="List the devices xpnet can use here, why the others are not usable, and "
+                               "which one is the default ($XPNET_DEVICE, else auto).")
+
+    g = sub.add_parser("gradcheck", formatter_class=fmt,
+                       help="the book's gradient check of TwoLayerNet on 3 MNIST images")
+    g.add_argument("--device", type=_device_arg, default=None, help=DEVICE_HELP)
+    g.add_argument("--data-dir", help=DATA_HELP)
+    g.add_argument("--seed", type=_seed, default=0, help="seed of the net's weights")
+
+    b = sub.add_parser("bench", formatter_class=fmt,
+                       help="time xpnet against the book's code, tuned NumPy and PyTorch "
+                            "(from a source checkout: the code is benchmarks/, beside the package)")
     b.add_argument("--quick", action="store_true", help="a tiny configuration (seconds): checks that it runs")
     b.add_argument("--repeats", type=_positive_int, default=3)
     b.add_argument("--steps", type=_positive_int, default=2000, help="timed steps per per-step measurement")
@@ -111,16 +191,49 @@ def _parser():
     b.add_argument("--no-protocol", action="store_true", help="skip the whole 10000-iteration protocol")
     b.add_argument("--no-jax", action="store_true", help="leave out the jitted JAX contender")
     b.add_argument("--json", default="bench-results.json", help="where to write the table as JSON")
+    b.add_argument("--only", choices=["book"], default=None, help="time only the book net's per-step table")
+    b.add_argument("--busy", type=_seed, default=0, metavar="N",
+                   help="also time the book net's step with N processes spinning on the CPU (a busy machine)")
     return p
 
 
+DATA_HELP = ("directory with an IDX dataset: train-images-idx3-ubyte(.gz), train-labels-idx1-ubyte(.gz), "
+             "t10k-... (MNIST, Fashion-MNIST, ...; checked against a SHA256SUMS file there when present) "
+             "(default: $XPNET_DATA_DIR, else the bundled MNIST)")
+
+
+def _index_spec(s):
+    """'7', '0:10', '0:100:10', '3,5,9' -> a list of (start, stop, step) or int items, resolved later."""
+    items = []
+    for part in s.split(","):
+        part = part.strip()
+        try:
+            if ":" in part:
+                bits = [int(b) if b.strip() else None for b in part.split(":")]
+                if len(bits) > 3 or (len(bits) == 3 and bits[2] is not None and bits[2] <= 0):
+                    raise ValueError
+                items.append(slice(*bits))
+            else:
+                items.append(int(part))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected rows like 7, 0:10, 0:100:10 or 3,5,9, got {s!r}") from None
+    return items
+
+
 def _load(data_dir):
-    from .datasets import DatasetError, load_mnist
+    """(x_train, t_train), (x_test, t_test) from ``--data-dir`` (any IDX dataset, checked against
+    the SHA256SUMS file there when present), else MNIST ($XPNET_DATA_DIR or the bundled copy)."""
+    from .datasets import DatasetError, load_idx_dataset, load_mnist
 
     try:
-        return load_mnist(path=data_dir)
+        return load_idx_dataset(data_dir) if data_dir else load_mnist()
     except DatasetError as e:
-        raise _Fail(str(e)) from None
+        raise _Fail(f"--data-dir {data_dir}: {e}" if data_dir else str(e)) from None
+
+
+def _classes(*labels) -> int:
+    """The number of classes the labels need (the largest label + 1)."""
+    return max(int(t.max()) + 1 if t.size else 1 for t in labels)
 
 
 class _Log:
@@ -147,11 +260,10 @@ def cmd_train(a) -> int:
     from .runs import RunFolder, RunFolderError
     from .trainer import CheckpointWriteError, Trainer, TrainingDivergedError, TrainingInterrupted
 
+    quiet = a.quiet
     log = _Log()
-    dev = a.device
-    a.iters_given = a.iters is not None
-    if a.iters is None:
-        a.iters = 10000
+    say = (lambda *args, **kw: None) if quiet else log
+    dev = _device(a)
     if a.resume and (a.out or a.overwrite):
         raise _Fail("--resume DIR continues the run in DIR: leave out --out and --overwrite")
     try:  # the folder first: a bad --out fails now, not after the run
@@ -161,29 +273,37 @@ def cmd_train(a) -> int:
         raise _Fail(str(e)) from None
     try:
         (x_train, t_train), (x_test, t_test) = _load(a.data_dir)
-        progress = False if a.quiet else None
+        progress, epoch_log = (False, None) if quiet else (None, log)
+        per_epoch = max(len(x_train) // a.batch_size, 1)
+        iters = a.iters or (a.epochs * per_epoch if a.epochs else None)
         if a.resume:
             try:
                 trainer = Trainer.resume(folder.checkpoint, x_train, t_train, x_test, t_test, device=dev,
-                                         iters=a.iters if a.iters_given else None, progress=progress, log=log)
+                                         iters=a.iters, progress=progress, log=epoch_log)
             except (ValueError, TypeError) as e:
                 raise _Fail(str(e)) from None
+            if a.epochs:  # epochs of the saved run's batch size
+                if a.epochs * trainer.iter_per_epoch < trainer.step:
+                    raise _Fail(f"--epochs {a.epochs}: the run in {folder.path} is already at step {trainer.step}")
+                trainer.iters = a.epochs * trainer.iter_per_epoch
             net = trainer.net
-            log(f"xpnet train: resuming {folder.path} at step {trainer.step} of {trainer.iters} ({net} on "
+            say(f"xpnet train: resuming {folder.path} at step {trainer.step} of {trainer.iters} ({net} on "
                 f"{net.device.name}, {type(trainer.optimizer).__name__}; settings from its checkpoint)")
         else:
-            sizes = a.sizes or [x_train.shape[1], a.hidden, 10]
-            if sizes[0] != x_train.shape[1] or sizes[-1] != 10:
-                raise _Fail(f"--sizes must start with {x_train.shape[1]} (pixels) and end with 10 (classes), "
-                            f"got {sizes}")
+            iters = iters or 10000
+            d, c = x_train.shape[1], _classes(t_train, t_test)  # input size and classes: from the data
+            sizes = a.sizes or [d, a.hidden, c]
+            if sizes[0] != d or sizes[-1] != c:
+                raise _Fail(f"--sizes must start with {d} (pixels per image) and end with {c} (classes) for this "
+                            f"data, got {','.join(map(str, sizes))}")
             net = xpnet.MultiLayerNet(sizes, a.activation, a.weight_init, device=dev, dtype=a.dtype, seed=a.seed) \
                 if a.sizes else xpnet.TwoLayerNet(sizes[0], sizes[1], sizes[2], a.weight_init, device=dev,
                                                   dtype=a.dtype, seed=a.seed)
             trainer = Trainer(net, x_train, t_train, x_test, t_test, optimizer=a.optimizer, lr=a.lr,
-                              batch_size=a.batch_size, iters=a.iters, eval_interval=a.eval_interval, seed=a.seed,
-                              progress=progress, log=log)
-            log(f"xpnet train: {net} on {dev.name}, {a.optimizer} lr {trainer.optimizer.lr}, batch {a.batch_size}, "
-                f"{a.iters} iterations; run folder {folder.path}")
+                              batch_size=a.batch_size, iters=iters, eval_interval=a.eval_interval, seed=a.seed,
+                              progress=progress, log=epoch_log)
+            say(f"xpnet train: {net} on {dev.name}, {a.optimizer} lr {trainer.optimizer.lr}, batch {a.batch_size}, "
+                f"{iters} iterations" + (f" ({a.epochs} epochs)" if a.epochs else "") + f"; run folder {folder.path}")
         folder.drop_views()  # the checkpoint is the truth until the views are written again
         try:
             import warnings
@@ -192,7 +312,7 @@ def cmd_train(a) -> int:
                 warnings.simplefilter("ignore", RuntimeWarning)
                 hist = trainer.fit(checkpoint=folder.checkpoint)
         except TrainingInterrupted as e:
-            _write_views(trainer.history, folder, a, log)
+            _write_views(trainer.history, folder, a, say)
             print(f"xpnet train: {e}", file=sys.stderr)
             return 130
         except CheckpointWriteError as e:
@@ -202,10 +322,11 @@ def cmd_train(a) -> int:
     except BaseException:
         folder.discard_if_unused()
         raise
-    _write_views(hist, folder, a, log)
-    log(f"final test accuracy {hist.final_test_acc:.4f} (train {hist.final_train_acc:.4f}); "
-        f"wall time {hist.wall_time_s:.2f} s")
-    log(f"checkpoint: {folder.checkpoint}\nhistory: {folder.history}")
+    _write_views(hist, folder, a, say)
+    loss = f", test loss {hist.final_test_loss:.4f}" if hist.final_test_loss is not None else ""
+    log(f"final test accuracy {hist.final_test_acc:.4f}{loss} (train {hist.final_train_acc:.4f}); "
+        f"wall time {hist.wall_time_s:.2f} s" + (f"; saved in {folder.path}" if quiet else ""))
+    say(f"checkpoint: {folder.checkpoint}\nhistory: {folder.history}")
     if hist.verdict:
         print(f"xpnet train: {hist.verdict}", file=sys.stderr)
         return 1
@@ -226,25 +347,150 @@ def _write_views(hist, folder, a, log) -> None:
         log(f"plot: skipped ({e})")
 
 
-def cmd_devices(a) -> int:
-    from .device import device, device_report
+def _load_model(path, dev):
+    from .checkpoint import CheckpointError, load_net
 
-    print(f"default (auto): {device('auto').name}")
-    for name, ok, why in device_report():
-        print(f"  {'yes' if ok else 'no ':<3} {name:<18} {why}")
+    try:
+        return load_net(path, device=dev)
+    except CheckpointError as e:
+        raise _Fail(f"MODEL: {e}") from None
+
+
+def _check_fits(net, x, labels, what):
+    if x.shape[1] != net.n_features:
+        raise _Fail(f"the model takes {net.n_features} pixels per image but {what} has {x.shape[1]}: "
+                    f"use the data the model was trained on")
+    if labels is not None and labels.size and int(labels.max()) >= net.num_classes:
+        raise _Fail(f"{what} has labels up to {int(labels.max())} but the model knows {net.num_classes} classes: "
+                    f"use the data the model was trained on")
+
+
+def _outputs(net, dev, x, t=None, batch=10000):
+    """(predicted classes, their probabilities, every class's probability, correct count, mean loss)
+    of host images ``x`` (labels ``t`` optional), computed on the device in batches; host lists back."""
+    from .functions import softmax
+
+    xp = dev.xp
+    pred, top, probs, correct, loss = [], [], [], 0, 0.0
+    with dev.scope():
+        for i in range(0, len(x), batch):
+            xb = dev.asarray(x[i:i + batch], dtype=net.dtype)
+            p = softmax(net.predict(xb), xp)
+            k = xp.argmax(p, axis=1)
+            pred += dev.to_numpy(k).tolist()
+            top += dev.to_numpy(xp.max(p, axis=1)).tolist()
+            probs += dev.to_numpy(p).tolist()
+            if t is not None:
+                tb = dev.asarray(t[i:i + batch])
+                correct += int(xp.sum(xp.astype(k == tb, xp.int64)))
+                loss += float(net.loss(xb, tb)) * xb.shape[0]
+    return pred, top, probs, correct, (loss / len(x) if t is not None and len(x) else None)
+
+
+def cmd_evaluate(a) -> int:
+    dev = _device(a)
+    net = _load_model(a.model, dev)
+    splits = _load(a.data_dir)
+    what = f"--data-dir {a.data_dir}" if a.data_dir else "MNIST"
+    chosen = (("test", splits[1]), ("train", splits[0]))[:2 if a.train else 1]
+    for name, (x, t) in chosen:
+        _check_fits(net, x, t, f"{what} ({name})")
+    print(f"model: {a.model} ({net}) on {dev.name}")
+    for name, (x, t) in chosen:
+        _, _, _, correct, loss = _outputs(net, dev, x, t)
+        print(f"{name + ':':<6} accuracy {correct / len(t):.4f}, loss {loss:.4f} ({len(t)} images)")
+    return 0
+
+
+def _load_images(file, d):
+    from .datasets import DatasetError, load_images_npy
+
+    try:
+        return load_images_npy(file, d)
+    except DatasetError as e:
+        raise _Fail(f"--images {e}") from None
+
+
+def _rows(spec, n, what):
+    """The row numbers an --index spec selects among ``n`` rows (negative counts from the end)."""
+    if spec is None:
+        return list(range(n))
+    rows = []
+    for item in spec:
+        if isinstance(item, slice):
+            sel = list(range(*item.indices(n)))
+            if not sel:
+                raise _Fail(f"--index {item.start or ''}:{item.stop or ''} selects no rows of {what} "
+                            f"({n} images, 0..{n - 1})")
+            rows += sel
+        else:
+            if not -n <= item < n:
+                raise _Fail(f"--index {item} is out of range: {what} has {n} images (0..{n - 1})")
+            rows.append(item % n)
+    return rows
+
+
+def cmd_predict(a) -> int:
+    dev = _device(a)
+    net = _load_model(a.model, dev)
+    if a.images:
+        x, t = _load_images(a.images, net.n_features), None
+        what = f"--images {a.images}"
+        spec = a.index
+    else:
+        train, test = _load(a.data_dir)
+        x, t = test if a.split == "test" else train
+        what = f"the {a.split} split of " + (a.data_dir if a.data_dir else "MNIST")
+        _check_fits(net, x, t, what)
+        spec = a.index if a.index is not None else [slice(0, 10)]
+    rows = _rows(spec, len(x), what)
+    pred, top, probs, _, _ = _outputs(net, dev, x[rows])
+    head = f"{'index':>7} {'predicted':>9} {'probability':>11}" + (f" {'label':>5}" if t is not None else "")
+    if a.probs:
+        head += "  " + " ".join(f"{'p' + str(k):>6}" for k in range(len(probs[0]) if probs else 0))
+    print(head)
+    right = 0
+    for r, k, pk, pr in zip(rows, pred, top, probs):
+        line = f"{r:>7} {k:>9} {pk:>11.4f}"
+        if t is not None:
+            line += f" {int(t[r]):>5}"
+            right += k == int(t[r])
+        if a.probs:
+            line += "  " + " ".join(f"{v:>6.4f}" for v in pr)
+        if t is not None and k != int(t[r]):
+            line += "  wrong"
+        print(line)
+    if t is not None:
+        print(f"correct: {right} of {len(rows)}")
+    return 0
+
+
+def cmd_devices(a) -> int:
+    from .device import device_report
+
+    try:
+        dev, why = _default_device()
+    except _Fail:
+        dev = why = None
+    print(f"default: {dev.name} ({why})" if dev else "default: none (XPNET_DEVICE is not usable, see below)")
+    for name, ok, why_not in device_report():
+        print(f"  {'yes' if ok else 'no ':<3} {name:<18} {why_not}")
+    if dev is None:
+        _default_device()  # the one-line error, exit status 2
     return 0
 
 
 def cmd_gradcheck(a) -> int:
     import xpnet
 
-    (x_train, t_train), _ = _load(a.data_dir)
-    dev = a.device
-    net = xpnet.TwoLayerNet(784, 50, 10, device=dev, dtype="float64", seed=a.seed)
+    (x_train, t_train), (_, t_test) = _load(a.data_dir)
+    dev = _device(a)
+    d, c = x_train.shape[1], _classes(t_train, t_test)
+    net = xpnet.TwoLayerNet(d, 50, c, device=dev, dtype="float64", seed=a.seed)
     x, t = dev.asarray(x_train[:3], dtype="float64"), dev.asarray(t_train[:3])
     t0 = time.perf_counter()
     report = xpnet.gradcheck(net, x, t, locate=False)
-    print(f"TwoLayerNet 784-50-10 on {dev.name}, 3 MNIST images, float64 ({time.perf_counter() - t0:.1f} s)")
+    print(f"TwoLayerNet {d}-50-{c} on {dev.name}, 3 images, float64 ({time.perf_counter() - t0:.1f} s)")
     for key, r in report.items():
         print(f"{key}: max abs diff {r.max_abs:.3e}, max rel {r.max_rel:.3e}  {'ok' if r.passed else 'FAIL'}")
     print("PASSED" if report.passed else "FAILED")
@@ -291,11 +537,22 @@ def cmd_bench(a) -> int:
 def main(argv=None) -> int:
     a = _parser().parse_args(argv)
     try:
-        return {"train": cmd_train, "devices": cmd_devices, "gradcheck": cmd_gradcheck,
-                "bench": cmd_bench}[a.command](a)
+        rc = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "devices": cmd_devices,
+              "gradcheck": cmd_gradcheck, "bench": cmd_bench}[a.command](a)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return rc
     except _Fail as e:
         print(f"xpnet {a.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # `xpnet ... | head`: the reader left. Stop quietly, as a program killed by SIGPIPE does
+        # (status 128 + 13); stdout goes to /dev/null so the exit's final flush cannot complain.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 141
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

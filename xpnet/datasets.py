@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["DatasetError", "IdxData", "load_mnist", "load_idx_dataset", "read_idx", "mnist_dir",
-           "MAX_IDX_BYTES"]
+           "MAX_IDX_BYTES", "load_images_npy"]
 
 _PACKAGED = Path(__file__).resolve().parent / "_data" / "mnist"
 
@@ -437,3 +437,62 @@ def load_idx_dataset(directory, normalize=True, flatten=True, one_hot_label=Fals
         where = "sha256="  # (some files given, not all: those are checked, the data is not "verified")
     return _load(directory, "directory=", {"train": tuple(train), "test": tuple(test)}, normalize, flatten,
                  one_hot_label, dtype, (where, digests, None), num_classes, max_bytes)
+
+
+def _npy_fits_its_file(file) -> None:
+    """The data an ``.npy`` header declares must be in the file (checked from the header alone)."""
+    try:
+        with open(file, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version not in ((1, 0), (2, 0), (3, 0)):
+                return  # np.load gives its own message
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(f, max_header_size=10000)
+            have = os.fstat(f.fileno()).st_size - f.tell()
+    except (OSError, ValueError, EOFError):
+        return  # not an .npy (or unreadable): np.load below says so
+    need = math.prod(shape) * dtype.itemsize
+    if dtype.kind != "O" and need > have:
+        raise DatasetError(f"{file} declares {need:,} bytes of images (shape {shape}, {dtype}) but holds {have:,}: "
+                           f"a damaged or hostile file; save the images again with numpy.save")
+
+
+def load_images_npy(file, n_pixels: int) -> np.ndarray:
+    """Images from an ``.npy`` file (``allow_pickle=False``) as float32 rows of ``n_pixels`` in [0, 1]:
+    shape (N, D), (N, H, W) or (N, 1, H, W) with H*W == D, or one image; uint8 0..255 or float in
+    [0, 1]. Anything else is a DatasetError that starts with the file's name and says what to do."""
+    d = int(n_pixels)
+    _npy_fits_its_file(file)  # a header declaring terabytes is refused before numpy allocates them
+    try:
+        arr = np.load(file, allow_pickle=False)
+    except FileNotFoundError:
+        raise DatasetError(f"{file} does not exist") from None
+    except (ValueError, OSError, EOFError) as e:
+        raise DatasetError(f"{file} is not a NumPy .npy file of numbers ({e}); save one with numpy.save") from None
+    if not isinstance(arr, np.ndarray):
+        arr.close()
+        raise DatasetError(f"{file} is an .npz archive; save the images as one array with numpy.save (.npy)")
+    shape = arr.shape
+    if arr.ndim == 4 and arr.shape[1] == 1:  # (N, 1, H, W), the book's flatten=False layout
+        arr = arr.reshape(arr.shape[0], -1)
+    if arr.ndim == 1 and arr.size == d or arr.ndim == 2 and arr.shape[1] != d and arr.size == d:
+        arr = arr.reshape(1, d)  # one image
+    elif arr.ndim == 3 and arr.shape[1] * arr.shape[2] == d:
+        arr = arr.reshape(arr.shape[0], d)
+    if arr.ndim != 2 or arr.shape[1] != d or arr.shape[0] == 0:
+        side = int(round(d ** 0.5))
+        square = f" or (N, {side}, {side})" if side * side == d else ""
+        raise DatasetError(f"{file} has shape {shape}; the model takes images of {d} pixels: expected (N, {d})"
+                           f"{square}, or one image")
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / np.float32(255)
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise DatasetError(f"{file} holds {arr.dtype}; expected uint8 (0..255) or float in [0, 1]")
+    arr = arr.astype(np.float32)
+    if not np.all(np.isfinite(arr)):
+        raise DatasetError(f"{file} holds NaN or infinite values")
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < 0 or hi > 1:
+        raise DatasetError(f"{file} holds values from {lo:g} to {hi:g}; expected float in [0, 1] "
+                           f"(divide 0..255 pixels by 255, or pass them as uint8)")
+    return arr

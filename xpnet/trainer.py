@@ -66,6 +66,7 @@ class History:
     wall_time_s: float = 0.0  # the loop and its per-epoch evaluations
     final_train_acc: float | None = None  # after the last iteration (not part of the per-epoch lists)
     final_test_acc: float | None = None
+    final_test_loss: float | None = None
     config: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -97,6 +98,22 @@ def _use_tqdm(progress):
     except ImportError:
         return None
     return tqdm
+
+
+# A bar that fits 80 columns with its postfix: "100%|####| 10000/10000 00:04<00:00, loss=0.1234, ..."
+BAR_FORMAT = "{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} {elapsed}<{remaining}{postfix}"
+BAR_MAX_COLS = 100
+
+
+def progress_bar(tqdm, total, file=None, initial=0):
+    """The training bar: a fixed width (the terminal's, at most ``BAR_MAX_COLS``) and a short format,
+    so percentage, counts, times and the loss/train/test postfix stay on one line at 80 columns."""
+    import shutil
+
+    kw = {"total": total, "initial": initial, "unit": "it", "leave": True, "file": file}
+    if "notebook" not in getattr(tqdm, "__module__", ""):  # a notebook's widget sizes itself
+        kw.update(ncols=min(shutil.get_terminal_size((80, 24)).columns, BAR_MAX_COLS), bar_format=BAR_FORMAT)
+    return tqdm(**kw)
 
 
 class Trainer:
@@ -266,7 +283,7 @@ class Trainer:
         hist = self.history
         self._last_saved = None
         tqdm = _use_tqdm(self.progress)
-        bar = tqdm(total=self.iters, initial=self.step, unit="it", leave=True, dynamic_ncols=True) if tqdm else None
+        bar = progress_bar(tqdm, self.iters, initial=self.step) if tqdm else None
         t0 = time.perf_counter() - hist.wall_time_s
         try:
             with self._signals_to_checkpoint(checkpoint):
@@ -290,7 +307,9 @@ class Trainer:
         hist.wall_time_s = time.perf_counter() - t0
         self._check_params_finite(self.iters)
         if self.final_eval:
-            hist.final_train_acc, hist.final_test_acc = self.evaluate()
+            hist.final_train_acc = self._accuracy(self.x_train, self.t_train, self.labels_train)
+            if self.has_test:
+                hist.final_test_acc, hist.final_test_loss = self.evaluate_test()
             hist.verdict = self._verdict(hist.final_train_acc)
             if hist.verdict:
                 import warnings
