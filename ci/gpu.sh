@@ -10,4 +10,4 @@ extra=cuda12; [ "${CUDA13:-0}" = 1 ] && extra=cuda13
 python -c "import cupy" 2>/dev/null || python -m pip install --quiet -e ".[$extra]"
 python -m pip install --quiet -e ".[test,train]"
 python -c "import xpnet; d = xpnet.devices(); print('xpnet devices:', d); assert any(n.startswith('cuda') for n in d), 'no CUDA device visible to CuPy'"
-python -m pytest -q --devices cuda,torch:cuda "$@"
+python -m pytest -q --xpnet-devices cuda,torch:cuda "$@"

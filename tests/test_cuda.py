@@ -1,6 +1,7 @@
 """CUDA-only checks (run by ci/gpu.sh): the training step stays on the GPU and does not grow.
 
-Skipped, with the reason, where CuPy sees no GPU.
+Marked for the cuda devices only: where CuPy sees no GPU the plugin leaves them out, with the
+reason, in its summary.
 """
 
 import numpy as np
@@ -10,12 +11,12 @@ import xpnet
 from xpnet.trainer import Trainer
 
 
+pytestmark = pytest.mark.xpnet(devices=["cuda"])
+
+
 @pytest.fixture
-def cuda():
-    try:
-        return xpnet.device("cuda")
-    except xpnet.DeviceUnavailableError as e:
-        pytest.skip(f"cuda unavailable: {e}")
+def cuda(device):
+    return device
 
 
 def trainer(dev):
