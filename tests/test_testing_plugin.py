@@ -130,3 +130,11 @@ def test_assert_same_on_every_device_finds_a_backend_difference():
     with pytest.raises(AssertionError, match="on array_api_strict vs cpu"):
         assert_same_on_every_device(differs, np.linspace(-1, 1, 4), dtype="float64",
                                     devices=["cpu", "array_api_strict"])
+
+
+def test_the_plugin_under_pytest_xdist(tmp_path):
+    pytest.importorskip("xdist")
+    (tmp_path / "test_p.py").write_text(PLUGIN_TESTS)
+    r = run_pytest(tmp_path, "-p", "xpnet.testing", "-n", "2", "--xpnet-devices", "cpu,array_api_strict")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "9 passed" in r.stdout  # the same tests as without workers
