@@ -141,6 +141,9 @@ def _parser():
     t.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR (its settings come from its "
                                                    "checkpoint; --iters or --epochs may extend it)")
     t.add_argument("--overwrite", action="store_true", help="let --out replace an earlier run held there")
+    t.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the processes of an MPI launch (mpiexec -n N xpnet train --distributed): "
+                        "--batch-size is per process, the global batch N times it; rank 0 writes the run")
     t.add_argument("--quiet", action="store_true",
                    help="print only the final line (test accuracy, wall time, run folder) and errors: "
                         "no progress bar, no per-epoch lines")
@@ -236,6 +239,20 @@ def _classes(*labels) -> int:
     return max(int(t.max()) + 1 if t.size else 1 for t in labels)
 
 
+class _Elsewhere:
+    """The run folder as seen from a rank other than 0: rank 0 owns and writes it."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.checkpoint = self.path / "model.npz"
+
+    def drop_views(self):
+        pass
+
+    def discard_if_unused(self):
+        pass
+
+
 class _Log:
     """Lines to stdout that survive ``xpnet train | head``: once the reader is gone, the run goes
     on silently and still writes its files."""
@@ -255,20 +272,24 @@ class _Log:
             os.close(devnull)
 
 
-def cmd_train(a) -> int:
+def _train(a, comm) -> int:
     import xpnet
     from .runs import RunFolder, RunFolderError
     from .trainer import CheckpointWriteError, Trainer, TrainingDivergedError, TrainingInterrupted
 
-    quiet = a.quiet
-    log = _Log()
+    lead = comm is None or comm.rank == 0  # in a distributed run rank 0 speaks and writes
+    quiet = a.quiet or not lead
+    log = _Log() if lead else (lambda *args, **kw: None)
     say = (lambda *args, **kw: None) if quiet else log
     dev = _device(a)
     if a.resume and (a.out or a.overwrite):
         raise _Fail("--resume DIR continues the run in DIR: leave out --out and --overwrite")
     try:  # the folder first: a bad --out fails now, not after the run
-        folder = RunFolder.resume(a.resume) if a.resume else \
-            RunFolder.new(a.out, label=dev.name.replace(":", ""), overwrite=a.overwrite)
+        if not lead:
+            folder = _Elsewhere(a.resume or a.out or "runs")
+        else:
+            folder = RunFolder.resume(a.resume) if a.resume else \
+                RunFolder.new(a.out, label=dev.name.replace(":", ""), overwrite=a.overwrite)
     except RunFolderError as e:
         raise _Fail(str(e)) from None
     try:
@@ -279,7 +300,7 @@ def cmd_train(a) -> int:
         if a.resume:
             try:
                 trainer = Trainer.resume(folder.checkpoint, x_train, t_train, x_test, t_test, device=dev,
-                                         iters=a.iters, progress=progress, log=epoch_log)
+                                         iters=a.iters, progress=progress, log=epoch_log, communicator=comm)
             except (ValueError, TypeError) as e:
                 raise _Fail(str(e)) from None
             if a.epochs:  # epochs of the saved run's batch size
@@ -301,9 +322,11 @@ def cmd_train(a) -> int:
                                                   dtype=a.dtype, seed=a.seed)
             trainer = Trainer(net, x_train, t_train, x_test, t_test, optimizer=a.optimizer, lr=a.lr,
                               batch_size=a.batch_size, iters=iters, eval_interval=a.eval_interval, seed=a.seed,
-                              progress=progress, log=epoch_log)
-            say(f"xpnet train: {net} on {dev.name}, {a.optimizer} lr {trainer.optimizer.lr}, batch {a.batch_size}, "
-                f"{iters} iterations" + (f" ({a.epochs} epochs)" if a.epochs else "") + f"; run folder {folder.path}")
+                              progress=progress, log=epoch_log, communicator=comm)
+            procs = f" x {comm.size} processes ({comm.engine})" if comm is not None else ""
+            say(f"xpnet train: {net} on {dev.name}, {a.optimizer} lr {trainer.optimizer.lr}, batch {a.batch_size}"
+                f"{procs}, {iters} iterations" + (f" ({a.epochs} epochs)" if a.epochs else "")
+                + f"; run folder {folder.path}")
         folder.drop_views()  # the checkpoint is the truth until the views are written again
         try:
             import warnings
@@ -312,8 +335,9 @@ def cmd_train(a) -> int:
                 warnings.simplefilter("ignore", RuntimeWarning)
                 hist = trainer.fit(checkpoint=folder.checkpoint)
         except TrainingInterrupted as e:
-            _write_views(trainer.history, folder, a, say)
-            print(f"xpnet train: {e}", file=sys.stderr)
+            if lead:
+                _write_views(trainer.history, folder, a, say)
+                print(f"xpnet train: {e}", file=sys.stderr)
             return 130
         except CheckpointWriteError as e:
             raise _Fail(str(e)) from None
@@ -322,6 +346,8 @@ def cmd_train(a) -> int:
     except BaseException:
         folder.discard_if_unused()
         raise
+    if not lead:
+        return 0
     _write_views(hist, folder, a, say)
     loss = f", test loss {hist.final_test_loss:.4f}" if hist.final_test_loss is not None else ""
     log(f"final test accuracy {hist.final_test_acc:.4f}{loss} (train {hist.final_train_acc:.4f}); "
@@ -331,6 +357,26 @@ def cmd_train(a) -> int:
         print(f"xpnet train: {hist.verdict}", file=sys.stderr)
         return 1
     return 0
+
+
+def cmd_train(a) -> int:
+    if not a.distributed:
+        return _train(a, None)
+    from .distributed import DistributedError
+
+    try:
+        comm = _device(a).communicator()
+    except DistributedError as e:
+        raise _Fail(str(e)) from None
+    try:
+        return _train(a, comm)
+    except SystemExit:
+        raise
+    except BaseException as e:  # one rank's fault ends the job on every rank, at once, saying why
+        why = str(e) if isinstance(e, _Fail) else f"{type(e).__name__}: {e}"
+        print(f"xpnet train: rank {comm.rank} of {comm.size} failed: {why}; ending the job", file=sys.stderr)
+        comm.abort(2 if isinstance(e, _Fail) else 1)
+        raise
 
 
 def _write_views(hist, folder, a, log) -> None:

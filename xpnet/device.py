@@ -329,6 +329,18 @@ class Device:
         return Generator(self, seed)
 
     # -- checks ---------------------------------------------------------------------
+    # -- several processes ----------------------------------------------------------
+    def communicator(self):
+        """The engine that joins the processes of a distributed run on this kind of device."""
+        from .distributed import DistributedError
+
+        raise DistributedError(f"distributed training is not available on device {self.name!r}: use cpu "
+                               "(MPI) or cuda (NCCL)")
+
+    def host_view(self, x):
+        """``x`` as a NumPy array sharing its memory (what MPI reduces in place); CPU devices only."""
+        raise TypeError(f"device {self.name!r} has no host view of its arrays")
+
     def owns(self, x) -> bool:
         """True when ``x`` is an array of this device (one exact type test where the backend
         has a single device)."""
@@ -397,6 +409,12 @@ class NumpyDevice(Device):
 
     def to_numpy(self, x) -> np.ndarray:
         return np.asarray(x)  # already host memory: no copy, as before
+
+    def host_view(self, x):
+        return x
+
+    def communicator(self):
+        return _mpi_communicator(self)
 
     def step_scope(self, largest_product_flops: float, steps: int = 1):
         """The BLAS thread count for ``steps`` steps whose largest product has this size.
@@ -494,6 +512,19 @@ class TorchDevice(Device):
 
     def owns(self, x) -> bool:
         return type(x) is self._array_type and x.device == self.native
+
+    def host_view(self, x):
+        if self.native.type != "cpu":
+            raise TypeError(f"device {self.name!r}: GPU tensors have no host view")
+        return x.numpy()  # shares the tensor's memory
+
+    def communicator(self):
+        if self.native.type != "cpu":
+            from .distributed import DistributedError
+
+            raise DistributedError(f"distributed training on {self.name} is not supported: use cuda (CuPy, NCCL) "
+                                   "or torch on the CPU (MPI)")
+        return _mpi_communicator(self)
 
 
 class TorchGenerator(Generator):
@@ -606,6 +637,19 @@ class CupyDevice(Device):
     def owns(self, x) -> bool:
         return type(x) is self._array_type and x.device.id == self.index
 
+    def communicator(self):
+        from .distributed import DistributedError, NcclCommunicator, launched_by_mpi
+
+        if not launched_by_mpi():
+            raise DistributedError("--distributed runs one process per GPU under an MPI launcher: "
+                                   "mpiexec -n <GPUs> xpnet train --distributed --device cuda")
+        comm = NcclCommunicator(self)
+        visible = self._cupy.cuda.runtime.getDeviceCount()
+        if comm.size > visible:
+            raise DistributedError(f"{comm.size} processes but only {visible} GPU(s) visible: launch at most "
+                                   f"{visible} (mpiexec -n {visible})")
+        return comm
+
 
 class CupyGenerator(Generator):
     """CuPy's own generator, created and drawn from on GPU N.
@@ -649,6 +693,15 @@ class CupyGenerator(Generator):
         for call in state["calls"]:
             getattr(fresh, call[0])(*call[1:])
         self.seed, self._calls, self._g = fresh.seed, fresh._calls, fresh._g
+
+
+def _mpi_communicator(dev):
+    from .distributed import DistributedError, MpiCommunicator, launched_by_mpi
+
+    if not launched_by_mpi():
+        raise DistributedError("--distributed needs an MPI launcher: mpiexec -n 2 xpnet train --distributed "
+                               "(pip install 'xpnet[mpi]' brings mpiexec); without it, train without --distributed")
+    return MpiCommunicator()
 
 
 # ---------------------------------------------------------------------------------------

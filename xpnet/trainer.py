@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from .atomic import write_atomic
 from .device import Device, device_of, is_host_data, scoped
+from .distributed import Communicator
 from .functions import one_hot
 from .optimizers import get_optimizer
 from .validation import (check_features, check_finite, check_labels, index_labels, non_negative_int,
@@ -126,8 +127,14 @@ class Trainer:
 
     def __init__(self, net, x_train, t_train, x_test=None, t_test=None, *, optimizer="sgd", lr=None,
                  batch_size=100, iters=10000, eval_interval=None, eval_batch_size=10000,
-                 record_loss=True, report_every=100, final_eval=True, seed=0, progress=None, log=print):
+                 record_loss=True, report_every=100, final_eval=True, seed=0, progress=None, log=print,
+                 communicator=None):
         self.net = net
+        # data parallel: each of comm.size processes takes its share of a global batch of
+        # size * batch_size drawn from the shared seed; gradients are averaged in one allreduce
+        self.comm = communicator if communicator is not None else Communicator()
+        if self.comm.rank != 0:
+            progress, log = False, None  # one voice: rank 0 reports and writes
         params = getattr(net, "params", None)
         missing = [m for m in ("gradient", "accuracy") if not callable(getattr(net, m, None))]
         if not isinstance(params, dict) or not params or missing:
@@ -161,7 +168,7 @@ class Trainer:
                 if self.has_test:
                     self._t_test_onehot = one_hot(self.labels_test, self.num_classes, self.dtype, self.xp)
         n = self.x_train.shape[0]
-        self.iter_per_epoch = max(n // self.batch_size, 1)
+        self.iter_per_epoch = max(n // (self.batch_size * self.comm.size), 1)  # an epoch of global batches
         self.eval_interval = eval_interval or self.iter_per_epoch
         self.record_loss = record_loss
         self.report_every = min(report_every, self.eval_interval)
@@ -243,20 +250,30 @@ class Trainer:
                        for i in range(0, n, bs)) / n
             return self._accuracy(x, self.t_test, self.labels_test), loss
         xp, correct, loss = self.xp, None, None
-        for i in range(0, n, bs):
-            j = min(i + bs, n)
+        lo, hi = self._shard(n)
+        for i in range(lo, hi, bs):
+            j = min(i + bs, hi)
             scores = net.forward(x[i:j, ...])
             c = xp.sum(xp.astype(xp.argmax(scores, axis=1) == self.labels_test[i:j], xp.int64))
             last.forward_onehot(scores, self._t_test_onehot[i:j, ...])
             part = last.loss * (j - i)
             correct = c if correct is None else correct + c
             loss = part if loss is None else loss + part
-        return int(correct) / n, float(loss) / n
+        c, total = (int(correct), float(loss)) if correct is not None else (0, 0.0)
+        c, total = self.comm.allreduce_scalars([c, total])
+        return c / n, total / n
+
+    def _shard(self, n):
+        """This process's rows of an evaluation set: evaluation is split over the processes."""
+        r, size = self.comm.rank, self.comm.size
+        return n * r // size, n * (r + 1) // size
 
     def _accuracy(self, x, t, labels):
         n, bs = x.shape[0], self.eval_batch_size
         if self.fast:
-            return self.net.count_correct(x, labels, bs) / n
+            a, b = self._shard(n)
+            correct = self.net.count_correct(x[a:b, ...], labels[a:b], bs)
+            return self.comm.allreduce_scalars([correct])[0] / n
         correct = 0  # a reader's net: its own accuracy(), batch by batch, weighted by batch size
         for i in range(0, n, bs):
             j = min(i + bs, n)
@@ -298,7 +315,12 @@ class Trainer:
                               (i // self.eval_interval + 1) * self.eval_interval)
                     self._report(self.run_steps(end - i), i, bar)
                     i = self.step = hist.step = end
-                    if self._stop_signal is not None:
+                    stop = self._stop_signal
+                    if self.comm.size > 1 and checkpoint is not None:  # all stop at the same step, or none
+                        asked = self.comm.allreduce_scalars([stop is not None])[0] > 0
+                        if asked and stop is None:  # another process got the signal first
+                            stop = self._stop_signal = signal.SIGTERM
+                    if stop is not None:
                         self._interrupted(checkpoint, t0)
                 self.device.synchronize()
         finally:
@@ -335,6 +357,8 @@ class Trainer:
         history -- to ``path`` in one atomic write; returns the path written."""
         from .checkpoint import save_net
 
+        if self.comm.rank != 0:  # every process holds the same run: one writes it
+            return str(path)
         opt = self.optimizer
         if not callable(getattr(opt, "state_dict", None)):
             raise TypeError(f"checkpoints need an optimizer with state_dict(); {type(opt).__name__} has none")
@@ -367,7 +391,7 @@ class Trainer:
 
     @classmethod
     def resume(cls, path, x_train, t_train, x_test=None, t_test=None, *, device=None, iters=None,
-               progress=None, log=print) -> "Trainer":
+               progress=None, log=print, communicator=None) -> "Trainer":
         """A trainer that continues the run saved at ``path`` (by ``fit(checkpoint=...)``) on the
         same data: its next ``fit()`` picks up at the saved step with the saved optimizer state,
         random generator and history. ``iters`` may extend the run."""
@@ -390,7 +414,8 @@ class Trainer:
         n_train, n_test = settings.pop("n_train"), settings.pop("n_test")
         if iters is not None:
             settings["iters"] = iters
-        tr = cls(ck.net, x_train, t_train, x_test, t_test, optimizer=opt, progress=progress, log=log, **settings)
+        tr = cls(ck.net, x_train, t_train, x_test, t_test, optimizer=opt, progress=progress, log=log,
+                 communicator=communicator, **settings)
         if (int(tr.x_train.shape[0]), int(tr.x_test.shape[0]) if tr.has_test else 0) != (n_train, n_test):
             raise ValueError(f"{path} was trained on {n_train} training and {n_test} test samples, not "
                              f"{tr.x_train.shape[0]} and {tr.x_test.shape[0] if tr.has_test else 0}: resume on the same data")
@@ -451,11 +476,15 @@ class Trainer:
         params, take, record = net.params, xp.take, self.record_loss
         losses = []
         block = max(1, min(k, 256))  # indices for up to 256 steps drawn in one call, then sliced
+        comm = self.comm
+        world, share = comm.size, comm.rank * bs  # this process's part of each global batch
         if self.fast:
             T = self._t_train_onehot
             plan = opt.scaled_update() if callable(getattr(opt, "scaled_update", None)) else None
             scale, apply = plan if plan is not None else (1.0, opt.update)
             step, last = net.backprop, net.lastLayer
+            if world > 1:  # the average over processes: 1/size folded into the loss gradient too
+                scale, apply = scale / world, self._averaging(apply)
         else:
             T = self.t_train
             last = getattr(net, "lastLayer", None)
@@ -464,18 +493,39 @@ class Trainer:
             for i in range(k):
                 j = i % block
                 if j == 0:
-                    drawn = rng.integers(n, min(block, k - i) * bs)
-                idx = drawn[j * bs:(j + 1) * bs]
+                    drawn = rng.integers(n, min(block, k - i) * bs * world)
+                start = j * bs * world + share
+                idx = drawn[start:start + bs]
                 x, t = take(X, idx, axis=0), take(T, idx, axis=0)
                 if self.fast:
                     apply(params, step(x, t, scale))
                     if record:
                         losses.append(last.loss)
                 else:
+                    if world > 1:
+                        raise TypeError("distributed training needs xpnet's nets (backprop, count_correct)")
                     opt.update(params, net.gradient(x, t))
                     if record:
                         losses.append(last.loss if read_last else net.loss(x, t))
         return losses
+
+    def _averaging(self, apply):
+        """``apply`` after one allreduce of every gradient, packed in a single buffer."""
+        xp, comm, dev = self.xp, self.comm, self.device
+
+        def reduced(params, grads):
+            keys = list(grads)
+            flat = xp.concat([xp.reshape(grads[key], (-1,)) for key in keys])
+            comm.allreduce_sum_(flat, dev)
+            out, at = {}, 0
+            for key in keys:
+                shape = grads[key].shape
+                size = math.prod(shape)
+                out[key] = xp.reshape(flat[at:at + size], shape)
+                at += size
+            apply(params, out)
+
+        return reduced
 
     def _report(self, pending, start, bar):
         """Bring a chunk of losses to the host (one transfer), check them, show progress."""
@@ -486,6 +536,8 @@ class Trainer:
                 chunk = [float(v) for v in self.device.to_numpy(self.xp.stack(pending)).tolist()]
             else:
                 chunk = [float(v) for v in pending]
+            if self.comm.size > 1:  # each process saw its share: the global batch's loss is the mean
+                chunk = [v / self.comm.size for v in self.comm.allreduce_scalars(chunk)]
             bad = next((j for j, v in enumerate(chunk) if not math.isfinite(v)), None)
             if bad is not None:
                 raise TrainingDivergedError(

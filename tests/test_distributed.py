@@ -1,0 +1,86 @@
+"""Data-parallel training over MPI processes (CPU): the same steps as one process, faults end the job."""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+mpi4py = pytest.importorskip("mpi4py", reason="the MPI tests need mpi4py: pip install 'xpnet[mpi]'")
+MPIEXEC = shutil.which("mpiexec") or str(Path(sys.executable).parent / "mpiexec")
+if not os.path.exists(MPIEXEC):
+    pytest.skip("no mpiexec on PATH (pip install 'xpnet[mpi]' brings Open MPI's)", allow_module_level=True)
+
+SCRIPT = '''
+import sys, numpy as np, xpnet
+from xpnet.trainer import Trainer
+world, out, iters = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+(x, t), (xt, tt) = xpnet.load_mnist()
+net = xpnet.TwoLayerNet(784, 50, 10, device="cpu", dtype="float32", seed=0)
+comm = xpnet.device("cpu").communicator() if world > 1 else None
+tr = Trainer(net, x[:6000], t[:6000], xt[:1000], tt[:1000], batch_size=100 // world, iters=iters, seed=1,
+             log=None, progress=False, communicator=comm)
+h = tr.fit()
+if tr.comm.rank == 0:
+    np.savez(out, **net.params, loss=np.array(h.loss), acc=np.array(h.test_acc), train=np.array(h.train_acc))
+'''
+
+
+def mpirun(n, *args, timeout=120):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "XPNET_DEVICE": "cpu", "OMPI_MCA_rmaps_base_oversubscribe": "1"}
+    return subprocess.run([MPIEXEC, "--allow-run-as-root", "--oversubscribe", "-n", str(n), sys.executable, *args],
+                          env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_two_processes_compute_the_steps_of_one_with_twice_the_batch(tmp_path):
+    (tmp_path / "dp.py").write_text(SCRIPT)
+    one = subprocess.run([sys.executable, str(tmp_path / "dp.py"), "1", str(tmp_path / "one.npz"), "200"],
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
+    assert one.returncode == 0, one.stderr
+    two = mpirun(2, str(tmp_path / "dp.py"), "2", str(tmp_path / "two.npz"), "200")
+    assert two.returncode == 0, two.stderr
+    a, b = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
+    for k in ("W1", "b1", "W2", "b2"):  # equal within float32 summation order
+        np.testing.assert_allclose(b[k], a[k], rtol=1e-4, atol=2e-6)
+    np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-4)  # the global batch's loss, every step
+    np.testing.assert_array_equal(b["acc"], a["acc"])  # sharded evaluation, counts reduced
+    assert len(b["train"]) == len(a["train"])  # an epoch is of global batches
+
+
+def test_xpnet_train_distributed_writes_one_run_from_rank_0(tmp_path):
+    r = mpirun(2, "-m", "xpnet", "train", "--distributed", "--batch-size", "50", "--iters", "120",
+               "--hidden", "20", "--quiet", "--no-plot", "--out", str(tmp_path / "run"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("final test accuracy") == 1  # one voice
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["history.json", "model.npz"]
+    from xpnet.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(tmp_path / "run" / "model.npz", device="cpu")  # loads on one device
+    assert ck.meta["step"] == 120 and ck.meta["trainer"]["batch_size"] == 50
+
+
+def test_a_fault_on_one_rank_ends_the_job_at_once(tmp_path):
+    (tmp_path / "fail.py").write_text(
+        "import sys\nfrom mpi4py import MPI\nimport xpnet.cli, xpnet.trainer\n"
+        "if MPI.COMM_WORLD.Get_rank() == 1:\n"
+        "    def boom(self, k):\n        raise RuntimeError('rank 1 lost its data')\n"
+        "    xpnet.trainer.Trainer.run_steps = boom\n"
+        "sys.exit(xpnet.cli.main(['train', '--distributed', '--iters', '300', '--hidden', '10', '--quiet', "
+        f"'--no-plot', '--out', {str(tmp_path / 'run')!r}]))\n")
+    t0 = time.time()
+    r = mpirun(2, str(tmp_path / "fail.py"), timeout=100)
+    assert r.returncode != 0 and time.time() - t0 < 90
+    assert "rank 1 of 2 failed: RuntimeError: rank 1 lost its data; ending the job" in r.stderr
+
+
+def test_distributed_without_a_launcher_says_what_to_do(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "PMI", "PMIX_"))}
+    r = subprocess.run([sys.executable, "-m", "xpnet", "train", "--distributed", "--device", "cpu", "--iters", "5",
+                        "--out", str(tmp_path / "r")], env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and "needs an MPI launcher: mpiexec -n 2 xpnet train --distributed" in r.stderr
