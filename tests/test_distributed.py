@@ -84,3 +84,21 @@ def test_distributed_without_a_launcher_says_what_to_do(tmp_path):
                         "--out", str(tmp_path / "r")], env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 2 and "needs an MPI launcher: mpiexec -n 2 xpnet train --distributed" in r.stderr
+
+
+def test_a_distributed_run_resumes_with_the_same_processes_to_the_same_bits(tmp_path):
+    common = ["-m", "xpnet", "train", "--distributed", "--batch-size", "50", "--hidden", "20", "--quiet",
+              "--no-plot", "--eval-interval", "60"]
+    whole = mpirun(2, *common, "--iters", "240", "--out", str(tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr
+    half = mpirun(2, *common, "--iters", "120", "--out", str(tmp_path / "half"))
+    assert half.returncode == 0, half.stderr
+    more = mpirun(2, "-m", "xpnet", "train", "--distributed", "--quiet", "--no-plot", "--iters", "240",
+                  "--resume", str(tmp_path / "half"))
+    assert more.returncode == 0, more.stderr
+    from xpnet.checkpoint import load_checkpoint
+
+    a, b = (load_checkpoint(tmp_path / d / "model.npz", device="cpu") for d in ("whole", "half"))
+    assert b.meta["step"] == 240
+    for k in a.net.params:
+        np.testing.assert_array_equal(a.net.params[k], b.net.params[k])
