@@ -234,14 +234,16 @@ class Net:
         with self._step_scope(x.shape[0]):
             return self._loss(x, t)
 
-    def _loss(self, x, t):
+    def _loss(self, x, t, read=True):
+        """The forward pass through ``lastLayer`` on checked ``x``; the loss value only if ``read``
+        (xpnet's SoftmaxWithLoss computes it lazily; a book-style last layer always does)."""
         scores = self.forward(x)
         n, c = scores.shape
         form = self._labels(t, n, c)
         last = self.lastLayer
         if hasattr(last, "forward_onehot"):
             last.forward_onehot(scores, self._onehot(t, form, c))
-            return last.loss
+            return last.loss if read else None
         return last.forward(scores, t)
 
     @scoped
@@ -259,14 +261,7 @@ class Net:
         return grads
 
     def _gradient(self, x, t):
-        scores = self.forward(x)
-        n, c = scores.shape
-        form = self._labels(t, n, c)
-        last = self.lastLayer
-        if hasattr(last, "forward_onehot"):
-            last.forward_onehot(scores, self._onehot(t, form, c))
-        else:
-            last.forward(scores, t)
+        self._loss(x, t, read=False)
         return self.backward(1.0)
 
     @scoped
