@@ -296,3 +296,34 @@ def test_a_net_with_edited_layers_is_not_saved_as_something_else(tmp_path):
     with pytest.raises(CheckpointError, match="other or edited layers"):
         save_net(net, tmp_path / "edited.npz")
     assert not (tmp_path / "edited.npz").exists()
+
+
+def test_a_weight_replaced_inside_a_layer_is_named_not_ignored(dev):
+    net = xpnet.TwoLayerNet(8, 5, 3, device=dev, seed=0)
+    aff = net.layers["Affine1"]
+    aff.W = aff.W * 2.0  # the layer now computes with an array no optimizer updates
+    with pytest.raises(ValueError, match="layer 'Affine1' computes with a parameter W that is not in net.params"):
+        net.gradient(*batch(dev))
+
+
+def test_the_lazy_loss_is_this_batchs_even_if_the_caller_refills_its_targets(dev):
+    net = xpnet.TwoLayerNet(8, 5, 3, weight_init_std=0.5, device=dev, seed=0)
+    x, t = batch(dev)
+    t1 = dev.asarray(np.eye(3)[dev.to_numpy(t)], dtype="float64")
+    want = float(net.loss(x, t1))
+    net.gradient(x, t1)
+    t1[...] = dev.asarray(np.eye(3)[[2, 2, 2, 2, 2, 2]], dtype="float64")  # the next batch's labels
+    assert float(net.lastLayer.loss) == pytest.approx(want, rel=1e-12)
+
+
+def test_gradcheck_fails_a_backward_that_leaves_out_an_input():
+    class HalfMul:
+        def forward(self, x, y):
+            self.x, self.y = x, y
+            return x * y
+
+        def backward(self, dout):
+            return (dout * self.y,)  # the gradient for y is missing
+
+    report = xpnet.gradcheck(HalfMul(), np.array([1.0, 2.0]), np.array([3.0, -1.0]))
+    assert not report.passed and "none for its input y" in report["y"].reason

@@ -102,3 +102,30 @@ def test_a_distributed_run_resumes_with_the_same_processes_to_the_same_bits(tmp_
     assert b.meta["step"] == 240
     for k in a.net.params:
         np.testing.assert_array_equal(a.net.params[k], b.net.params[k])
+
+
+def test_epochs_count_global_batches_and_a_resume_needs_the_same_processes(tmp_path):
+    r = mpirun(2, "-m", "xpnet", "train", "--distributed", "--batch-size", "300", "--epochs", "1", "--hidden", "10",
+               "--quiet", "--no-plot", "--out", str(tmp_path / "e"))
+    assert r.returncode == 0, r.stderr
+    from xpnet.checkpoint import load_checkpoint
+
+    meta = load_checkpoint(tmp_path / "e" / "model.npz", device="cpu").meta
+    assert meta["trainer"]["iters"] == 60000 // (300 * 2) and meta["trainer"]["processes"] == 2
+    one = subprocess.run([sys.executable, "-m", "xpnet", "train", "--iters", "200", "--resume", str(tmp_path / "e")],
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
+    assert one.returncode == 2 and "trained by 2 process(es) and this resume has 1" in one.stderr
+
+
+def test_a_python_api_fault_on_rank_0_ends_every_rank(tmp_path):
+    (tmp_path / "afile").write_text("not a folder")
+    (tmp_path / "f.py").write_text(
+        "import xpnet\nfrom xpnet.trainer import Trainer\n(x, t), (xt, tt) = xpnet.load_mnist()\n"
+        "net = xpnet.TwoLayerNet(784, 10, 10, device='cpu', dtype='float32', seed=0)\n"
+        "tr = Trainer(net, x[:2000], t[:2000], xt[:500], tt[:500], batch_size=50, iters=100, log=None,\n"
+        "             progress=False, communicator=xpnet.device('cpu').communicator())\n"
+        f"tr.fit(checkpoint={str(tmp_path / 'afile' / 'ck.npz')!r})\n")
+    t0 = time.time()
+    r = mpirun(2, str(tmp_path / "f.py"), timeout=100)
+    assert r.returncode != 0 and time.time() - t0 < 90
+    assert "rank 0 of 2 failed: CheckpointWriteError" in r.stderr

@@ -295,7 +295,7 @@ def _train(a, comm) -> int:
     try:
         (x_train, t_train), (x_test, t_test) = _load(a.data_dir)
         progress, epoch_log = (False, None) if quiet else (None, log)
-        per_epoch = max(len(x_train) // a.batch_size, 1)
+        per_epoch = max(len(x_train) // (a.batch_size * (comm.size if comm is not None else 1)), 1)  # global batches
         iters = a.iters or (a.epochs * per_epoch if a.epochs else None)
         if a.resume:
             try:

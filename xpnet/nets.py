@@ -140,8 +140,8 @@ class Net:
     def _onehot(self, t, form, c):
         """One-hot rows of the net's dtype, built from integer labels by one comparison."""
         xp = self.xp
-        if form == "onehot":
-            return t if t.dtype == self.dtype else xp.astype(t, self.dtype)
+        if form == "onehot":  # a copy: the lazy loss must not see the caller refill its buffer
+            return xp.astype(t, self.dtype, copy=True)
         eye = self._eye
         if eye is None or eye.shape[0] != c:
             eye = self._eye = xp.eye(c, dtype=self.dtype, device=self.device.native)
@@ -162,8 +162,8 @@ class Net:
         missing from ``params`` (a replaced layer on new arrays)."""
         layers, params = self.layers, self.params
         key = (tuple(map(id, layers.values())), tuple(map(id, params.values())))
-        if key == self._slots_key:
-            return self._slots
+        if key == self._slots_key and all(getattr(layer, attr[1:]) is params[k] for k, layer, attr in self._slots):
+            return self._slots  # (a layer's W replaced in place, net.layers['Affine1'].W = ..., is caught too)
         by_id = {id(p): k for k, p in params.items()}
         known = set(self._slots_key[1]) if self._slots_key else set()  # the params' arrays last time
         slots = []

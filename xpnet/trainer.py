@@ -292,13 +292,28 @@ class Trainer:
         same data and seed). A failed write raises ``CheckpointWriteError``; the last good
         checkpoint stays.
         """
+        if self.comm.size == 1:
+            return self._fit(checkpoint)
+        try:
+            return self._fit(checkpoint)
+        except BaseException as e:  # the other processes would wait in the next allreduce forever
+            if isinstance(e, (SystemExit, TrainingInterrupted)):
+                raise
+            print(f"xpnet: rank {self.comm.rank} of {self.comm.size} failed: {type(e).__name__}: {e}; ending the job",
+                  file=sys.stderr)
+            self.comm.abort(1)
+            raise
+
+    def _fit(self, checkpoint=None) -> History:
+        """The protocol itself (``fit`` adds the ending of every process on a fault in one)."""
         if self._resume_at is None:
             self.history = History(config=self._config())  # each fit records its own run
             self._rng = self.device.rng(self.seed)
             self.step = 0
+        if self._resume_at is None:
+            self._last_saved = None  # (a resumed run keeps the step of the checkpoint it came from)
         self._resume_at = None
         hist = self.history
-        self._last_saved = None
         tqdm = _use_tqdm(self.progress)
         bar = progress_bar(tqdm, self.iters, initial=self.step) if tqdm else None
         t0 = time.perf_counter() - hist.wall_time_s
@@ -387,7 +402,8 @@ class Trainer:
         return {"batch_size": self.batch_size, "iters": self.iters, "eval_interval": self.eval_interval,
                 "eval_batch_size": self.eval_batch_size, "report_every": self.report_every,
                 "record_loss": self.record_loss, "final_eval": self.final_eval, "seed": self.seed,
-                "n_train": int(self.x_train.shape[0]), "n_test": int(self.x_test.shape[0]) if self.has_test else 0}
+                "n_train": int(self.x_train.shape[0]), "n_test": int(self.x_test.shape[0]) if self.has_test else 0,
+                "processes": self.comm.size}
 
     @classmethod
     def resume(cls, path, x_train, t_train, x_test=None, t_test=None, *, device=None, iters=None,
@@ -412,6 +428,11 @@ class Trainer:
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{path}: the saved training state is damaged ({type(e).__name__}: {e})") from None
         n_train, n_test = settings.pop("n_train"), settings.pop("n_test")
+        saved_world, world = settings.pop("processes", 1), (communicator.size if communicator is not None else 1)
+        if saved_world != world:
+            raise ValueError(f"{path} was trained by {saved_world} process(es) and this resume has {world}: the global "
+                             f"batch would change; resume with the same number (mpiexec -n {saved_world}"
+                             f"{' ... --distributed' if saved_world > 1 else ', or without mpiexec'})")
         if iters is not None:
             settings["iters"] = iters
         tr = cls(ck.net, x_train, t_train, x_test, t_test, optimizer=opt, progress=progress, log=log,
