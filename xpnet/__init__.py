@@ -10,8 +10,8 @@ from .layers import Affine, AddLayer, MulLayer, Relu, Sigmoid, SoftmaxWithLoss, 
 from .nets import MultiLayerNet, Net, TwoLayerNet
 from .datasets import DatasetError, load_idx_dataset, load_mnist
 from .optimizers import SGD, AdaGrad, Adam, Momentum
-from .trainer import History, Trainer, TrainingDivergedError
-from .checkpoint import CheckpointError, load_net, save_net
+from .trainer import CheckpointWriteError, History, Trainer, TrainingDivergedError, TrainingInterrupted
+from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, load_net, save_net
 
 __version__ = "0.1.0"
 
@@ -22,6 +22,6 @@ __all__ = [
     "MultiLayerNet", "Net", "TwoLayerNet",
     "DatasetError", "load_idx_dataset", "load_mnist",
     "SGD", "AdaGrad", "Adam", "Momentum",
-    "History", "Trainer", "TrainingDivergedError",
-    "CheckpointError", "load_net", "save_net",
+    "History", "Trainer", "TrainingDivergedError", "TrainingInterrupted", "CheckpointWriteError",
+    "Checkpoint", "CheckpointError", "load_checkpoint", "load_net", "save_net",
 ]
