@@ -17,38 +17,11 @@ from __future__ import annotations
 
 import argparse
 
+from xpnet.cli import add_bench_arguments as add_arguments  # one list of options for both commands
+
 from .harness import run, run_cli, step_flops
 
 __all__ = ["add_arguments", "main", "parser", "run", "run_cli", "step_flops"]
-
-
-def _positive_int(s):
-    v = int(s)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {s}")
-    return v
-
-
-def _count(s):
-    v = int(s)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {s}")
-    return v
-
-
-def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The options; ``xpnet bench`` declares the same ones (checked by the tests)."""
-    p.add_argument("--quick", action="store_true", help="a tiny configuration (seconds): checks that it runs")
-    p.add_argument("--repeats", type=_positive_int, default=3)
-    p.add_argument("--steps", type=_positive_int, default=2000, help="timed steps per per-step measurement")
-    p.add_argument("--devices", default=None, help="xpnet devices to time (default: cpu and every GPU)")
-    p.add_argument("--no-protocol", action="store_true", help="skip the whole 10000-iteration protocol")
-    p.add_argument("--no-jax", action="store_true", help="leave out the jitted JAX contender")
-    p.add_argument("--json", default="bench-results.json", help="where to write the table as JSON")
-    p.add_argument("--only", choices=["book"], default=None, help="time only the book net's per-step table")
-    p.add_argument("--busy", type=_count, default=0, metavar="N",
-                   help="also time the book net's step with N processes spinning on the CPU (a busy machine)")
-    return p
 
 
 def parser() -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from book_layers import NpAffine, NpRelu
 
 import xpnet
 from xpnet.layers import Affine, Relu, SoftmaxWithLoss, Tanh
@@ -109,33 +110,6 @@ def test_gradients_are_never_scaled_by_the_trainer(mnist):
 
 
 # -- a reader's own net trains -----------------------------------------------------------
-class BookRelu:
-    def forward(self, x):
-        self.mask = x <= 0
-        out = x.copy()
-        out[self.mask] = 0
-        return out
-
-    def backward(self, dout):
-        dout = dout.copy()
-        dout[self.mask] = 0
-        return dout
-
-
-class BookAffine:
-    def __init__(self, W, b):
-        self.W, self.b = W, b
-
-    def forward(self, x):
-        self.x = x
-        return x @ self.W + self.b
-
-    def backward(self, dout):
-        self.dW = self.x.T @ dout
-        self.db = np.sum(dout, axis=0)
-        return dout @ self.W.T
-
-
 class BookSoftmaxWithLoss:
     def forward(self, x, t):
         self.t = t
@@ -151,17 +125,15 @@ class BookSoftmaxWithLoss:
 class ReaderNet:
     """The book's two_layer_net.py (5.7.2) as a reader types it, in NumPy float64."""
 
-    def __init__(self, input_size, hidden_size, output_size, weight_init_std=0.01, with_last=True):
+    def __init__(self, input_size, hidden_size, output_size, weight_init_std=0.01):
         rng = np.random.default_rng(0)
         self.params = {"W1": weight_init_std * rng.standard_normal((input_size, hidden_size)),
                        "b1": np.zeros(hidden_size),
                        "W2": weight_init_std * rng.standard_normal((hidden_size, output_size)),
                        "b2": np.zeros(output_size)}
-        self.layers = OrderedDict(Affine1=BookAffine(self.params["W1"], self.params["b1"]), Relu1=BookRelu(),
-                                  Affine2=BookAffine(self.params["W2"], self.params["b2"]))
+        self.layers = OrderedDict(Affine1=NpAffine(self.params["W1"], self.params["b1"]), Relu1=NpRelu(),
+                                  Affine2=NpAffine(self.params["W2"], self.params["b2"]))
         self.lastLayer = BookSoftmaxWithLoss()
-        if not with_last:
-            self.loss_calls = 0
 
     def predict(self, x):
         for layer in self.layers.values():

@@ -187,15 +187,22 @@ def _parser():
     b = sub.add_parser("bench", formatter_class=fmt,
                        help="time xpnet against the book's code, tuned NumPy and PyTorch "
                             "(from a source checkout: the code is benchmarks/, beside the package)")
-    b.add_argument("--quick", action="store_true", help="a tiny configuration (seconds): checks that it runs")
-    b.add_argument("--repeats", type=_positive_int, default=3)
-    b.add_argument("--steps", type=_positive_int, default=2000, help="timed steps per per-step measurement")
-    b.add_argument("--devices", default=None, help="xpnet devices to time (default: cpu and every GPU)")
-    b.add_argument("--no-protocol", action="store_true", help="skip the whole 10000-iteration protocol")
-    b.add_argument("--no-jax", action="store_true", help="leave out the jitted JAX contender")
-    b.add_argument("--json", default="bench-results.json", help="where to write the table as JSON")
-    b.add_argument("--only", choices=["book"], default=None, help="time only the book net's per-step table")
-    b.add_argument("--busy", type=_seed, default=0, metavar="N",
+    add_bench_arguments(b)
+    return p
+
+
+def add_bench_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The benchmark's options, declared once for ``xpnet bench`` and ``python -m benchmarks``
+    (whose code ships with the source, so the wheel's ``xpnet bench`` still parses and explains)."""
+    p.add_argument("--quick", action="store_true", help="a tiny configuration (seconds): checks that it runs")
+    p.add_argument("--repeats", type=_positive_int, default=3)
+    p.add_argument("--steps", type=_positive_int, default=2000, help="timed steps per per-step measurement")
+    p.add_argument("--devices", default=None, help="xpnet devices to time (default: cpu and every GPU)")
+    p.add_argument("--no-protocol", action="store_true", help="skip the whole 10000-iteration protocol")
+    p.add_argument("--no-jax", action="store_true", help="leave out the jitted JAX contender")
+    p.add_argument("--json", default="bench-results.json", help="where to write the table as JSON")
+    p.add_argument("--only", choices=["book"], default=None, help="time only the book net's per-step table")
+    p.add_argument("--busy", type=_seed, default=0, metavar="N",
                    help="also time the book net's step with N processes spinning on the CPU (a busy machine)")
     return p
 

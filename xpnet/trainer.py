@@ -507,6 +507,8 @@ class Trainer:
             if world > 1:  # the average over processes: 1/size folded into the loss gradient too
                 scale, apply = scale / world, self._averaging(apply)
         else:
+            if world > 1:
+                raise TypeError("distributed training needs xpnet's nets (backprop, count_correct)")
             T = self.t_train
             last = getattr(net, "lastLayer", None)
             read_last = last is not None and hasattr(last, "loss")
@@ -523,8 +525,6 @@ class Trainer:
                     if record:
                         losses.append(last.loss)
                 else:
-                    if world > 1:
-                        raise TypeError("distributed training needs xpnet's nets (backprop, count_correct)")
                     opt.update(params, net.gradient(x, t))
                     if record:
                         losses.append(last.loss if read_last else net.loss(x, t))
