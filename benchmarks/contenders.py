@@ -257,20 +257,22 @@ class TunedNumpyContender:
                     g = d
         self.losses = losses
 
-    def _acc(self, x, t):
-        correct = 0
-        for j in range(0, x.shape[0], 10000):
-            a = x[j:j + 10000]
-            for i, (W, b) in enumerate(zip(self.Ws, self.bs_)):
-                a = a @ W
-                a += b
-                if i < len(self.Ws) - 1:
-                    np.maximum(a, 0, out=a)
-            correct += int((a.argmax(axis=1) == t[j:j + 10000]).sum())
-        return correct / x.shape[0]
-
     def evaluate(self):
-        return self._acc(self.x, self.t), self._acc(self.xt, self.tt)
+        return numpy_accuracy(self.Ws, self.bs_, self.x, self.t), numpy_accuracy(self.Ws, self.bs_, self.xt, self.tt)
+
+
+def numpy_accuracy(Ws, bs, x, t):
+    """Accuracy of the ReLU net with weights ``Ws`` and biases ``bs`` on ``x``, 10 000 rows at a time."""
+    correct = 0
+    for j in range(0, x.shape[0], 10000):
+        a = x[j:j + 10000]
+        for i, (W, b) in enumerate(zip(Ws, bs)):
+            a = a @ W
+            a += b
+            if i < len(Ws) - 1:
+                np.maximum(a, 0, out=a)
+        correct += int((a.argmax(axis=1) == t[j:j + 10000]).sum())
+    return correct / x.shape[0]
 
 
 class TunedNumpyOneThreadContender(TunedNumpyContender):
@@ -288,6 +290,178 @@ class TunedNumpyOneThreadContender(TunedNumpyContender):
     def steps(self, k):
         with self._controller.limit(limits=1, user_api="blas"):
             super().steps(k)
+
+
+def book_style_steps(net, X, T, lr, rng, batch_size, k, second_loss=False):
+    """``k`` steps of the loop a reader of the book writes (its ``train_neuralnet.py``): a batch
+    drawn each step and gathered by fancy indexing, ``grads = net.gradient(x, t)``, the update
+    ``net.params[key] -= lr * grads[key]``, and the loss from ``net.lastLayer.loss`` or, as the
+    book does, a second forward pass ``net.loss(x, t)``. Returns the book's ``train_loss_list``."""
+    n, keys = X.shape[0], tuple(net.params)
+    train_loss_list = []
+    for _ in range(k):
+        idx = rng.integers(0, n, batch_size)
+        x, t = X[idx], T[idx]
+        grads = net.gradient(x, t)
+        for key in keys:
+            net.params[key] -= lr * grads[key]
+        loss = net.loss(x, t) if second_loss else net.lastLayer.loss
+        train_loss_list.append(loss)
+    return train_loss_list
+
+
+class TunedNumpyNet:
+    """The cheapest ``gradient()`` a float32 NumPy net of the book's form can have: the
+    hand-tuned step's preallocated buffers and ``out=`` products, one-hot rows taken from a kept
+    identity, no input gradient for the first layer, the loss left in ``lastLayer.loss``.
+
+    Its gradients are buffers it overwrites at the next call -- a shortcut no library can take
+    (a reader who keeps last step's ``grads`` would see them change) -- so the book-style loop
+    around it bounds what the loop can reach with *any* ``gradient()``: what remains above the
+    hand-tuned step is the reader's own lines."""
+
+    def __init__(self, params, batch_size):
+        f32 = np.float32
+        L = len(params) // 2
+        self.params = {k: np.array(v, dtype=f32) for k, v in params.items()}
+        self.Ws = [self.params[f"W{i}"] for i in range(1, L + 1)]
+        self.bs_ = [self.params[f"b{i}"] for i in range(1, L + 1)]
+        B, C = batch_size, self.Ws[-1].shape[1]
+        self.B, self.inv_b = B, f32(1.0 / B)
+        self.eye, self.tb = np.eye(C, dtype=f32), np.empty((B, C), f32)
+        self.acts = [np.empty((B, W.shape[1]), f32) for W in self.Ws]
+        self.douts = [np.empty((B, W.shape[0]), f32) for W in self.Ws[1:]]
+        self.masks = [np.empty((B, W.shape[0]), bool) for W in self.Ws[1:]]
+        self.grads = {k: np.empty_like(v) for k, v in self.params.items()}
+        self.dWs = [self.grads[f"W{i}"] for i in range(1, L + 1)]
+        self.dbs = [self.grads[f"b{i}"] for i in range(1, L + 1)]
+        self.ones, self.ones_b, self.ones_c = np.ones(B, f32), np.ones((B, 1), f32), np.ones((C, 1), f32)
+        self.col, self.lcol = np.empty((B, 1), f32), np.empty((B, 1), f32)
+        self.lastLayer = types.SimpleNamespace(loss=None)
+
+    def gradient(self, x, t):
+        if x.shape[0] != self.B:
+            raise ValueError(f"this net's buffers hold batches of {self.B}, got {x.shape[0]}")
+        Ws, bs, acts, douts, masks, dWs, dbs = self.Ws, self.bs_, self.acts, self.douts, self.masks, self.dWs, self.dbs
+        tb, col, lcol, inv_b, matmul = self.tb, self.col, self.lcol, self.inv_b, np.matmul
+        L = len(Ws)
+        np.take(self.eye, t, axis=0, out=tb, mode="clip")
+        a = x
+        for i in range(L):
+            h = acts[i]
+            matmul(a, Ws[i], out=h)
+            np.add(h, bs[i], out=h)
+            if i < L - 1:
+                np.maximum(h, 0, out=h)
+            a = h
+        z = acts[-1]  # softmax with cross entropy, fused; the loss by log-sum-exp
+        np.maximum.reduce(z, axis=1, keepdims=True, out=col)
+        np.subtract(z, col, out=z)
+        zt = np.vdot(z, tb)
+        np.exp(z, out=z)
+        matmul(z, self.ones_c, out=col)
+        np.log(col, out=lcol)
+        self.lastLayer.loss = (np.vdot(lcol, self.ones_b) - zt) * inv_b
+        np.divide(inv_b, col, out=col)
+        np.multiply(z, col, out=z)
+        np.multiply(tb, inv_b, out=tb)
+        np.subtract(z, tb, out=z)  # (softmax - onehot) / B
+        g = z
+        for i in range(L - 1, -1, -1):
+            prev = acts[i - 1] if i else x
+            if i:
+                matmul(g, Ws[i].T, out=douts[i - 1])
+            matmul(prev.T, g, out=dWs[i])
+            matmul(self.ones, g, out=dbs[i])
+            if i:
+                np.greater(prev, 0, out=masks[i - 1])
+                np.multiply(douts[i - 1], masks[i - 1], out=douts[i - 1])
+                g = douts[i - 1]
+        return self.grads
+
+
+class LeanNumpyNet:
+    """The cheapest ``gradient()`` with the book's contract: fresh gradient arrays every call (a
+    reader may keep them), written as plain NumPy expressions with no checks, the first layer's
+    input gradient skipped, one-hot rows from a kept identity, the loss left in ``lastLayer.loss``.
+    The book-style loop around it bounds what a library's ``gradient()`` can reach in that loop."""
+
+    def __init__(self, params, batch_size):
+        L = len(params) // 2
+        self.params = {k: np.array(v, dtype=np.float32) for k, v in params.items()}
+        self.Ws = [self.params[f"W{i}"] for i in range(1, L + 1)]
+        self.bs_ = [self.params[f"b{i}"] for i in range(1, L + 1)]
+        C = self.Ws[-1].shape[1]
+        self.eye, self.ones_c = np.eye(C, dtype=np.float32), np.ones((C, 1), np.float32)
+        self.ones, self.inv_b = np.ones(batch_size, np.float32), np.float32(1.0 / batch_size)
+        self.lastLayer = types.SimpleNamespace(loss=None)
+
+    def gradient(self, x, t):
+        Ws, L = self.Ws, len(self.Ws)
+        acts, a = [], x
+        for i in range(L):
+            a = a @ Ws[i]
+            a += self.bs_[i]
+            if i < L - 1:
+                np.maximum(a, 0, out=a)
+            acts.append(a)
+        z = a - a.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        s = e @ self.ones_c
+        e /= s
+        t1 = self.eye[t]
+        self.lastLayer.loss = (np.log(s).sum() - np.vdot(z, t1)) * self.inv_b
+        g = e - t1
+        g *= self.inv_b
+        grads = {}
+        for i in range(L - 1, -1, -1):
+            prev = acts[i - 1] if i else x
+            grads[f"W{i + 1}"] = prev.T @ g
+            grads[f"b{i + 1}"] = self.ones @ g
+            if i:
+                g = (g @ Ws[i].T) * (prev > 0)
+        return grads
+
+
+def numpy_net_loop_name(lean=False, one_thread=False):
+    return f"book loop, {'lean' if lean else 'tuned'} NumPy net" + (", 1 thread" if one_thread else "")
+
+
+TUNED_NET_LOOP, LEAN_NET_LOOP, LEAN_NET_LOOP_1T = (numpy_net_loop_name(), numpy_net_loop_name(lean=True),
+                                                   numpy_net_loop_name(lean=True, one_thread=True))
+
+
+class NumpyNetLoopContender:
+    """The book-style loop (``book_style_steps``, the very lines of xpnet's book-style loop)
+    around a NumPy net: ``TunedNumpyNet`` (gradients in reused buffers: the loop's bound for any
+    ``gradient()``) or, with ``lean``, ``LeanNumpyNet`` (fresh arrays: the bound for a
+    ``gradient()`` with the book's contract). ``one_thread`` holds the BLAS to one thread,
+    xpnet's policy for products of this size, for a comparison at equal threads."""
+
+    def __init__(self, params, data, lr, batch_size, seed, lean=False, one_thread=False):
+        (x, t), (xt, tt) = data
+        self.net = (LeanNumpyNet if lean else TunedNumpyNet)(params, batch_size)
+        self.x, self.t = np.ascontiguousarray(x, dtype=np.float32), np.asarray(t)
+        self.xt, self.tt = np.ascontiguousarray(xt, dtype=np.float32), np.asarray(tt)
+        self.lr, self.bs, self.rng = lr, batch_size, np.random.default_rng(seed)
+        self.name = numpy_net_loop_name(lean, one_thread)
+        self._controller = None
+        if one_thread:
+            from threadpoolctl import ThreadpoolController
+
+            self._controller = ThreadpoolController()
+        self.train_loss_list = []
+
+    def steps(self, k):
+        if self._controller is None:
+            self.train_loss_list = book_style_steps(self.net, self.x, self.t, self.lr, self.rng, self.bs, k)
+            return
+        with self._controller.limit(limits=1, user_api="blas"):
+            self.train_loss_list = book_style_steps(self.net, self.x, self.t, self.lr, self.rng, self.bs, k)
+
+    def evaluate(self):
+        net = self.net
+        return numpy_accuracy(net.Ws, net.bs_, self.x, self.t), numpy_accuracy(net.Ws, net.bs_, self.xt, self.tt)
 
 
 class PreviousTunedNumpyContender:

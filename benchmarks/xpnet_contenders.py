@@ -15,6 +15,8 @@ import numpy as np
 
 import xpnet
 
+from .contenders import book_style_steps
+
 
 def sizes_of(params) -> list:
     n = len(params) // 2
@@ -76,28 +78,8 @@ class BookLoopContender:
         self.train_loss_list = []
 
     def steps(self, k):
-        net, X, T, lr, rng = self.net, self.x, self.t, self.lr, self.rng
-        n, bs, keys = X.shape[0], self.bs, tuple(self.net.params)
-        train_loss_list = []  # the book's list, one per call (memory stays flat over rounds)
-        if self.second_loss:
-            for _ in range(k):
-                idx = rng.integers(0, n, bs)
-                x, t = X[idx], T[idx]
-                grads = net.gradient(x, t)
-                for key in keys:
-                    net.params[key] -= lr * grads[key]
-                loss = net.loss(x, t)
-                train_loss_list.append(loss)
-        else:
-            for _ in range(k):
-                idx = rng.integers(0, n, bs)
-                x, t = X[idx], T[idx]
-                grads = net.gradient(x, t)
-                for key in keys:
-                    net.params[key] -= lr * grads[key]
-                loss = net.lastLayer.loss
-                train_loss_list.append(loss)
-        self.train_loss_list = train_loss_list
+        self.train_loss_list = book_style_steps(self.net, self.x, self.t, self.lr, self.rng, self.bs, k,
+                                                self.second_loss)  # a fresh list per call: memory stays flat
 
     def evaluate(self):
         return self.net.accuracy(self.x, self.t), self.net.accuracy(self.xt, self.tt)

@@ -21,14 +21,16 @@ if str(ROOT) not in sys.path:  # plain `pytest` puts tests/, not the root, on th
 
 import xpnet  # noqa: E402
 from benchmarks import add_arguments, step_flops  # noqa: E402
-from benchmarks.contenders import (BookContender, JaxContender, TunedNumpyContender,  # noqa: E402
-                                   TunedNumpyOneThreadContender, book_code, draw_batches)
+from benchmarks.contenders import (BookContender, JaxContender, LeanNumpyNet, NumpyNetLoopContender,  # noqa: E402
+                                   TunedNumpyContender, TunedNumpyNet, TunedNumpyOneThreadContender, book_code,
+                                   draw_batches)
 from benchmarks.harness import _init_params, run  # noqa: E402
 from benchmarks.xpnet_contenders import BookLoopContender, XpnetContender, new_net  # noqa: E402
 from xpnet import cli  # noqa: E402
 
 BOOK_ROWS = {"xpnet cpu", "xpnet, book-style loop", "xpnet, book-style loop + net.loss", "book NumPy float64",
-             "hand-tuned NumPy float32", "idiomatic PyTorch cpu", "hand-tuned f32, README's version"}
+             "hand-tuned NumPy float32", "idiomatic PyTorch cpu", "hand-tuned f32, README's version",
+             "book loop, tuned NumPy net", "book loop, lean NumPy net"}
 QUICK = ["--quick", "--steps", "5", "--no-jax", "--devices", "cpu"]
 
 
@@ -40,7 +42,7 @@ def _check_result(data, out):
     if not _importable("torch"):
         expected.discard("idiomatic PyTorch cpu")
     if _importable("threadpoolctl"):
-        expected.add("hand-tuned NumPy f32, 1 BLAS thread")
+        expected |= {"hand-tuned NumPy f32, 1 BLAS thread", "book loop, lean NumPy net, 1 thread"}
     assert expected <= set(rows)
     assert {"xpnet cpu", "xpnet, book-style loop", "xpnet, book-style loop + net.loss",
             "hand-tuned NumPy float32"} <= set(tables["tiny_step"]["rows"])
@@ -55,6 +57,9 @@ def _check_result(data, out):
         r = targets[key]["ratio_to_tuned"]
         assert math.isfinite(r) and r > 0
     assert targets["book_loop"]["target"] == 1.10
+    assert set(targets["book_loop_bounds"]) == {"reused_buffers", "fresh_arrays"}
+    for b in targets["book_loop_bounds"].values():
+        assert math.isfinite(b["ratio_to_tuned"]) and b["ratio_to_tuned"] > 0
     for name in expected:  # every CPU contender printed, with its ratios
         assert name in out
     assert "targets (book net" in out and "book-style loop" in out and "target <= 1.10x" in out
@@ -179,6 +184,49 @@ def test_book_loop_contenders_learn():
         c = BookLoopContender(p, data, 0.1, 100, 0, second_loss=second)
         c.steps(300)
         assert len(c.train_loss_list) == 300 and c.evaluate()[1] > 0.8
+
+
+@pytest.mark.parametrize("net_class", [TunedNumpyNet, LeanNumpyNet])
+@pytest.mark.parametrize("sizes", [[784, 50, 10], [20, 12, 8, 10]], ids=["book", "deeper"])
+def test_numpy_bound_nets_give_xpnets_gradient_and_loss(sizes, net_class):
+    """The bounds' gradient() is the real one: xpnet's float64 gradient and loss on the same batch."""
+    p = _init_params(sizes, 0.1, 3)
+    rng = np.random.default_rng(1)
+    x = rng.random((32, sizes[0])).astype(np.float32)
+    t = rng.integers(0, 10, 32)
+    bound = net_class(p, 32)
+    got = {k: v.copy() for k, v in bound.gradient(x, t).items()}
+    net = xpnet.MultiLayerNet(sizes, device="cpu", dtype="float64", params=p)
+    want = net.gradient(x.astype(np.float64), t)
+    assert set(got) == set(want)
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-4, atol=1e-6, err_msg=k)
+    np.testing.assert_allclose(float(bound.lastLayer.loss), float(net.lastLayer.loss), rtol=1e-5)
+
+
+def test_tuned_net_refuses_another_batch_size():
+    p = _init_params([20, 12, 10], 0.1, 3)
+    with pytest.raises(ValueError, match="batches of 32"):
+        TunedNumpyNet(p, 32).gradient(np.zeros((5, 20), np.float32), np.zeros(5, np.int64))
+
+
+@pytest.mark.parametrize("lean,one_thread", [(False, False), (True, False), (True, True)],
+                         ids=["tuned", "lean", "lean, one thread"])
+def test_numpy_net_loops_take_the_book_loops_steps(lean, one_thread):
+    if one_thread and not _importable("threadpoolctl"):
+        pytest.skip("threadpoolctl is not installed (the train extra)")
+    data = _data(600, 100)
+    p = _init_params([784, 50, 10], 0.01, 0)
+    bound = NumpyNetLoopContender(p, data, 0.1, 100, 0, lean=lean, one_thread=one_thread)
+    loop = BookLoopContender(p, data, 0.1, 100, 0)
+    bound.steps(20)
+    loop.steps(20)
+    for k, v in bound.net.params.items():
+        np.testing.assert_allclose(v, loop.net.params[k], rtol=1e-3, atol=1e-5, err_msg=k)
+    np.testing.assert_allclose([float(v) for v in bound.train_loss_list], [float(v) for v in loop.train_loss_list],
+                               rtol=1e-4)
+    bound.steps(200)
+    assert bound.evaluate()[1] > 0.6
 
 
 def test_xpnet_contender_starts_from_the_given_weights():
