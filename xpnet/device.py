@@ -242,9 +242,21 @@ class _TimedBlasThreads(_BlasThreads):
         return False
 
 
+_ENV_PARSED = [None, None]  # (the raw XPNET_BLAS_THREADS last parsed, what it meant): read every step
+
+
 def _blas_threads_from_env():
     """``XPNET_BLAS_THREADS``: None (unset), a positive count, or ``"auto"``."""
-    env = (os.environ.get("XPNET_BLAS_THREADS") or "").strip().lower()
+    raw = os.environ.get("XPNET_BLAS_THREADS")
+    if raw == _ENV_PARSED[0]:  # unset, or unchanged since the last step
+        return _ENV_PARSED[1]
+    mode = _parse_blas_threads(raw)
+    _ENV_PARSED[:] = [raw, mode]
+    return mode
+
+
+def _parse_blas_threads(raw):
+    env = (raw or "").strip().lower()
     if not env:
         return None
     if env == "auto":

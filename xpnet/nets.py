@@ -79,7 +79,7 @@ class Net:
         self.lastLayer = last_layer if last_layer is not None else SoftmaxWithLoss(dev.xp)
         self.grads = None  # the gradients of the last gradient() call, as the book's nets return them
         self._slots_key, self._slots = None, None
-        self._weights_key, self._weights_list = None, None
+        self._weights_key, self._weights_list, self._largest_weight = None, None, 0
         self._eye = None
         self._grad_slots()  # fails now, not at the first gradient, when layers and params disagree
 
@@ -90,6 +90,7 @@ class Net:
         key = tuple(map(id, ws))
         if key != self._weights_key:
             self._weights_key, self._weights_list = key, [w for w in ws if _is_array(w) and w.ndim == 2]
+            self._largest_weight = max((w.shape[0] * w.shape[1] for w in self._weights_list), default=0)
         return self._weights_list
 
     @property
@@ -222,9 +223,8 @@ class Net:
 
     def _step_scope(self, n: int):
         """The device's BLAS-thread policy for a pass over ``n`` samples (see Device.step_scope)."""
-        ws = self._weights()
-        largest = max(w.shape[0] * w.shape[1] for w in ws) if ws else 0
-        return self.device.step_scope(2 * n * largest)
+        self._weights()  # (re)computes the largest weight's size when a layer changed
+        return self.device.step_scope(2 * n * self._largest_weight)
 
     @scoped
     def loss(self, x, t):

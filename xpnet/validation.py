@@ -157,8 +157,7 @@ def check_labels(t, n: int, c: int, xp, check_range: bool = True, name: str = "t
         if check_range and n:
             if is_kind(xp, t.dtype, "unsigned integer"):  # torch has no comparisons for uint16..uint64
                 t = index_labels(t, xp)  # (exact but for uint64 above 2**63, which turn negative: refused too)
-            bad = _out_of_range(t, c, xp)
-            if bad is not None and bool(xp.any(bad)):
+            if _count_out_of_range(t, c, xp):
                 lo, hi = int(xp.min(t)), int(xp.max(t))
                 raise ValueError(
                     f"labels {name} must lie in [0, {c - 1}] for {c} classes, got values in "
@@ -181,15 +180,18 @@ def check_labels(t, n: int, c: int, xp, check_range: bool = True, name: str = "t
 _INT_MAX: dict = {}
 
 
-def _out_of_range(t, c: int, xp):
-    """A boolean array marking signed labels outside [0, c-1] (``t >= c`` is skipped when c
-    exceeds the dtype's range, which the strict namespace refuses to compare)."""
+def _count_out_of_range(t, c: int, xp) -> int:
+    """How many signed labels lie outside [0, c-1] (``t >= c`` is skipped when c exceeds the
+    dtype's range, which the strict namespace refuses to compare). ``count_nonzero`` of the
+    operators' mask: half the cost of ``xp.any(xp.logical_or(...))`` on NumPy, where the check
+    runs in every ``gradient()``."""
     key = (id(xp), t.dtype)
     top = _INT_MAX.get(key)
     if top is None:
         top = _INT_MAX[key] = int(xp.iinfo(t.dtype).max)
-    high = t >= c if c <= top else None
-    return t < 0 if high is None else xp.logical_or(t < 0, high)
+    bad = (t < 0) | (t >= c) if c <= top else t < 0
+    count = getattr(xp, "count_nonzero", None)  # new in the 2023.12 standard
+    return int(count(bad)) if count is not None else int(bool(xp.any(bad)))
 
 
 def index_labels(t, xp):
