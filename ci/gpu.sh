@@ -15,6 +15,8 @@
 #             with no implicit host transfer and a flat memory pool, the NCCL path with one process
 #   bench     python -m benchmarks on cuda and cpu, side by side
 # A failing stage does not stop the next; the exit status is 1 when any failed.
+# Where one command may run 10 minutes at most (the lent machine), give the stages in two calls:
+# `versions tests checks`, then `bench`.
 # XPNET_GPU_DEVICE (default cuda) and XPNET_GPU_TEST_DEVICES (default cuda,torch:cuda) point the
 # stages elsewhere: XPNET_GPU_DEVICE=cpu XPNET_GPU_TEST_DEVICES=cpu tries this script on a CPU.
 set -uo pipefail
