@@ -85,6 +85,84 @@ class MatmulFloor:
                     np.matmul(outs[i], Ws[i].T, out=dxs[i - 1])
 
 
+ACCEL_MLP, ACCEL_BATCH = [784, 4096, 4096, 10], 4096  # the large MLP measured on accelerators
+
+
+def is_accelerator(device: str) -> bool:
+    return device.startswith("cuda") or device.startswith("torch:cuda")
+
+
+def device_matmul_rate(device, n=4096, seconds=0.5) -> float:
+    """Measured float32 GFLOP/s of an n x n x n product on an xpnet device, through its own
+    namespace and synchronized (the best of several timed batches): an accelerator's floor."""
+    dev = xpnet.device(device)
+    a = dev.asarray(np.random.default_rng(0).standard_normal((n, n)).astype(np.float32))
+    c = a @ a
+    dev.synchronize()
+    best, t_end = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < t_end:
+        t0 = time.perf_counter()
+        for _ in range(3):
+            c = a @ a
+        dev.synchronize()
+        best = max(best, 3 * 2 * n ** 3 / (time.perf_counter() - t0) / 1e9)
+    del c
+    return best
+
+
+class DeviceMatmulFloor:
+    """The step's matrix products alone on an xpnet device (its namespace, synchronized after
+    each call of ``steps``): what the products cost there, without the rest of the step."""
+
+    def __init__(self, sizes, batch, device):
+        self.dev = dev = xpnet.device(device)
+        self.name = f"matmul floor on {dev.name}"
+        rng = np.random.default_rng(0)
+        self.acts = [dev.asarray(rng.standard_normal((batch, s)).astype(np.float32)) for s in sizes]
+        self.Ws = [dev.asarray(rng.standard_normal((a, b)).astype(np.float32)) for a, b in zip(sizes[:-1], sizes[1:])]
+
+    def steps(self, k):
+        acts, Ws = self.acts, self.Ws
+        for _ in range(k):
+            outs = [acts[i] @ W for i, W in enumerate(Ws)]
+            for i in range(len(Ws) - 1, -1, -1):
+                acts[i].T @ outs[i]
+                if i:
+                    outs[i] @ Ws[i].T
+        self.dev.synchronize()
+
+
+def accelerator_table(accelerators, sizes, batch, data, steps, repeats, log, split=5, pause=0.02,
+                      torch_devices=(), with_jax=False) -> dict:
+    """The large MLP on the accelerators: xpnet on each, idiomatic PyTorch (eager and in a CUDA
+    graph) and jitted JAX where present, the products alone; each row as achieved GFLOP/s and
+    its fraction of the first accelerator's measured float32 matmul rate."""
+    rates = {d: device_matmul_rate(d, n=min(4096, max(sizes)), seconds=0.5) for d in accelerators}
+    rate = rates[accelerators[0]]
+    p = _init_params(sizes, "he", 0)
+    cs = [XpnetContender(p, data, 0.1, batch, 0, device=d) for d in accelerators]
+    if "cuda" in torch_devices:
+        cs += [TorchContender(p, data, 0.1, batch, 0, "cuda"), TorchGraphContender(p, data, 0.1, batch, 0)]
+    if with_jax and _importable("jax"):
+        import jax
+
+        if jax.default_backend() == "gpu":
+            cs.append(JaxContender(p, data, 0.1, batch, 0))
+    cs += [DeviceMatmulFloor(sizes, batch, d) for d in accelerators]
+    stats = time_steps(cs, max(steps // 10, 5), repeats, warmup=3, split=split, pause=pause)
+    flops = step_flops(sizes, batch)
+    title = f"MLP {'-'.join(map(str, sizes))}, batch {batch}, float32, on the accelerators: per step"
+    log(f"\n{title}  ({flops / 1e9:.1f} GFLOP; measured float32 matmul rate: "
+        + ", ".join(f"{d} {r / 1e3:.1f} TFLOP/s" for d, r in rates.items()) + ")")
+    log(f"  {'contender':<36} {'median':>10} {'min-max':>21} {'TFLOP/s':>9} {'of the rate':>12}")
+    for k, st in stats.items():
+        st["tflops"] = flops / st["median"] / 1e12
+        st["fraction_of_rate"] = flops / st["median"] / (rate * 1e9)
+        log(f"  {k:<36} {_fmt(st['median'], 'us'):>10} {_fmt(st['min'], 'us'):>10}-{_fmt(st['max'], 'us'):<10} "
+            f"{st['tflops']:>9.2f} {st['fraction_of_rate']:>11.0%}")
+    return {"title": title, "flops": flops, "matmul_gflops_f32": rates, "rows": stats}
+
+
 def _init_params(sizes, std, seed):
     rng = np.random.default_rng(seed)
     p = {}
@@ -289,6 +367,13 @@ def run(quick=False, repeats=3, steps=2000, devices=None, protocol=True, with_ja
                     split=split, pause=pause)
     tables["big_step"] = _table(f"MLP {'-'.join(map(str, big))}, batch {bb}: per step", tb,
                                 step_flops(big, bb), rate, log)
+    # 3b. the large MLP on the accelerators, against their own matmul rate
+    accelerators = [d for d in devices if is_accelerator(d)]
+    if accelerators:
+        sizes, batch = ([784, 256, 256, 10], 256) if quick else (ACCEL_MLP, ACCEL_BATCH)
+        tables["accelerator_mlp"] = accelerator_table(accelerators, sizes, batch, data, steps, repeats, log,
+                                                      split=split, pause=pause, torch_devices=torch_devices,
+                                                      with_jax=with_jax)
     # 4. the whole protocol
     if protocol:
         iters = 200 if quick else 10000

@@ -24,7 +24,7 @@ from benchmarks import add_arguments, step_flops  # noqa: E402
 from benchmarks.contenders import (BookContender, JaxContender, LeanNumpyNet, NumpyNetLoopContender,  # noqa: E402
                                    TunedNumpyContender, TunedNumpyNet, TunedNumpyOneThreadContender, book_code,
                                    draw_batches)
-from benchmarks.harness import _init_params, run  # noqa: E402
+from benchmarks.harness import _init_params, accelerator_table, is_accelerator, run  # noqa: E402
 from benchmarks.xpnet_contenders import BookLoopContender, XpnetContender, new_net  # noqa: E402
 from xpnet import cli  # noqa: E402
 
@@ -121,6 +121,19 @@ def test_the_wheel_leaves_the_benchmark_out():
 def _data(n=3000, m=1000):
     (x, t), (xt, tt) = xpnet.load_mnist()
     return (x[:n], t[:n]), (xt[:m], tt[:m])
+
+
+def test_accelerator_table_runs_on_any_device():
+    """The GPU table (large MLP against the device's own matmul rate), tried on a CPU device."""
+    assert is_accelerator("cuda:0") and is_accelerator("torch:cuda") and not is_accelerator("torch")
+    lines = []
+    dev = "torch" if _importable("torch") else "cpu"
+    res = accelerator_table([dev], [784, 32, 32, 10], 16, _data(200, 50), 10, 1, lines.append, split=1, pause=0.0)
+    rows = res["rows"]
+    assert set(rows) == {f"xpnet {dev}", f"matmul floor on {dev}"}
+    for r in rows.values():
+        assert math.isfinite(r["fraction_of_rate"]) and r["fraction_of_rate"] > 0 and r["tflops"] > 0
+    assert res["matmul_gflops_f32"][dev] > 0 and "of the rate" in "\n".join(lines)
 
 
 def test_block_drawn_batches_are_the_per_step_batches():
