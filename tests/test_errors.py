@@ -150,3 +150,18 @@ def test_bad_blas_thread_setting(monkeypatch):
     monkeypatch.setenv("XPNET_BLAS_THREADS", "two")
     with pytest.raises(ValueError, match="XPNET_BLAS_THREADS must be a positive integer"):
         xpnet.device("cpu").step_scope(1e6)
+
+
+@pytest.mark.parametrize("api_version", ["2022.12", "2023.12"])
+def test_label_range_check_on_an_older_strict_standard(api_version):
+    """The range check counts with count_nonzero where the namespace allows it; array_api_strict
+    set to an older standard refuses that function, and the check must still work there."""
+    xs = pytest.importorskip("array_api_strict")
+    from xpnet.validation import check_labels
+
+    with xs.ArrayAPIStrictFlags(api_version=api_version):
+        assert check_labels(xs.asarray([0, 9, 3]), 3, 10, xs) == "index"
+        with pytest.raises(ValueError, match=r"must lie in \[0, 9\].*\[-1, 3\]"):
+            check_labels(xs.asarray([0, -1, 3]), 3, 10, xs)
+        with pytest.raises(ValueError, match=r"\[0, 10\]"):
+            check_labels(xs.asarray([0, 10, 3]), 3, 10, xs)
