@@ -634,11 +634,11 @@ class JaxContender:
         self.key = jax.random.PRNGKey(seed)
         n, bs = x.shape[0], batch_size
 
-        def predict(ps, a):
+        def predict(ps, a):  # full float32 products, as every other contender (JAX's GPU default is TF32)
             for W, b in ps[:-1]:
-                a = jax.nn.relu(a @ W + b)
+                a = jax.nn.relu(jnp.matmul(a, W, precision="highest") + b)
             W, b = ps[-1]
-            return a @ W + b
+            return jnp.matmul(a, W, precision="highest") + b
 
         def loss_fn(ps, xb, tb):
             logp = jax.nn.log_softmax(predict(ps, xb))

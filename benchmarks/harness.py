@@ -133,11 +133,11 @@ class DeviceMatmulFloor:
 
 
 def accelerator_table(accelerators, sizes, batch, data, steps, repeats, log, split=5, pause=0.02,
-                      torch_devices=(), with_jax=False) -> dict:
+                      torch_devices=(), with_jax=False, rate_n=4096) -> dict:
     """The large MLP on the accelerators: xpnet on each, idiomatic PyTorch (eager and in a CUDA
     graph) and jitted JAX where present, the products alone; each row as achieved GFLOP/s and
     its fraction of the first accelerator's measured float32 matmul rate."""
-    rates = {d: device_matmul_rate(d, n=min(4096, max(sizes)), seconds=0.5) for d in accelerators}
+    rates = {d: device_matmul_rate(d, n=rate_n, seconds=0.5) for d in accelerators}
     rate = rates[accelerators[0]]
     p = _init_params(sizes, "he", 0)
     cs = [XpnetContender(p, data, 0.1, batch, 0, device=d) for d in accelerators]
@@ -373,7 +373,7 @@ def run(quick=False, repeats=3, steps=2000, devices=None, protocol=True, with_ja
         sizes, batch = ([784, 256, 256, 10], 256) if quick else (ACCEL_MLP, ACCEL_BATCH)
         tables["accelerator_mlp"] = accelerator_table(accelerators, sizes, batch, data, steps, repeats, log,
                                                       split=split, pause=pause, torch_devices=torch_devices,
-                                                      with_jax=with_jax)
+                                                      with_jax=with_jax, rate_n=1024 if quick else 4096)
     # 4. the whole protocol
     if protocol:
         iters = 200 if quick else 10000

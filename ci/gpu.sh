@@ -26,6 +26,13 @@ mkdir -p "$OUT"
 install=1
 if [ "${1:-}" = "--no-install" ]; then install=0; shift; fi
 stages="${*:-versions tests checks bench}"
+for s in $stages; do  # all names checked before anything runs
+    case "$s" in
+        versions|tests|checks|bench) ;;
+        *) echo "unknown stage '$s': choose from versions tests checks bench (options first: --no-install)" >&2
+           exit 2 ;;
+    esac
+done
 
 if [ "$install" = 1 ]; then
     VENV="${XPNET_CI_VENV:-.venv-gpu}"
@@ -58,13 +65,19 @@ stage() {  # name command...: shown and kept in $OUT/<name>.log, its exit status
     rc=${PIPESTATUS[0]}
     echo "=== $name: exit $rc after $((SECONDS - t0)) s" | tee -a "$OUT/summary.txt"
     [ "$rc" = 0 ] || failed=1
+    return "$rc"
 }
 
 for s in $stages; do
     case "$s" in
         versions) stage versions "$PY" ci/gpu_checks.py --versions --json "$OUT/versions.json" ;;
-        tests) stage tests "$PY" -m pytest -q -p no:cacheprovider -n "${XPNET_GPU_WORKERS:-4}" \
-                   --xpnet-devices "$TEST_DEVICES" ;;
+        tests)  # the suite skips a device it cannot use: first make sure these are usable
+            workers=(); "$PY" -c "import xdist" 2>/dev/null && workers=(-n "${XPNET_GPU_WORKERS:-4}")
+            stage devices "$PY" -c "import sys, xpnet
+for d in sys.argv[1].split(','):
+    print(d, '->', xpnet.device(d))" "$TEST_DEVICES" &&
+                stage tests "$PY" -m pytest -q -p no:cacheprovider ${workers[@]+"${workers[@]}"} \
+                    --xpnet-devices "$TEST_DEVICES" ;;
         checks)
             stage checks "$PY" ci/gpu_checks.py --device "$DEV" --checks protocol,steady --json "$OUT/checks.json"
             # the data-parallel path (NCCL on cuda, its unique id sent over MPI) with one process, launched
@@ -76,7 +89,6 @@ for s in $stages; do
             fi ;;
         bench) devices="$DEV"; [ "$DEV" = cpu ] || devices="$DEV,cpu"
                stage bench "$PY" -m benchmarks --devices "$devices" --json "$OUT/bench.json" ;;
-        *) echo "unknown stage '$s': choose from versions tests checks bench" >&2; exit 2 ;;
     esac
 done
 exit "$failed"

@@ -15,6 +15,7 @@ GPU is, which is how this script itself is tested; ``--versions`` prints what th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -96,49 +97,57 @@ def check_steady(dev, data, steps) -> dict:
     tr = _trainer(dev, data, iters=steps)
     tr.run_steps(1000)  # warm-up: kernels compiled, pools filled, lazy state built
     dev.synchronize()
-    guard, memory = _guards(dev)
+    guard_name, guard, memory, stop = _guards(dev)
     samples = []
-    with guard:
-        for done in range(0, steps, 100):
-            tr.run_steps(100)  # each call returns its own losses: hold none of them
-            if done % 1000 == 0:
-                samples.append(memory())
-    dev.synchronize()
-    samples.append(memory())
+    try:
+        with dev.scope():  # the memory readings are of this device's pool, not the current one's
+            with guard():
+                for done in range(0, steps, 100):
+                    tr.run_steps(100)  # each call returns its own losses: hold none of them
+                    if done % 1000 == 0:
+                        samples.append(memory())
+            dev.synchronize()
+            samples.append(memory())
+    finally:
+        stop()
     # from the reading after the first 1000 steps: which batch's buffers happen to be alive at the
     # first reading varies by a few hundred KiB on the CPU; a leak grows with the steps after it
     growth = samples[-1] - samples[min(1, len(samples) - 1)]
     ok = growth <= 64 * 1024
     return {"ok": ok, "device": dev.name, "steps": steps, "memory_bytes_every_1000_steps": samples,
-            "growth_bytes": growth, "host_sync_guard": getattr(guard, "name", type(guard).__name__),
+            "growth_bytes": growth, "host_sync_guard": guard_name,
             "why": "" if ok else f"memory grew {growth} bytes over {steps} steps"}
 
 
-class _NoGuard:
-    name = "none (CPU: nothing to transfer)"
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
 def _guards(dev):
-    """(a context that fails on implicit device-to-host waits, a reading of the memory in use)."""
+    """(the name of a guard that fails on implicit device-to-host waits, a function making one, a
+    reading of the device memory in use, a function that ends the readings), for CuPy, torch on
+    CUDA and the CPU."""
     if dev.name.startswith("cuda"):
         import cupy
         import cupyx
 
-        pool = cupy.get_default_memory_pool()
-        allow = getattr(cupyx, "allow_synchronize", None)
+        allow = getattr(cupyx, "allow_synchronize", None)  # deprecated since CuPy 10, still there
         if allow is None:
             raise RuntimeError("this CuPy has no cupyx.allow_synchronize: the host-transfer check cannot run")
-        guard = allow(False)
-        guard.name = "cupyx.allow_synchronize(False)"
-        return guard, pool.used_bytes
+        return "cupyx.allow_synchronize(False)", lambda: allow(False), cupy.get_default_memory_pool().used_bytes, \
+            lambda: None
+    if dev.name.startswith("torch:cuda"):
+        import torch
+
+        @contextlib.contextmanager
+        def sync_is_an_error():
+            torch.cuda.set_sync_debug_mode("error")
+            try:
+                yield
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+
+        return 'torch.cuda.set_sync_debug_mode("error")', sync_is_an_error, \
+            lambda: torch.cuda.memory_allocated(dev.native), lambda: None
     tracemalloc.start()
-    return _NoGuard(), lambda: tracemalloc.get_traced_memory()[0]
+    return "none (CPU: nothing to transfer)", contextlib.nullcontext, lambda: tracemalloc.get_traced_memory()[0], \
+        tracemalloc.stop
 
 
 def check_one_process(dev, data, steps) -> dict:
@@ -146,6 +155,18 @@ def check_one_process(dev, data, steps) -> dict:
         comm = dev.communicator()
     except Exception as e:  # noqa: BLE001 - reported, with its reason, as the check's result
         return {"ok": False, "device": dev.name, "why": f"no communicator: {type(e).__name__}: {e}"}
+    # the engine itself: the trainer reduces only when there are several processes, so reduce a
+    # buffer of the book net's size (39 760 float32) here and check the sum over the processes
+    n = 39760
+    buf = dev.asarray(np.arange(n, dtype=np.float32) % 97)
+    comm.allreduce_sum_(buf, dev)
+    dev.synchronize()
+    reduced_ok = bool(np.array_equal(dev.to_numpy(buf), (np.arange(n, dtype=np.float32) % 97) * comm.size))
+    t0 = time.perf_counter()
+    for _ in range(100):
+        comm.allreduce_sum_(buf, dev)
+    dev.synchronize()
+    allreduce_s = (time.perf_counter() - t0) / 100
     plain, dist = _trainer(dev, data, iters=steps), _trainer(dev, data, iters=steps, communicator=comm)
     times = {}
     for name, tr in (("plain", plain), ("distributed", dist)):
@@ -157,11 +178,14 @@ def check_one_process(dev, data, steps) -> dict:
         times[name] = (time.perf_counter() - t0) / steps
     diff = max(float(np.max(np.abs(dev.to_numpy(plain.net.params[k]) - dev.to_numpy(dist.net.params[k]))))
                for k in plain.net.params)
-    ok = diff <= 1e-5
+    ok = diff <= 1e-5 and reduced_ok
+    why = [] if reduced_ok else [f"an allreduce of {n} float32 did not give {comm.size} x the buffer"]
+    if diff > 1e-5:
+        why.append(f"parameters differ by {diff:.3g} from the plain trainer's")
     return {"ok": ok, "device": dev.name, "engine": getattr(comm, "engine", type(comm).__name__), "size": comm.size,
-            "steps": steps, "max_abs_param_difference": diff, "step_s_plain": times["plain"],
-            "step_s_distributed": times["distributed"],
-            "why": "" if ok else f"parameters differ by {diff:.3g} from the plain trainer's"}
+            "allreduce_correct": reduced_ok, "allreduce_s_39760_float32": allreduce_s, "steps": steps,
+            "max_abs_param_difference": diff, "step_s_plain": times["plain"],
+            "step_s_distributed": times["distributed"], "why": "; ".join(why)}
 
 
 def main(argv=None) -> int:
