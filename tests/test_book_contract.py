@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from book_layers import NpAffine, NpRelu
+from book_layers import BookTwoLayerNetMethods, NpAffine, NpRelu
 
 import xpnet
 from xpnet.layers import Affine, Relu, SoftmaxWithLoss, Tanh
@@ -122,7 +122,7 @@ class BookSoftmaxWithLoss:
         return (self.y - self.t) / self.t.shape[0]
 
 
-class ReaderNet:
+class ReaderNet(BookTwoLayerNetMethods):
     """The book's two_layer_net.py (5.7.2) as a reader types it, in NumPy float64."""
 
     def __init__(self, input_size, hidden_size, output_size, weight_init_std=0.01):
@@ -134,28 +134,6 @@ class ReaderNet:
         self.layers = OrderedDict(Affine1=NpAffine(self.params["W1"], self.params["b1"]), Relu1=NpRelu(),
                                   Affine2=NpAffine(self.params["W2"], self.params["b2"]))
         self.lastLayer = BookSoftmaxWithLoss()
-
-    def predict(self, x):
-        for layer in self.layers.values():
-            x = layer.forward(x)
-        return x
-
-    def loss(self, x, t):
-        return self.lastLayer.forward(self.predict(x), t)
-
-    def accuracy(self, x, t):
-        y = np.argmax(self.predict(x), axis=1)
-        if t.ndim != 1:
-            t = np.argmax(t, axis=1)
-        return np.sum(y == t) / float(x.shape[0])
-
-    def gradient(self, x, t):
-        self.loss(x, t)
-        dout = self.lastLayer.backward(1)
-        for layer in reversed(list(self.layers.values())):
-            dout = layer.backward(dout)
-        return {"W1": self.layers["Affine1"].dW, "b1": self.layers["Affine1"].db,
-                "W2": self.layers["Affine2"].dW, "b2": self.layers["Affine2"].db}
 
 
 def test_a_readers_own_numpy_net_trains(mnist):

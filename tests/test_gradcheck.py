@@ -9,7 +9,7 @@ layer must pass (no false alarms). The layers are written once against the Array
 from collections import OrderedDict
 
 import numpy as np
-from book_layers import NpAffine, NpRelu
+from book_layers import BookTwoLayerNetMethods, NpAffine, NpRelu
 import pytest
 from array_api_compat import array_namespace
 
@@ -619,8 +619,6 @@ class NpAffineDWTransposed(NpAffine):
         return dx
 
 
-
-
 class NpSoftmaxWithLoss:
     def forward(self, x, t):
         self.t = t
@@ -646,7 +644,7 @@ class NpDropout:
         return dout * self.mask
 
 
-class ReaderNet:
+class ReaderNet(BookTwoLayerNetMethods):
     """A reader's TwoLayerNet (6 -> 5 -> 3, batch 4) with pluggable Affine classes."""
 
     def __init__(self, affine1=NpAffine, affine2=NpAffine, seed=0, sizes=(6, 5, 3)):
@@ -661,22 +659,6 @@ class ReaderNet:
         p = self.params
         self.layers = OrderedDict(Affine1=affine1(p["W1"], p["b1"]), Relu1=NpRelu(),
                                   Affine2=affine2(p["W2"], p["b2"]))
-
-    def predict(self, x):
-        for layer in self.layers.values():
-            x = layer.forward(x)
-        return x
-
-    def loss(self, x, t):
-        return self.lastLayer.forward(self.predict(x), t)
-
-    def gradient(self, x, t):
-        self.loss(x, t)
-        dout = self.lastLayer.backward(1)
-        for layer in reversed(list(self.layers.values())):
-            dout = layer.backward(dout)
-        a1, a2 = self.layers["Affine1"], self.layers["Affine2"]
-        return {"W1": a1.dW, "b1": a1.db, "W2": a2.dW, "b2": a2.db}
 
 
 def net_data(n=4, d=6, c=3):

@@ -10,6 +10,8 @@ import numpy as np
 import xpnet
 from xpnet.layers import Affine, MulLayer, Relu, SoftmaxWithLoss
 
+from book_layers import BookTwoLayerNetMethods
+
 
 class MulLayerPlus(MulLayer):
     def backward(self, dout):  # written with + instead of *
@@ -45,7 +47,7 @@ class NoMinusSoftmaxWithLoss(SoftmaxWithLoss):
         return -super().forward(x, t, check)  # cross entropy without its minus sign
 
 
-class BookNet:
+class BookNet(BookTwoLayerNetMethods):
     """A reader's TwoLayerNet in plain NumPy, with pluggable last layer and loop order."""
 
     def __init__(self, last=None, reverse=True, seed=0):
@@ -57,23 +59,8 @@ class BookNet:
         self.lastLayer = last or SoftmaxWithLoss()
         self.reverse = reverse
 
-    def predict(self, x):
-        for layer in self.layers.values():
-            x = layer.forward(x)
-        return x
-
-    def loss(self, x, t):
-        return self.lastLayer.forward(self.predict(x), t)
-
-    def gradient(self, x, t):
-        self.loss(x, t)
-        dout = self.lastLayer.backward(1)
-        layers = list(self.layers.values())
-        for layer in (reversed(layers) if self.reverse else layers):
-            dout = layer.backward(dout)
-        return {"W1": self.layers["Affine1"].dW, "b1": self.layers["Affine1"].db,
-                "W2": self.layers["Affine2"].dW, "b2": self.layers["Affine2"].db}
-
+    def backward_order(self, layers):
+        return reversed(layers) if self.reverse else layers
 
 def data():
     rng = np.random.default_rng(1)
