@@ -155,6 +155,7 @@ def check_one_process(dev, data, steps) -> dict:
         comm = dev.communicator()
     except Exception as e:  # noqa: BLE001 - reported, with its reason, as the check's result
         return {"ok": False, "device": dev.name, "why": f"no communicator: {type(e).__name__}: {e}"}
+    dev = comm.device or dev  # the GPU this process was given (cuda:N + its place on the machine)
     # the engine itself: the trainer reduces only when there are several processes, so reduce a
     # buffer of the book net's size (39 760 float32) here and check the sum over the processes
     n = 39760

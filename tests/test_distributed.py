@@ -1,6 +1,10 @@
-"""Data-parallel training over MPI processes (CPU): the same steps as one process, faults end the job."""
+"""Data-parallel training over MPI processes (CPU): the same steps as one process, faults end the job.
+
+The tests that launch processes need mpi4py and mpiexec and skip without them, saying so; the
+rules that need no launcher (which GPU a process takes, a net on the wrong device) always run."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -10,11 +14,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import xpnet
+from xpnet.distributed import Communicator, DistributedError, gpu_of_process
+from xpnet.trainer import Trainer
+
 ROOT = Path(__file__).resolve().parent.parent
-mpi4py = pytest.importorskip("mpi4py", reason="the MPI tests need mpi4py: pip install 'xpnet[mpi]'")
 MPIEXEC = shutil.which("mpiexec") or str(Path(sys.executable).parent / "mpiexec")
-if not os.path.exists(MPIEXEC):
-    pytest.skip("no mpiexec on PATH (pip install 'xpnet[mpi]' brings Open MPI's)", allow_module_level=True)
+try:
+    import mpi4py  # noqa: F401
+
+    NO_MPI = None if os.path.exists(MPIEXEC) else "no mpiexec on PATH (pip install 'xpnet[mpi]' brings Open MPI's)"
+except ImportError:
+    NO_MPI = "the MPI tests need mpi4py: pip install 'xpnet[mpi]'"
+needs_mpi = pytest.mark.skipif(NO_MPI is not None, reason=NO_MPI or "")
 
 SCRIPT = '''
 import sys, numpy as np, xpnet
@@ -37,6 +49,7 @@ def mpirun(n, *args, timeout=120):
                           env=env, capture_output=True, text=True, timeout=timeout)
 
 
+@needs_mpi
 def test_two_processes_compute_the_steps_of_one_with_twice_the_batch(tmp_path):
     (tmp_path / "dp.py").write_text(SCRIPT)
     one = subprocess.run([sys.executable, str(tmp_path / "dp.py"), "1", str(tmp_path / "one.npz"), "200"],
@@ -52,6 +65,7 @@ def test_two_processes_compute_the_steps_of_one_with_twice_the_batch(tmp_path):
     assert len(b["train"]) == len(a["train"])  # an epoch is of global batches
 
 
+@needs_mpi
 def test_xpnet_train_distributed_writes_one_run_from_rank_0(tmp_path):
     r = mpirun(2, "-m", "xpnet", "train", "--distributed", "--batch-size", "50", "--iters", "120",
                "--hidden", "20", "--quiet", "--no-plot", "--out", str(tmp_path / "run"))
@@ -64,6 +78,7 @@ def test_xpnet_train_distributed_writes_one_run_from_rank_0(tmp_path):
     assert ck.meta["step"] == 120 and ck.meta["trainer"]["batch_size"] == 50
 
 
+@needs_mpi
 def test_a_fault_on_one_rank_ends_the_job_at_once(tmp_path):
     (tmp_path / "fail.py").write_text(
         "import sys\nfrom mpi4py import MPI\nimport xpnet.cli, xpnet.trainer\n"
@@ -78,6 +93,24 @@ def test_a_fault_on_one_rank_ends_the_job_at_once(tmp_path):
     assert "rank 1 of 2 failed: RuntimeError: rank 1 lost its data; ending the job" in r.stderr
 
 
+@pytest.mark.parametrize("death", ["os.kill(os.getpid(), signal.SIGKILL)", "os._exit(3)"])
+@needs_mpi
+def test_a_rank_that_dies_ends_the_job_on_every_rank(tmp_path, death):
+    """A rank killed, or gone without a word, while the other waits in the allreduce: the launcher ends the job."""
+    (tmp_path / "die.py").write_text(
+        "import os, signal, sys\nfrom mpi4py import MPI\nimport xpnet.cli, xpnet.trainer\n"
+        "if MPI.COMM_WORLD.Get_rank() == 1:\n"
+        f"    def die(self, k):\n        {death}\n"
+        "    xpnet.trainer.Trainer.run_steps = die\n"
+        "sys.exit(xpnet.cli.main(['train', '--distributed', '--iters', '300', '--hidden', '10', '--quiet', "
+        f"'--no-plot', '--out', {str(tmp_path / 'run')!r}]))\n")
+    t0 = time.time()
+    r = mpirun(2, str(tmp_path / "die.py"), timeout=100)
+    assert r.returncode != 0 and time.time() - t0 < 90  # rank 0 did not wait for a timeout
+    said = r.stdout + r.stderr  # Open MPI names the rank: "process rank 1" or "[prterun-<host>-<job>@1,1]"
+    assert re.search(r"rank 1\b|@1,1\]", said), said
+
+
 def test_distributed_without_a_launcher_says_what_to_do(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "PMI", "PMIX_"))}
     r = subprocess.run([sys.executable, "-m", "xpnet", "train", "--distributed", "--device", "cpu", "--iters", "5",
@@ -86,6 +119,7 @@ def test_distributed_without_a_launcher_says_what_to_do(tmp_path):
     assert r.returncode == 2 and "needs an MPI launcher: mpiexec -n 2 xpnet train --distributed" in r.stderr
 
 
+@needs_mpi
 def test_a_distributed_run_resumes_with_the_same_processes_to_the_same_bits(tmp_path):
     common = ["-m", "xpnet", "train", "--distributed", "--batch-size", "50", "--hidden", "20", "--quiet",
               "--no-plot", "--eval-interval", "60"]
@@ -104,6 +138,7 @@ def test_a_distributed_run_resumes_with_the_same_processes_to_the_same_bits(tmp_
         np.testing.assert_array_equal(a.net.params[k], b.net.params[k])
 
 
+@needs_mpi
 def test_epochs_count_global_batches_and_a_resume_needs_the_same_processes(tmp_path):
     r = mpirun(2, "-m", "xpnet", "train", "--distributed", "--batch-size", "300", "--epochs", "1", "--hidden", "10",
                "--quiet", "--no-plot", "--out", str(tmp_path / "e"))
@@ -117,6 +152,7 @@ def test_epochs_count_global_batches_and_a_resume_needs_the_same_processes(tmp_p
     assert one.returncode == 2 and "trained by 2 process(es) and this resume has 1" in one.stderr
 
 
+@needs_mpi
 def test_a_python_api_fault_on_rank_0_ends_every_rank(tmp_path):
     (tmp_path / "afile").write_text("not a folder")
     (tmp_path / "f.py").write_text(
@@ -129,3 +165,48 @@ def test_a_python_api_fault_on_rank_0_ends_every_rank(tmp_path):
     r = mpirun(2, str(tmp_path / "f.py"), timeout=100)
     assert r.returncode != 0 and time.time() - t0 < 90
     assert "rank 0 of 2 failed: CheckpointWriteError" in r.stderr
+
+
+def test_each_process_of_a_machine_takes_its_own_gpu():
+    assert [gpu_of_process(0, k, 4, 8) for k in range(4)] == [0, 1, 2, 3]
+    assert [gpu_of_process(2, k, 2, 4) for k in range(2)] == [2, 3]  # --device cuda:2: GPUs 2 and 3
+    assert gpu_of_process(1, 0, 1, 2) == 1  # one process keeps the GPU it was given
+    with pytest.raises(DistributedError, match=r"4 processes on this machine from cuda:0 need cuda:0..cuda:3, but "
+                                               r"only 2 GPU\(s\) are visible: launch at most 2 per machine "
+                                               r"\(mpiexec -n 2\), one GPU each$"):
+        gpu_of_process(0, 3, 4, 2)
+    with pytest.raises(DistributedError, match=r"at most 1 per machine \(mpiexec -n 1\), one GPU each, or start "
+                                               r"from --device cuda:0"):
+        gpu_of_process(1, 0, 2, 2)
+    with pytest.raises(DistributedError, match=r"cuda:2 is not visible: this machine shows 2 GPU\(s\)"):
+        gpu_of_process(2, 0, 1, 2)
+
+
+class _SecondOfTwoOnCpu(Communicator):
+    """What a communicator tells the trainer, without MPI: rank 1 of 2, computing on the CPU."""
+
+    rank, size, engine = 1, 2, "test"
+    device = xpnet.device("cpu")
+
+
+def test_the_trainer_refuses_a_net_off_the_communicators_device():
+    x = np.random.default_rng(0).random((20, 4), dtype=np.float32)
+    t = np.arange(20) % 2
+    net = xpnet.TwoLayerNet(4, 3, 2, device="array_api_strict", dtype="float32", seed=0)
+    with pytest.raises(ValueError, match=r"communicator: process 1 of 2 reduces on cpu but the net is on "
+                                         r"array_api_strict: build the net on communicator.device"):
+        Trainer(net, x, t, batch_size=5, iters=2, log=None, progress=False, communicator=_SecondOfTwoOnCpu())
+    on_cpu = xpnet.TwoLayerNet(4, 3, 2, device="cpu", dtype="float32", seed=0)
+    assert Trainer(on_cpu, x, t, batch_size=5, iters=2, log=None, progress=False,
+                   communicator=_SecondOfTwoOnCpu()).device.name == "cpu"
+
+
+@needs_mpi
+def test_a_communicator_places_its_process_on_the_machine(tmp_path):
+    (tmp_path / "where.py").write_text(
+        "import xpnet\nc = xpnet.device('cpu').communicator()\n"
+        "print('rank', c.rank, 'of', c.size, 'local', c.local_rank, 'of', c.local_size, 'on', c.device.name)\n")
+    r = mpirun(2, str(tmp_path / "where.py"), timeout=60)
+    assert r.returncode == 0, r.stderr
+    said = sorted(line for line in r.stdout.splitlines() if line.startswith("rank"))
+    assert said == ["rank 0 of 2 local 0 of 2 on cpu", "rank 1 of 2 local 1 of 2 on cpu"]

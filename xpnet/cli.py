@@ -288,7 +288,7 @@ def _train(a, comm) -> int:
     quiet = a.quiet or not lead
     log = _Log() if lead else (lambda *args, **kw: None)
     say = (lambda *args, **kw: None) if quiet else log
-    dev = _device(a)
+    dev = comm.device if comm is not None else _device(a)  # a distributed run: this process's own GPU
     if a.resume and (a.out or a.overwrite):
         raise _Fail("--resume DIR continues the run in DIR: leave out --out and --overwrite")
     try:  # the folder first: a bad --out fails now, not after the run

@@ -343,7 +343,8 @@ class Device:
     # -- checks ---------------------------------------------------------------------
     # -- several processes ----------------------------------------------------------
     def communicator(self):
-        """The engine that joins the processes of a distributed run on this kind of device."""
+        """The engine that joins the processes of a distributed run on this kind of device; its
+        ``device`` is the one this process computes on (the net and data belong there)."""
         from .distributed import DistributedError
 
         raise DistributedError(f"distributed training is not available on device {self.name!r}: use cpu "
@@ -650,17 +651,16 @@ class CupyDevice(Device):
         return type(x) is self._array_type and x.device.id == self.index
 
     def communicator(self):
-        from .distributed import DistributedError, NcclCommunicator, launched_by_mpi
+        """NCCL, one GPU per process: process k of a machine computes on GPU ``index + k``, its
+        ``communicator().device`` (build the net there)."""
+        from .distributed import DistributedError, MpiCommunicator, NcclCommunicator, gpu_of_process, launched_by_mpi
 
         if not launched_by_mpi():
             raise DistributedError("--distributed runs one process per GPU under an MPI launcher: "
                                    "mpiexec -n <GPUs> xpnet train --distributed --device cuda")
-        comm = NcclCommunicator(self)
-        visible = self._cupy.cuda.runtime.getDeviceCount()
-        if comm.size > visible:
-            raise DistributedError(f"{comm.size} processes but only {visible} GPU(s) visible: launch at most "
-                                   f"{visible} (mpiexec -n {visible})")
-        return comm
+        mpi = MpiCommunicator()
+        gpu = gpu_of_process(self.index, mpi.local_rank, mpi.local_size, self._cupy.cuda.runtime.getDeviceCount())
+        return NcclCommunicator(mpi, device(f"cuda:{gpu}"))
 
 
 class CupyGenerator(Generator):
@@ -713,7 +713,7 @@ def _mpi_communicator(dev):
     if not launched_by_mpi():
         raise DistributedError("--distributed needs an MPI launcher: mpiexec -n 2 xpnet train --distributed "
                                "(pip install 'xpnet[mpi]' brings mpiexec); without it, train without --distributed")
-    return MpiCommunicator()
+    return MpiCommunicator(dev)
 
 
 # ---------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 
-__all__ = ["Communicator", "MpiCommunicator", "DistributedError", "launched_by_mpi"]
+__all__ = ["Communicator", "MpiCommunicator", "DistributedError", "launched_by_mpi", "gpu_of_process"]
 
 _LAUNCHER_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS", "SLURM_NTASKS")
 
@@ -29,11 +29,28 @@ def launched_by_mpi() -> bool:
     return any(v in os.environ for v in _LAUNCHER_VARS)
 
 
+def gpu_of_process(first: int, local_rank: int, local_size: int, visible: int) -> int:
+    """The GPU index of process ``local_rank`` of the ``local_size`` processes on one machine,
+    when the run was given GPU ``first``: one GPU each, ``first``, ``first + 1``, ... (NCCL refuses
+    two processes on one GPU). Raises before any engine starts when the machine has too few."""
+    if first >= visible:
+        raise DistributedError(f"cuda:{first} is not visible: this machine shows {visible} GPU(s), cuda:0.."
+                               f"cuda:{visible - 1}")
+    if first + local_size > visible:
+        most = visible - first
+        raise DistributedError(
+            f"{local_size} processes on this machine from cuda:{first} need cuda:{first}..cuda:{first + local_size - 1}"
+            f", but only {visible} GPU(s) are visible: launch at most {most} per machine (mpiexec -n {most}), "
+            "one GPU each" + (", or start from --device cuda:0" if first else ""))
+    return first + local_rank
+
+
 class Communicator:
     """One process: every collective is the identity. The base of the real engines."""
 
     rank, size = 0, 1
     engine = "none"
+    device = None  # the device this process computes on; None: any (one process)
 
     def allreduce_sum_(self, buf, device) -> None:
         """Sum ``buf`` (an array of ``device``) over all processes, in place."""
@@ -55,19 +72,26 @@ class Communicator:
 
 class MpiCommunicator(Communicator):
     """MPI through mpi4py over ``COMM_WORLD``; device arrays are reduced through host views
-    (NumPy arrays as they are, torch CPU tensors through ``.numpy()``, which shares memory)."""
+    (NumPy arrays as they are, torch CPU tensors through ``.numpy()``, which shares memory).
+
+    ``local_rank`` and ``local_size`` place the process among those sharing its machine (MPI's
+    shared-memory split), which is how each process of a GPU run picks its own GPU."""
 
     engine = "mpi"
 
-    def __init__(self):
+    def __init__(self, device=None):
         try:
             from mpi4py import MPI
         except ImportError as e:
-            raise DistributedError("distributed training on the CPU needs mpi4py: pip install 'xpnet[mpi]' "
+            raise DistributedError("distributed training needs mpi4py: pip install 'xpnet[mpi]' "
                                    f"(mpi4py and the Open MPI wheels; {e})") from None
         self._mpi = MPI
         self.comm = MPI.COMM_WORLD
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        local = self.comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
+        self.local_rank, self.local_size = local.Get_rank(), local.Get_size()
+        local.Free()
+        self.device = device
 
     def allreduce_sum_(self, buf, device) -> None:
         host = device.host_view(buf)
@@ -88,21 +112,22 @@ class MpiCommunicator(Communicator):
 
 
 class NcclCommunicator(Communicator):
-    """NCCL through CuPy's bindings, one GPU per process; the unique id is broadcast over MPI.
+    """NCCL through CuPy's bindings, one GPU per process (``device``, chosen by the device module
+    with ``gpu_of_process``); the unique id is broadcast over ``mpi``, an ``MpiCommunicator``.
 
     Written to CuPy's documented API (``cupy.cuda.nccl.NcclCommunicator``); it has not yet run on
     a GPU here."""
 
     engine = "nccl"
 
-    def __init__(self, device):
-        mpi = MpiCommunicator()
+    def __init__(self, mpi: MpiCommunicator, device):
         try:
             from cupy.cuda import nccl
         except ImportError as e:
             raise DistributedError(f"NCCL needs CuPy built with NCCL support ({e})") from None
         self._mpi, self._nccl, self.device = mpi, nccl, device
         self.rank, self.size = mpi.rank, mpi.size
+        self.local_rank, self.local_size = mpi.local_rank, mpi.local_size
         uid = nccl.get_unique_id() if self.rank == 0 else None
         uid = mpi.comm.bcast(uid, root=0)
         with device.scope():

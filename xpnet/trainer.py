@@ -143,6 +143,10 @@ class Trainer:
                             f"{', '.join((['params'] if not isinstance(params, dict) or not params else []) + missing)}")
         first = next(iter(params.values()))
         dev = net.device if isinstance(getattr(net, "device", None), Device) else device_of(first)
+        if self.comm.device is not None and self.comm.device.name != dev.name:
+            raise ValueError(f"communicator: process {self.comm.rank} of {self.comm.size} reduces on "
+                             f"{self.comm.device.name} but the net is on {dev.name}: build the net on "
+                             f"communicator.device (on GPUs each process of a machine takes its own)")
         self.device, self.xp, self.dtype = dev, dev.xp, first.dtype
         # xpnet's nets offer a checked-once fast path through two public methods
         self.fast = callable(getattr(net, "backprop", None)) and callable(getattr(net, "count_correct", None))
