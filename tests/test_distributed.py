@@ -78,18 +78,30 @@ def test_xpnet_train_distributed_writes_one_run_from_rank_0(tmp_path):
     assert ck.meta["step"] == 120 and ck.meta["trainer"]["batch_size"] == 50
 
 
-@needs_mpi
-def test_a_fault_on_one_rank_ends_the_job_at_once(tmp_path):
-    (tmp_path / "fail.py").write_text(
-        "import sys\nfrom mpi4py import MPI\nimport xpnet.cli, xpnet.trainer\n"
+def ends_at_once(script):
+    """Run ``script`` on 2 processes; the job must fail, and fast (no rank waits for a timeout)."""
+    t0 = time.time()
+    r = mpirun(2, str(script), timeout=100)
+    assert r.returncode != 0 and time.time() - t0 < 90
+    return r
+
+
+def train_where_rank_1(tmp_path, does):
+    """A script: ``xpnet train --distributed`` in which rank 1's steps run ``does`` instead."""
+    script = tmp_path / "rank1.py"
+    script.write_text(
+        "import os, signal, sys\nfrom mpi4py import MPI\nimport xpnet.cli, xpnet.trainer\n"
         "if MPI.COMM_WORLD.Get_rank() == 1:\n"
-        "    def boom(self, k):\n        raise RuntimeError('rank 1 lost its data')\n"
-        "    xpnet.trainer.Trainer.run_steps = boom\n"
+        f"    def steps(self, k):\n        {does}\n"
+        "    xpnet.trainer.Trainer.run_steps = steps\n"
         "sys.exit(xpnet.cli.main(['train', '--distributed', '--iters', '300', '--hidden', '10', '--quiet', "
         f"'--no-plot', '--out', {str(tmp_path / 'run')!r}]))\n")
-    t0 = time.time()
-    r = mpirun(2, str(tmp_path / "fail.py"), timeout=100)
-    assert r.returncode != 0 and time.time() - t0 < 90
+    return script
+
+
+@needs_mpi
+def test_a_fault_on_one_rank_ends_the_job_at_once(tmp_path):
+    r = ends_at_once(train_where_rank_1(tmp_path, "raise RuntimeError('rank 1 lost its data')"))
     assert "rank 1 of 2 failed: RuntimeError: rank 1 lost its data; ending the job" in r.stderr
 
 
@@ -97,16 +109,7 @@ def test_a_fault_on_one_rank_ends_the_job_at_once(tmp_path):
 @needs_mpi
 def test_a_rank_that_dies_ends_the_job_on_every_rank(tmp_path, death):
     """A rank killed, or gone without a word, while the other waits in the allreduce: the launcher ends the job."""
-    (tmp_path / "die.py").write_text(
-        "import os, signal, sys\nfrom mpi4py import MPI\nimport xpnet.cli, xpnet.trainer\n"
-        "if MPI.COMM_WORLD.Get_rank() == 1:\n"
-        f"    def die(self, k):\n        {death}\n"
-        "    xpnet.trainer.Trainer.run_steps = die\n"
-        "sys.exit(xpnet.cli.main(['train', '--distributed', '--iters', '300', '--hidden', '10', '--quiet', "
-        f"'--no-plot', '--out', {str(tmp_path / 'run')!r}]))\n")
-    t0 = time.time()
-    r = mpirun(2, str(tmp_path / "die.py"), timeout=100)
-    assert r.returncode != 0 and time.time() - t0 < 90  # rank 0 did not wait for a timeout
+    r = ends_at_once(train_where_rank_1(tmp_path, death))
     said = r.stdout + r.stderr  # Open MPI names the rank: "process rank 1" or "[prterun-<host>-<job>@1,1]"
     assert re.search(r"rank 1\b|@1,1\]", said), said
 
@@ -161,9 +164,7 @@ def test_a_python_api_fault_on_rank_0_ends_every_rank(tmp_path):
         "tr = Trainer(net, x[:2000], t[:2000], xt[:500], tt[:500], batch_size=50, iters=100, log=None,\n"
         "             progress=False, communicator=xpnet.device('cpu').communicator())\n"
         f"tr.fit(checkpoint={str(tmp_path / 'afile' / 'ck.npz')!r})\n")
-    t0 = time.time()
-    r = mpirun(2, str(tmp_path / "f.py"), timeout=100)
-    assert r.returncode != 0 and time.time() - t0 < 90
+    r = ends_at_once(tmp_path / "f.py")
     assert "rank 0 of 2 failed: CheckpointWriteError" in r.stderr
 
 
