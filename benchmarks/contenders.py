@@ -15,6 +15,7 @@ Every contender has ``steps(k)`` (k training steps) and ``evaluate()`` (train, t
 
 from __future__ import annotations
 
+import contextlib
 import types
 from collections import OrderedDict
 
@@ -123,34 +124,42 @@ def book_code(np):  # noqa: C901 - the book's code, kept as the book writes it
 
 
 class BookContender:
-    """train_neuralnet.py's loop: choice, gradient, update, and the loss recorded every step."""
+    """train_neuralnet.py's loop: choice, gradient, update, and the loss recorded every step.
 
-    def __init__(self, params, data, lr, batch_size, seed, module=np):
+    ``scope``: a context in which ``module`` computes on the intended device (CuPy works on the
+    *current* GPU: an xpnet device's ``scope``); everything the contender does runs inside it."""
+
+    def __init__(self, params, data, lr, batch_size, seed, module=np, scope=contextlib.nullcontext):
         (x, t), (xt, tt) = data
-        self.np = module
+        self.np, self.scope = module, scope
         self.name = "book NumPy float64" if module is np else f"book code on {module.__name__} float64"
-        self.x, self.xt = module.asarray(x, dtype=module.float64), module.asarray(xt, dtype=module.float64)
-        eye = module.eye(10)
-        self.t, self.tt = eye[module.asarray(t)], eye[module.asarray(tt)]  # the book trains on one-hot labels
-        self.net = book_code(module).TwoLayerNet(params)
+        with scope():
+            self.x, self.xt = module.asarray(x, dtype=module.float64), module.asarray(xt, dtype=module.float64)
+            eye = module.eye(10)
+            self.t, self.tt = eye[module.asarray(t)], eye[module.asarray(tt)]  # the book trains on one-hot labels
+            self.net = book_code(module).TwoLayerNet(params)
+            module.random.seed(seed)
         self.lr, self.bs = lr, batch_size
-        module.random.seed(seed)
         self.train_loss_list = []
 
     def steps(self, k):
         np_, net, x, t, n, lr = self.np, self.net, self.x, self.t, self.x.shape[0], self.lr
-        for _ in range(k):
-            batch_mask = np_.random.choice(n, self.bs)
-            x_batch, t_batch = x[batch_mask], t[batch_mask]
-            grad = net.gradient(x_batch, t_batch)
-            for key in ("W1", "b1", "W2", "b2"):
-                net.params[key] -= lr * grad[key]
-            self.train_loss_list.append(net.loss(x_batch, t_batch))
-        if np_ is not np:
-            np_.cuda.get_current_stream().synchronize()
+        train_loss_list = []  # this call's losses only: memory stays flat
+        with self.scope():
+            for _ in range(k):
+                batch_mask = np_.random.choice(n, self.bs)
+                x_batch, t_batch = x[batch_mask], t[batch_mask]
+                grad = net.gradient(x_batch, t_batch)
+                for key in ("W1", "b1", "W2", "b2"):
+                    net.params[key] -= lr * grad[key]
+                train_loss_list.append(net.loss(x_batch, t_batch))
+            if np_ is not np:
+                np_.cuda.get_current_stream().synchronize()
+        self.train_loss_list = train_loss_list
 
     def evaluate(self):
-        return self.net.accuracy(self.x, self.t), self.net.accuracy(self.xt, self.tt)
+        with self.scope():
+            return self.net.accuracy(self.x, self.t), self.net.accuracy(self.xt, self.tt)
 
 
 # ---------------------------------------------------------------------------------------
@@ -559,13 +568,15 @@ class TorchContender:
     def steps(self, k):
         torch, F = self.torch, self.torch.nn.functional
         model, opt, n = self.model, self.opt, self.x.shape[0]
+        losses = []  # this call's losses only: memory stays flat
         for _ in range(k):
             idx = torch.randint(0, n, (self.bs,), generator=self.gen, device=self.dev)
             opt.zero_grad()
             loss = F.cross_entropy(model(self.x[idx]), self.t[idx])
             loss.backward()
             opt.step()
-            self.losses.append(loss.detach())
+            losses.append(loss.detach())
+        self.losses = losses
         if self.dev.type == "cuda":
             torch.cuda.synchronize(self.dev)
 
@@ -610,9 +621,11 @@ class TorchGraphContender(TorchContender):
         return loss
 
     def steps(self, k):
+        losses = []  # this call's losses only: memory stays flat
         for _ in range(k):
             self.graph.replay()
-            self.losses.append(self.static_loss.detach().clone())
+            losses.append(self.static_loss.detach().clone())
+        self.losses = losses
         self.torch.cuda.synchronize(self.dev)
 
 

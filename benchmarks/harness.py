@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib
 import json
 import os
 import platform
@@ -96,58 +97,68 @@ def device_matmul_rate(device, n=4096, seconds=0.5) -> float:
     """Measured float32 GFLOP/s of an n x n x n product on an xpnet device, through its own
     namespace and synchronized (the best of several timed batches): an accelerator's floor."""
     dev = xpnet.device(device)
-    a = dev.asarray(np.random.default_rng(0).standard_normal((n, n)).astype(np.float32))
-    c = a @ a
-    dev.synchronize()
-    best, t_end = 0.0, time.perf_counter() + seconds
-    while time.perf_counter() < t_end:
-        t0 = time.perf_counter()
-        for _ in range(3):
-            c = a @ a
+    with dev.scope():  # CuPy computes on the current GPU: make it this device's
+        a = dev.asarray(np.random.default_rng(0).standard_normal((n, n)).astype(np.float32))
+        c = a @ a
         dev.synchronize()
-        best = max(best, 3 * 2 * n ** 3 / (time.perf_counter() - t0) / 1e9)
-    del c
+        best, t_end = 0.0, time.perf_counter() + seconds
+        while time.perf_counter() < t_end:
+            t0 = time.perf_counter()
+            for _ in range(3):
+                c = a @ a
+            dev.synchronize()
+            best = max(best, 3 * 2 * n ** 3 / (time.perf_counter() - t0) / 1e9)
+        del c
     return best
 
 
 class DeviceMatmulFloor:
     """The step's matrix products alone on an xpnet device (its namespace, synchronized after
-    each call of ``steps``): what the products cost there, without the rest of the step."""
+    each call of ``steps``): what the products cost there, without the rest of the step. All of
+    it runs in the device's scope (CuPy computes on the current GPU)."""
 
     def __init__(self, sizes, batch, device):
         self.dev = dev = xpnet.device(device)
         self.name = f"matmul floor on {dev.name}"
         rng = np.random.default_rng(0)
-        self.acts = [dev.asarray(rng.standard_normal((batch, s)).astype(np.float32)) for s in sizes]
-        self.Ws = [dev.asarray(rng.standard_normal((a, b)).astype(np.float32)) for a, b in zip(sizes[:-1], sizes[1:])]
+        with dev.scope():
+            self.acts = [dev.asarray(rng.standard_normal((batch, s)).astype(np.float32)) for s in sizes]
+            self.Ws = [dev.asarray(rng.standard_normal((a, b)).astype(np.float32))
+                       for a, b in zip(sizes[:-1], sizes[1:])]
 
     def steps(self, k):
         acts, Ws = self.acts, self.Ws
-        for _ in range(k):
-            outs = [acts[i] @ W for i, W in enumerate(Ws)]
-            for i in range(len(Ws) - 1, -1, -1):
-                acts[i].T @ outs[i]
-                if i:
-                    outs[i] @ Ws[i].T
-        self.dev.synchronize()
+        with self.dev.scope():
+            for _ in range(k):
+                outs = [acts[i] @ W for i, W in enumerate(Ws)]
+                for i in range(len(Ws) - 1, -1, -1):
+                    acts[i].T @ outs[i]
+                    if i:
+                        outs[i] @ Ws[i].T
+            self.dev.synchronize()
 
 
 def accelerator_table(accelerators, sizes, batch, data, steps, repeats, log, split=5, pause=0.02,
                       torch_devices=(), with_jax=False, rate_n=4096) -> dict:
     """The large MLP on the accelerators: xpnet on each, idiomatic PyTorch (eager and in a CUDA
     graph) and jitted JAX where present, the products alone; each row as achieved GFLOP/s and
-    its fraction of the first accelerator's measured float32 matmul rate."""
+    its fraction of the first accelerator's measured float32 matmul rate. ``with_jax``: JAX is
+    wanted and importable (``run`` checks); it joins when its backend is a GPU."""
+    accelerators = [xpnet.device(d).name for d in accelerators]  # "cuda" and "cuda:0": one name
     rates = {d: device_matmul_rate(d, n=rate_n, seconds=0.5) for d in accelerators}
     rate = rates[accelerators[0]]
     p = _init_params(sizes, "he", 0)
     cs = [XpnetContender(p, data, 0.1, batch, 0, device=d) for d in accelerators]
     if "cuda" in torch_devices:
         cs += [TorchContender(p, data, 0.1, batch, 0, "cuda"), TorchGraphContender(p, data, 0.1, batch, 0)]
-    if with_jax and _importable("jax"):
+    if with_jax:
         import jax
 
-        if jax.default_backend() == "gpu":
+        backend = jax.default_backend()
+        if backend == "gpu":
             cs.append(JaxContender(p, data, 0.1, batch, 0))
+        else:
+            _skipped(log, f"jitted JAX {backend} in the accelerator table", f"JAX's backend is {backend}, not a GPU")
     cs += [DeviceMatmulFloor(sizes, batch, d) for d in accelerators]
     stats = time_steps(cs, max(steps // 10, 5), repeats, warmup=3, split=split, pause=pause)
     flops = step_flops(sizes, batch)
@@ -198,8 +209,9 @@ def time_steps(contenders, steps, repeats, warmup=20, split=5, pause=0.02):
 def time_protocol(make, repeats):
     """Whole protocol (steps + an evaluation of train and test every epoch), fresh nets each run.
 
-    ``make`` maps names to factories of contenders built for the protocol; xpnet's runs
-    ``Trainer.fit()``, the others the same loop of evaluations and steps."""
+    ``make`` maps labels to factories of contenders built for the protocol; xpnet's runs
+    ``Trainer.fit()``, the others the same loop of evaluations and steps. Each row goes under
+    the contender's own name, as in the per-step tables."""
     out = {}
     names = list(make)
     for r in range(repeats):
@@ -219,7 +231,7 @@ def time_protocol(make, repeats):
                     c.steps(min(eval_interval, iters - i))
             dt = time.perf_counter() - t0
             final = c.evaluate()[1]
-            rec = out.setdefault(name, {"times": [], "final_test_acc": [], "last_epoch_test_acc": []})
+            rec = out.setdefault(c.name, {"times": [], "final_test_acc": [], "last_epoch_test_acc": []})
             rec["times"].append(dt)
             rec["final_test_acc"].append(final)
             rec["last_epoch_test_acc"].append(acc)
@@ -276,16 +288,30 @@ def busy_cpu(n: int, seconds: float = 900.0):
 def run(quick=False, repeats=3, steps=2000, devices=None, protocol=True, with_jax=True, log=print,
         only=None, busy=0):
     """Every table (``only="book"``: the book net's per-step table alone); ``busy=N`` times the
-    book net's step once more with N processes spinning on the CPU."""
-    if devices is None:  # every compute device; array_api_strict is a test namespace, not one
-        devices = [d for d in xpnet.devices() if d != "array_api_strict"]
-    try:
+    book net's step once more with N processes spinning on the CPU. A contender whose optional
+    tool (CuPy, torch, JAX, threadpoolctl) or device is missing is skipped with a line saying why."""
+    devices, skips = _usable_devices(devices)
+    why_no_torch = _why_missing("torch")
+    torch_version, torch_devices = None, []
+    if why_no_torch is None:
         import torch
 
         torch_version = torch.__version__
         torch_devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    except ImportError:
-        torch_version, torch_devices = None, []
+    else:
+        skips["idiomatic PyTorch cpu"] = why_no_torch
+    if "cuda" not in torch_devices:
+        for name in ("idiomatic PyTorch cuda", "PyTorch CUDA graph"):
+            skips[name] = why_no_torch or f"torch {torch_version} sees no CUDA GPU"
+    why_no_threadpoolctl = _why_missing("threadpoolctl")
+    if why_no_threadpoolctl:
+        skips[TUNED_1T] = skips[LEAN_NET_LOOP_1T] = why_no_threadpoolctl
+    gpus = [d for d in devices if d.startswith("cuda")]
+    if not gpus:
+        skips["book code on cupy float64"] = "no CuPy device (cuda:N) among the devices timed"
+    why_no_jax = _why_missing("jax") if with_jax else "--no-jax"
+    if why_no_jax:
+        skips["jitted JAX"] = why_no_jax
     (x, t), (xt, tt) = xpnet.load_mnist()
     split, pause = 5, 0.02
     if quick:
@@ -296,9 +322,11 @@ def run(quick=False, repeats=3, steps=2000, devices=None, protocol=True, with_ja
     res = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
                        "cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
                        "torch": torch_version, "xpnet": xpnet.__version__, "matmul_gflops_f32": rate},
-           "quick": quick, "repeats": repeats, "steps": steps}
+           "quick": quick, "repeats": repeats, "steps": steps, "skipped": skips}
     log(f"machine: {res['machine']['platform']}, {os.cpu_count()} cpus, NumPy {np.__version__}, "
         f"torch {torch_version}; float32 matmul {rate:.1f} GFLOP/s")
+    for name, why in skips.items():
+        _skipped(log, name, why)
 
     def contenders(sizes, batch, std, with_book, data=data, proto=None):
         p = _init_params(sizes, std, 0)
@@ -314,18 +342,19 @@ def run(quick=False, repeats=3, steps=2000, devices=None, protocol=True, with_ja
         if with_book:  # the reader's loop around the fastest NumPy gradient()s: what a gradient() can reach
             fs[TUNED_NET_LOOP] = lambda: NumpyNetLoopContender(p, data, 0.1, batch, 0)
             fs[LEAN_NET_LOOP] = lambda: NumpyNetLoopContender(p, data, 0.1, batch, 0, lean=True)
-        if with_book and _importable("threadpoolctl"):
+        if with_book and why_no_threadpoolctl is None:
             fs[TUNED_1T] = lambda: TunedNumpyOneThreadContender(p, data, 0.1, batch, 0)
             fs[LEAN_NET_LOOP_1T] = lambda: NumpyNetLoopContender(p, data, 0.1, batch, 0, lean=True, one_thread=True)
         for td in torch_devices:
             fs[f"idiomatic PyTorch {td}"] = lambda td=td: TorchContender(p, data, 0.1, batch, 0, td)
         if "cuda" in torch_devices:
             fs["PyTorch CUDA graph"] = lambda: TorchGraphContender(p, data, 0.1, batch, 0)
-        if with_book and any(d.startswith("cuda") for d in devices):
+        if with_book and gpus:  # on the first GPU timed, in its scope
             import cupy
 
-            fs["book code on cupy float64"] = lambda: BookContender(p, data, 0.1, batch, 0, module=cupy)
-        if with_jax and _importable("jax"):
+            fs["book code on cupy float64"] = lambda: BookContender(p, data, 0.1, batch, 0, module=cupy,
+                                                                    scope=xpnet.device(gpus[0]).scope)
+        if why_no_jax is None:
             fs["jitted JAX"] = lambda: JaxContender(p, data, 0.1, batch, 0)
         return fs
 
@@ -373,7 +402,7 @@ def run(quick=False, repeats=3, steps=2000, devices=None, protocol=True, with_ja
         sizes, batch = ([784, 256, 256, 10], 256) if quick else (ACCEL_MLP, ACCEL_BATCH)
         tables["accelerator_mlp"] = accelerator_table(accelerators, sizes, batch, data, steps, repeats, log,
                                                       split=split, pause=pause, torch_devices=torch_devices,
-                                                      with_jax=with_jax, rate_n=1024 if quick else 4096)
+                                                      with_jax=why_no_jax is None, rate_n=1024 if quick else 4096)
     # 4. the whole protocol
     if protocol:
         iters = 200 if quick else 10000
@@ -440,10 +469,39 @@ def _targets(table, log):
     return out
 
 
-def _importable(name):
-    import importlib.util
+def _usable_devices(devices):
+    """The devices to time by canonical name (``xpnet.device(spec).name``: "cuda" and "cuda:0"
+    are one row, named alike in every table), and {row: why} for those unusable here."""
+    skips = {}
+    if devices is None:  # every compute device; array_api_strict is a test namespace, not one
+        report = [r for r in xpnet.device_report() if r[0] != "array_api_strict"]
+        skips = {f"xpnet {name}": why for name, ok, why in report if not ok}
+        devices = [name for name, ok, _ in report if ok]
+    names = []
+    for spec in devices:
+        try:
+            name = xpnet.device(spec).name
+        except xpnet.DeviceUnavailableError as e:
+            skips[f"xpnet {spec}"] = str(e)
+            continue
+        if name not in names:
+            names.append(name)
+    return names, skips
 
-    return importlib.util.find_spec(name) is not None
+
+def _why_missing(module):
+    """None when the optional ``module`` imports here, else why not, in a few words."""
+    try:
+        importlib.import_module(module)
+    except Exception as e:  # not installed, or broken (jaxlib not matching jax, a CUDA library missing)
+        if isinstance(e, ModuleNotFoundError) and e.name == module:
+            return f"{module} is not installed"
+        return f"import {module} failed: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
+    return None
+
+
+def _skipped(log, name, why):
+    log(f"skipped: {name} ({why})")
 
 
 def _tiny_data():

@@ -24,38 +24,47 @@ def sizes_of(params) -> list:
 
 
 def new_net(params, device="cpu"):
-    """A float32 xpnet net holding ``params`` (host arrays): TwoLayerNet for two layers."""
+    """A float32 xpnet net holding ``params`` (host arrays): TwoLayerNet for two layers. Built
+    in the device's scope: CuPy writes the weights on the *current* GPU, which must be its own."""
     sizes = sizes_of(params)
-    if len(sizes) == 3:
-        net = xpnet.TwoLayerNet(*sizes, dtype="float32", device=device)
-    else:
-        net = xpnet.MultiLayerNet(sizes, dtype="float32", device=device)
-    for key, value in params.items():  # in place: the layers hold these very arrays
-        net.params[key][...] = net.device.asarray(np.asarray(value, dtype=np.float32))
+    dev = xpnet.device(device)
+    with dev.scope():
+        if len(sizes) == 3:
+            net = xpnet.TwoLayerNet(*sizes, dtype="float32", device=dev)
+        else:
+            net = xpnet.MultiLayerNet(sizes, dtype="float32", device=dev)
+        for key, value in params.items():  # in place: the layers hold these very arrays
+            net.params[key][...] = dev.asarray(np.asarray(value, dtype=np.float32))
     return net
 
 
 class XpnetContender:
-    """xpnet's Trainer: ``run_steps(k)`` per step, ``fit()`` for the protocol."""
+    """xpnet's Trainer: ``run_steps(k)`` per step, ``fit()`` for the protocol; each inside its
+    device's scope, where every computation for that device runs."""
 
     def __init__(self, params, data, lr, batch_size, seed, device="cpu", iters=10000, eval_interval=None):
         (x, t), (xt, tt) = data
-        self.net = new_net(params, device)
-        self.name = f"xpnet {self.net.device.name}"
-        self.trainer = xpnet.Trainer(self.net, x, t, xt, tt, lr=lr, batch_size=batch_size, seed=seed, log=None,
-                                     progress=False, final_eval=False, iters=iters, eval_interval=eval_interval)
+        self.device = dev = xpnet.device(device)
+        self.name = f"xpnet {dev.name}"
+        with dev.scope():
+            self.net = new_net(params, dev)
+            self.trainer = xpnet.Trainer(self.net, x, t, xt, tt, lr=lr, batch_size=batch_size, seed=seed, log=None,
+                                         progress=False, final_eval=False, iters=iters, eval_interval=eval_interval)
         self.losses = []
 
     def steps(self, k):
-        self.losses = self.trainer.run_steps(k)
-        self.net.device.synchronize()
+        with self.device.scope():
+            self.losses = self.trainer.run_steps(k)  # this call's losses only: memory stays flat
+            self.device.synchronize()
 
     def evaluate(self):
-        return self.trainer.evaluate()
+        with self.device.scope():
+            return self.trainer.evaluate()
 
     def protocol(self):
         """The whole run this contender was built for (``iters``, ``eval_interval``)."""
-        return self.trainer.fit()
+        with self.device.scope():
+            return self.trainer.fit()
 
 
 class BookLoopContender:

@@ -24,6 +24,7 @@ from benchmarks import add_arguments, step_flops  # noqa: E402
 from benchmarks.contenders import (BookContender, JaxContender, LeanNumpyNet, NumpyNetLoopContender,  # noqa: E402
                                    TunedNumpyContender, TunedNumpyNet, TunedNumpyOneThreadContender, book_code,
                                    draw_batches)
+from benchmarks import harness  # noqa: E402
 from benchmarks.harness import _init_params, accelerator_table, is_accelerator, run  # noqa: E402
 from benchmarks.xpnet_contenders import BookLoopContender, XpnetContender, new_net  # noqa: E402
 from xpnet import cli  # noqa: E402
@@ -110,6 +111,48 @@ def test_quick_run_in_process():
     assert res["tables"]["book_step"]["reference"] in ("hand-tuned NumPy float32", "hand-tuned NumPy f32, 1 BLAS thread")
     assert res["machine"]["matmul_gflops_f32"] > 0
     assert step_flops([784, 50, 10], 100) == 2 * (2 * 100 * (784 * 50 + 50 * 10)) + 2 * 100 * 50 * 10
+
+
+def test_devices_go_by_their_canonical_name_and_an_unusable_one_is_skipped():
+    names, skips = harness._usable_devices(["auto", "cpu", "cuda:7"])
+    assert names == list(dict.fromkeys([xpnet.device("auto").name, "cpu"]))  # one row per device
+    assert set(skips) == {"xpnet cuda:7"} and "cuda:7" in skips["xpnet cuda:7"]
+    assert harness._why_missing("xpnet_no_such_module") == "xpnet_no_such_module is not installed"
+
+
+def test_missing_optional_tools_skip_their_contenders_with_a_line(monkeypatch):
+    """No torch, JAX or threadpoolctl: the benchmark still runs, one line per contender it leaves out."""
+    real = harness._why_missing
+    monkeypatch.setattr(harness, "_why_missing",
+                        lambda m: f"{m} is not installed" if m in ("torch", "jax", "threadpoolctl") else real(m))
+    lines = []
+    res = run(quick=True, steps=5, with_jax=True, protocol=False, devices=["cpu", "cuda:7"], log=lines.append,
+              only="book")
+    rows = res["tables"]["book_step"]["rows"]
+    skipped = {"idiomatic PyTorch cpu": "torch", "idiomatic PyTorch cuda": "torch", "PyTorch CUDA graph": "torch",
+               "hand-tuned NumPy f32, 1 BLAS thread": "threadpoolctl", "book loop, lean NumPy net, 1 thread":
+               "threadpoolctl", "jitted JAX": "jax"}
+    for name, tool in skipped.items():
+        assert f"skipped: {name} ({tool} is not installed)" in lines and name not in rows
+    assert any(line.startswith("skipped: xpnet cuda:7 (") for line in lines)
+    assert set(res["skipped"]) >= set(skipped) | {"xpnet cuda:7"}
+    assert "xpnet cpu" in rows and "hand-tuned NumPy float32" in rows
+
+
+def test_contenders_keep_only_the_last_call_s_losses():
+    """Memory stays flat over a long benchmark: each ``steps(k)`` replaces the losses it keeps."""
+    data = _data(300, 50)
+    p = _init_params([784, 20, 10], 0.01, 0)
+    cs = [BookContender(p, data, 0.1, 10, 0), XpnetContender(p, data, 0.1, 10, 0)]
+    if _importable("torch"):
+        from benchmarks.contenders import TorchContender
+
+        cs.append(TorchContender(p, data, 0.1, 10, 0))
+    for c in cs:
+        c.steps(3)
+        c.steps(2)
+        losses = c.train_loss_list if isinstance(c, BookContender) else c.losses
+        assert len(losses) == 2, c.name
 
 
 def test_the_wheel_leaves_the_benchmark_out():
