@@ -20,3 +20,20 @@ def dev(device):
 def tol(dtype_name):
     """(rtol, atol) that fit a dtype."""
     return {"float64": (1e-12, 1e-12), "float32": (2e-5, 1e-6)}[dtype_name]
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "in_device_scope: run each device test inside its device's scope")
+
+
+@pytest.fixture(autouse=True)
+def _in_device_scope(request):
+    """Modules marked ``in_device_scope`` call layers and functions directly, which compute on
+    the current GPU: on cuda:1 a user wraps such calls in ``with dev.scope():`` (README), and so
+    do these tests. Nets, optimizers, the trainer and gradcheck enter it themselves: the
+    modules testing them stay unmarked, so that a missing scope there fails on cuda:1."""
+    if "device" not in request.fixturenames or request.node.get_closest_marker("in_device_scope") is None:
+        yield
+        return
+    with request.getfixturevalue("device").scope():
+        yield

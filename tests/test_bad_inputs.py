@@ -5,13 +5,16 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
 
 import xpnet
 from xpnet import functions as F
 from xpnet.gradient import numerical_gradient
 from xpnet.layers import SoftmaxWithLoss
 from xpnet.validation import check_distribution, check_finite, check_net_size, index_labels
+
+from optional_hypothesis import HealthCheck, given, settings, st
+
+pytestmark = pytest.mark.in_device_scope  # layers, functions and checks called directly (see conftest)
 
 N, D, C = 5, 8, 3
 

@@ -189,7 +189,8 @@ def test_a_rebound_parameter_is_named_not_ignored(dev):
     net = xpnet.TwoLayerNet(8, 5, 3, device=dev, seed=0)
     x, t = batch(dev)
     g = net.gradient(x, t)
-    net.params["W1"] = net.params["W1"] - 0.1 * g["W1"]  # the book-reader's silent bug
+    with dev.scope():
+        net.params["W1"] = net.params["W1"] - 0.1 * g["W1"]  # the book-reader's silent bug
     with pytest.raises(ValueError, match=r"params\['W1'\] is held by no layer.*params\[k\] -= lr \* g"):
         net.gradient(x, t)
 
@@ -251,7 +252,8 @@ def test_a_net_with_edited_layers_is_not_saved_as_something_else(tmp_path):
 def test_a_weight_replaced_inside_a_layer_is_named_not_ignored(dev):
     net = xpnet.TwoLayerNet(8, 5, 3, device=dev, seed=0)
     aff = net.layers["Affine1"]
-    aff.W = aff.W * 2.0  # the layer now computes with an array no optimizer updates
+    with dev.scope():
+        aff.W = aff.W * 2.0  # the layer now computes with an array no optimizer updates
     with pytest.raises(ValueError, match="layer 'Affine1' computes with a parameter W that is not in net.params"):
         net.gradient(*batch(dev))
 
@@ -262,7 +264,8 @@ def test_the_lazy_loss_is_this_batchs_even_if_the_caller_refills_its_targets(dev
     t1 = dev.asarray(np.eye(3)[dev.to_numpy(t)], dtype="float64")
     want = float(net.loss(x, t1))
     net.gradient(x, t1)
-    t1[...] = dev.asarray(np.eye(3)[[2, 2, 2, 2, 2, 2]], dtype="float64")  # the next batch's labels
+    with dev.scope():
+        t1[...] = dev.asarray(np.eye(3)[[2, 2, 2, 2, 2, 2]], dtype="float64")  # the next batch's labels
     assert float(net.lastLayer.loss) == pytest.approx(want, rel=1e-12)
 
 

@@ -249,7 +249,7 @@ def test_progress_bar_fits_80_columns(monkeypatch):
     assert "4321/10000" in lines[-1] and "loss=0.1234, train=0.9712, test=0.9650" in lines[-1]
 
 
-@pytest.mark.parametrize("command", ["devices", "train --device cpu --iters 2000 --eval-interval 5 --quiet "
+@pytest.mark.parametrize("command", ["devices", "train --device cpu --iters 300 --eval-interval 5 --quiet "
                                                 "--no-plot --out {tmp}"])
 def test_closed_pipe_ends_quietly(command, tmp_path):
     """`xpnet ... | head`: no BrokenPipeError traceback; the status of a program ended by SIGPIPE."""

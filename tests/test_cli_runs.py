@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xpnet.checkpoint import load_checkpoint
+from xpnet.checkpoint import checkpoint_meta, load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 ARGS = ["--iters", "3000", "--hidden", "20", "--quiet", "--no-plot", "--eval-interval", "600"]
@@ -32,19 +32,19 @@ def test_a_real_sigint_then_resume_ends_where_an_uninterrupted_run_ends(tmp_path
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ckpt = tmp_path / "cut" / "model.npz"
     deadline = time.time() + 120
-    while time.time() < deadline and not (ckpt.exists() and load_checkpoint(ckpt).meta["step"] >= 600):
+    while time.time() < deadline and not (ckpt.exists() and checkpoint_meta(ckpt)["step"] >= 600):
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "SIGINT at step" in err and "Traceback" not in err
-    step = load_checkpoint(ckpt).meta["step"]
+    step = checkpoint_meta(ckpt)["step"]
     assert 600 <= step < 3000
     assert sorted(p.name for p in (tmp_path / "cut").iterdir()) == ["history.json", "model.npz"]  # no .tmp-*
 
     resumed = xpnet_train("--resume", "cut", "--quiet", "--no-plot", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    a, b = load_checkpoint(tmp_path / "whole" / "model.npz"), load_checkpoint(ckpt)
+    a, b = load_checkpoint(tmp_path / "whole" / "model.npz", device="cpu"), load_checkpoint(ckpt, device="cpu")
     for k in a.net.params:
         np.testing.assert_array_equal(a.net.params[k], b.net.params[k])
     assert a.meta["history"]["loss"] == b.meta["history"]["loss"]
@@ -94,7 +94,7 @@ def test_train_piped_into_head_ends_quietly_after_writing_its_files(tmp_path):
                        timeout=300)
     assert "BrokenPipeError" not in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert len(r.stdout.splitlines()) == 2
-    assert (tmp_path / "p" / "history.json").exists() and load_checkpoint(tmp_path / "p" / "model.npz").meta["step"] == 1200
+    assert (tmp_path / "p" / "history.json").exists() and checkpoint_meta(tmp_path / "p" / "model.npz")["step"] == 1200
 
 
 def test_a_run_at_chance_level_exits_non_zero_saying_so(tmp_path):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import xpnet
-from xpnet.distributed import Communicator, DistributedError, gpu_of_process
+from xpnet.distributed import Communicator, DistributedError, gpu_of_process, one_gpu_each
 from xpnet.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -172,13 +172,16 @@ def test_each_process_of_a_machine_takes_its_own_gpu():
     assert [gpu_of_process(0, k, 4, 8) for k in range(4)] == [0, 1, 2, 3]
     assert [gpu_of_process(2, k, 2, 4) for k in range(2)] == [2, 3]  # --device cuda:2: GPUs 2 and 3
     assert gpu_of_process(1, 0, 1, 2) == 1  # one process keeps the GPU it was given
+    # a launcher that gives each process its own GPU (CUDA_VISIBLE_DEVICES per rank): each sees one
+    assert [gpu_of_process(0, k, 4, 1) for k in range(4)] == [0, 0, 0, 0]
+    one_gpu_each(0, 4, 1, ["0000:18:00.0", "0000:19:00.0", "0000:1A:00.0", "0000:1B:00.0"])  # four GPUs
     with pytest.raises(DistributedError, match=r"4 processes on this machine from cuda:0 need cuda:0..cuda:3, but "
                                                r"only 2 GPU\(s\) are visible: launch at most 2 per machine "
                                                r"\(mpiexec -n 2\), one GPU each$"):
-        gpu_of_process(0, 3, 4, 2)
+        one_gpu_each(0, 4, 2, ["0000:18:00.0"] * 4)  # all four see the same two and took the first
     with pytest.raises(DistributedError, match=r"at most 1 per machine \(mpiexec -n 1\), one GPU each, or start "
                                                r"from --device cuda:0"):
-        gpu_of_process(1, 0, 2, 2)
+        one_gpu_each(1, 2, 2, ["0000:19:00.0"] * 2)
     with pytest.raises(DistributedError, match=r"cuda:2 is not visible: this machine shows 2 GPU\(s\)"):
         gpu_of_process(2, 0, 1, 2)
 

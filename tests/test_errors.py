@@ -5,6 +5,8 @@ import xpnet
 from xpnet import functions as F
 from xpnet.layers import Affine, SoftmaxWithLoss
 
+pytestmark = pytest.mark.in_device_scope  # layers and functions called directly (see conftest)
+
 
 @pytest.fixture
 def net(dev):

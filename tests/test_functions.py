@@ -6,6 +6,8 @@ import pytest
 
 from xpnet import functions as F
 
+pytestmark = pytest.mark.in_device_scope  # layers and functions called directly (see conftest)
+
 
 def host(dev, a):
     return dev.to_numpy(a).astype(np.float64)

@@ -438,7 +438,8 @@ def test_correct_mul_and_add_pass(dev):
 
 
 def test_declared_param_names_are_the_parameters(dev):
-    layer = Scale(arr(dev, (D,), 12), arr(dev, (D,), 13))
+    with dev.scope():  # the layer's constructor computes: on cuda:N, on GPU N
+        layer = Scale(arr(dev, (D,), 12), arr(dev, (D,), 13))
     report = xpnet.gradcheck(layer, arr(dev, (N, D), 14))
     assert_ok(report)
     assert set(report) == {"x", "weight", "bias"}  # W is not declared, so not a parameter
@@ -502,14 +503,17 @@ def test_a_gradient_left_none_fails(dev):
 
 
 def test_a_declared_parameter_with_a_wrong_gradient_shape_fails(dev):
-    layer = ScaleDbiasNotSummed(arr(dev, (D,), 12), arr(dev, (D,), 13))
+    with dev.scope():
+        layer = ScaleDbiasNotSummed(arr(dev, (D,), 12), arr(dev, (D,), 13))
     report = xpnet.gradcheck(layer, arr(dev, (N, D), 14))
     assert_fails(report, "bias", "dbias", "ScaleDbiasNotSummed", "shape")
 
 
 def test_a_parameter_forward_does_not_read_fails(dev):
     W, b, x = affine_args(dev)
-    report = xpnet.gradcheck(AffineUsesACopyOfW(W, b), x)
+    with dev.scope():
+        layer = AffineUsesACopyOfW(W, b)
+    report = xpnet.gradcheck(layer, x)
     assert_fails(report, "W", "does not influence", "AffineUsesACopyOfW")
     assert report["b"].passed
 
@@ -768,7 +772,8 @@ def small_net(dev, dtype):
 def test_rebinding_an_xpnet_net_fails_naming_the_parameter(dev, dtype):
     net, x, t = small_net(dev, dtype)
     g = net.gradient(x, t)
-    net.params["W1"] = net.params["W1"] - 0.1 * g["W1"]
+    with dev.scope():  # a reader's own arithmetic: on cuda:N, inside its scope
+        net.params["W1"] = net.params["W1"] - 0.1 * g["W1"]
     report = xpnet.gradcheck(net, x, t)
     assert not report.passed
     assert "params['W1'] does not influence the loss" in report["W1"].reason, str(report)
@@ -796,7 +801,8 @@ def test_numerical_gradient_restores_x_bit_for_bit(dev):
     x = arr(dev, (3, 2), 20)
     before = dev.to_numpy(x).copy()
     xp = array_namespace(x)
-    g = numerical_gradient(lambda v: xp.sum(v * v), x)
+    with dev.scope():  # numerical_gradient calls the function given as it is
+        g = numerical_gradient(lambda v: xp.sum(v * v), x)
     assert np.array_equal(dev.to_numpy(x), before)
     np.testing.assert_allclose(dev.to_numpy(g), 2 * before, rtol=1e-7, atol=1e-8)
     assert g.dtype == x.dtype and tuple(g.shape) == (3, 2)

@@ -1,10 +1,12 @@
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import xpnet
 from xpnet.layers import Affine, AddLayer, MulLayer, Relu, Sigmoid, SoftmaxWithLoss
+
+from optional_hypothesis import given, settings, st
+
+pytestmark = pytest.mark.in_device_scope  # layers called directly (see conftest)
 
 
 def scalar(dev, v):

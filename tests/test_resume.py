@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import xpnet
-from xpnet.checkpoint import load_checkpoint
+from xpnet.checkpoint import checkpoint_meta, load_checkpoint
 from xpnet.trainer import CheckpointWriteError, Trainer, TrainingInterrupted
 
 
@@ -46,7 +46,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, data, optimizer
     with pytest.raises(TrainingInterrupted, match=f"{sig.name} at step") as e:
         part.fit(checkpoint=tmp_path / "run.npz")
     assert 0 < e.value.step < 200 and e.value.step % part.report_every == 0
-    assert load_checkpoint(tmp_path / "run.npz").meta["step"] == e.value.step
+    assert checkpoint_meta(tmp_path / "run.npz")["step"] == e.value.step
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
 
     resumed = Trainer.resume(tmp_path / "run.npz", *data, log=None, progress=False)
@@ -61,9 +61,9 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, data, optimizer
 def test_checkpoint_holds_the_whole_run(tmp_path, data):
     tr = make(data, "adam", 0.002, iters=80)
     tr.fit(checkpoint=tmp_path / "c.npz")
-    ck = load_checkpoint(tmp_path / "c.npz")
+    ck = load_checkpoint(tmp_path / "c.npz", device="cpu")  # the run's device, whatever the default is here
     meta = ck.meta
-    assert meta["step"] == 80 and meta["optimizer"]["class"] == "Adam" and meta["optimizer"]["iter"] == 80
+    assert meta["step"] == 80 and meta["device"] == "cpu" and meta["optimizer"]["class"] == "Adam" and meta["optimizer"]["iter"] == 80
     assert {k.split("/")[1] for k in ck.arrays} == {"m", "v"} and meta["rng"]["kind"] == "pcg64"
     assert meta["history"]["eval_iters"] == [0, 40] and len(meta["history"]["loss"]) == 80
     assert len(meta["history"]["test_loss"]) == 2 and all(np.isfinite(meta["history"]["test_loss"]))
@@ -102,7 +102,7 @@ def test_a_full_disk_keeps_the_last_good_checkpoint(tmp_path, data, monkeypatch)
     monkeypatch.setattr(atomic.os, "fsync", full_after_two)
     with pytest.raises(CheckpointWriteError, match=r"step 80 .*the disk is full; the last good checkpoint \(step 40\) is kept"):
         tr.fit(checkpoint=tmp_path / "c.npz")
-    assert load_checkpoint(tmp_path / "c.npz").meta["step"] == 40
+    assert checkpoint_meta(tmp_path / "c.npz")["step"] == 40
     assert [p.name for p in tmp_path.iterdir()] == ["c.npz"]  # no temporary left behind
 
 

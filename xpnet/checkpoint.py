@@ -432,6 +432,41 @@ def _state_record(record: dict, path: str, param_bytes: int):
     return meta, out, cap
 
 
+def _records(zf, path):
+    """(the members, the JSON record, the checked architecture) of an open checkpoint."""
+    members = _members(zf, path)
+    info = members.get("__meta__.npy")
+    if info is None:
+        raise CheckpointError(f"{path} is not an xpnet checkpoint (no architecture record __meta__); "
+                              "give a file written by save_net")
+    raw = _read_array(zf, info, path, kind="meta", max_bytes=MAX_META_BYTES)
+    try:
+        text = str(raw[()])
+    except (ValueError, UnicodeError) as e:
+        raise CheckpointError(f"{path} has a malformed architecture record ({e})") from None
+    record = _parse_json(text, path)
+    if not isinstance(record, dict) or record.get("format") != _FORMAT:
+        fmt = record.get("format") if isinstance(record, dict) else None
+        what = f"has format {_short(fmt)}" if isinstance(record, dict) else \
+            f"has a malformed architecture record (a JSON {type(record).__name__}, not an object)"
+        raise CheckpointError(f"{path} {what}; this xpnet reads {_FORMAT}")
+    return members, record, _architecture(record, path)
+
+
+def checkpoint_meta(path) -> dict:
+    """The training state saved with a net (step, device, random generator, ...), read and
+    checked without loading a single array: what a resume needs to know first."""
+    path = os.fspath(path)
+    try:
+        with _open_zip(path) as zf:
+            _, record, arch = _records(zf, path)
+            return _state_record(record, path, 8 * arch["n_params"])[0]
+    except _ZIP_ERRORS as e:
+        if isinstance(e, CheckpointError):
+            raise
+        raise CheckpointError(f"{path} is damaged: {type(e).__name__}: {str(e)[:200]}; save the net again") from None
+
+
 def load_checkpoint(path, device=None, dtype=None) -> Checkpoint:
     """Rebuild a saved net on ``device`` (default: the current default device), with the training
     state saved alongside it: ``Checkpoint(net, arrays, meta)``."""
@@ -440,23 +475,7 @@ def load_checkpoint(path, device=None, dtype=None) -> Checkpoint:
     zf = _open_zip(path)
     try:
         with zf:
-            members = _members(zf, path)
-            info = members.get("__meta__.npy")
-            if info is None:
-                raise CheckpointError(f"{path} is not an xpnet checkpoint (no architecture record __meta__); "
-                                      "give a file written by save_net")
-            raw = _read_array(zf, info, path, kind="meta", max_bytes=MAX_META_BYTES)
-            try:
-                text = str(raw[()])
-            except (ValueError, UnicodeError) as e:
-                raise CheckpointError(f"{path} has a malformed architecture record ({e})") from None
-            record = _parse_json(text, path)
-            if not isinstance(record, dict) or record.get("format") != _FORMAT:
-                fmt = record.get("format") if isinstance(record, dict) else None
-                what = f"has format {_short(fmt)}" if isinstance(record, dict) else \
-                    f"has a malformed architecture record (a JSON {type(record).__name__}, not an object)"
-                raise CheckpointError(f"{path} {what}; this xpnet reads {_FORMAT}")
-            arch = _architecture(record, path)
+            members, record, arch = _records(zf, path)
             sizes = arch["sizes"]
             shapes = {}
             for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):

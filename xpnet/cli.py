@@ -288,7 +288,8 @@ def _train(a, comm) -> int:
     quiet = a.quiet or not lead
     log = _Log() if lead else (lambda *args, **kw: None)
     say = (lambda *args, **kw: None) if quiet else log
-    dev = comm.device if comm is not None else _device(a)  # a distributed run: this process's own GPU
+    # a distributed run: this process's own GPU; a resumed one: its own device unless --device says
+    dev = comm.device if comm is not None else a.device if a.resume else _device(a)
     if a.resume and (a.out or a.overwrite):
         raise _Fail("--resume DIR continues the run in DIR: leave out --out and --overwrite")
     try:  # the folder first: a bad --out fails now, not after the run
@@ -308,7 +309,7 @@ def _train(a, comm) -> int:
             try:
                 trainer = Trainer.resume(folder.checkpoint, x_train, t_train, x_test, t_test, device=dev,
                                          iters=a.iters, progress=progress, log=epoch_log, communicator=comm)
-            except (ValueError, TypeError) as e:
+            except (ValueError, TypeError, xpnet.DeviceUnavailableError) as e:
                 raise _Fail(str(e)) from None
             if a.epochs:  # epochs of the saved run's batch size
                 if a.epochs * trainer.iter_per_epoch < trainer.step:
@@ -374,6 +375,8 @@ def cmd_train(a) -> int:
     try:
         comm = _device(a).communicator()
     except DistributedError as e:
+        if e.rank:  # every process raised it together: rank 0 says it, once
+            return 2
         raise _Fail(str(e)) from None
     try:
         return _train(a, comm)

@@ -123,7 +123,8 @@ def scoped(method):
 # ---------------------------------------------------------------------------------------
 _SMALL_PRODUCT_FLOPS = 16e6  # measured crossover on a 2-core machine (784-100-10 at batch 200 gains from 2)
 _SERIAL_PRODUCT_FLOPS = 5e5  # below this (M*N*K < 65536*4) OpenBLAS's gemm never uses a second thread
-_CHOOSERS: dict = {}  # one ThreadChooser per kind of step (its largest product's size)
+_CHOOSERS: dict = {}  # NumPy's ThreadChoosers, one per kind of step (its largest product's size)
+_TORCH_CHOOSERS: dict = {}  # torch's on the CPU
 
 
 @functools.lru_cache(maxsize=1)
@@ -242,6 +243,49 @@ class _TimedBlasThreads(_BlasThreads):
         return False
 
 
+def cpu_thread_scope(pools, largest_product_flops: float, steps: int, choosers: dict):
+    """The thread count of the CPU's thread pools (``pools``: objects with ``get_num_threads``,
+    ``set_num_threads`` and ``num_threads``, as threadpoolctl's BLAS controllers) for ``steps``
+    steps whose largest product has this size.
+
+    Products of 16 MFLOP and more keep every thread. Smaller ones -- the book's net: 7.8
+    MFLOP -- run on one thread: a second thread helps them ~20 % on an idle 2-core machine but
+    made them ~6x slower on a busy one (OpenBLAS; torch's pool ran 4-6x slower), and the thread
+    count changes float32 results in the last bit (another kernel), so a fixed rule keeps runs
+    reproducible bit for bit. ``XPNET_BLAS_THREADS=N`` fixes N; ``XPNET_BLAS_THREADS=auto``
+    lets a ``ThreadChooser`` (one per size in ``choosers``) time both counts and keep the faster
+    (results then depend on what it picked)."""
+    if not pools:
+        return _NULL_SCOPE
+    mode = _blas_threads_from_env()
+    if isinstance(mode, int):
+        return _BlasThreads(pools, mode)
+    if largest_product_flops >= _SMALL_PRODUCT_FLOPS:
+        return _NULL_SCOPE
+    if mode != "auto":
+        return _BlasThreads(pools, 1)
+    chooser = choosers.get(largest_product_flops)
+    if chooser is None:
+        full = max((getattr(p, "num_threads", 1) or 1) for p in pools)  # as the library started
+        chooser = choosers[largest_product_flops] = ThreadChooser(full)
+    return _TimedBlasThreads(pools, chooser, steps)
+
+
+class _TorchThreads:
+    """torch's intra-op thread pool with the interface of a threadpoolctl BLAS controller, so
+    that ``cpu_thread_scope`` holds torch on the CPU to the policy NumPy follows."""
+
+    def __init__(self, torch):
+        self._torch = torch
+        self.num_threads = torch.get_num_threads()
+
+    def get_num_threads(self) -> int:
+        return self._torch.get_num_threads()
+
+    def set_num_threads(self, n: int) -> None:
+        self._torch.set_num_threads(n)
+
+
 _ENV_PARSED = [None, None]  # (the raw XPNET_BLAS_THREADS last parsed, what it meant): read every step
 
 
@@ -340,6 +384,13 @@ class Device:
         """A seeded random generator that draws directly on this device."""
         return Generator(self, seed)
 
+    @property
+    def rng_kind(self) -> str:
+        """The kind of state this device's generators save: a saved run continues its random
+        batches on any device whose generators are of the same kind (cpu and array_api_strict
+        draw alike on the host; cuda:0 and cuda:1 alike), and on no other."""
+        return Generator.state_kind
+
     # -- checks ---------------------------------------------------------------------
     # -- several processes ----------------------------------------------------------
     def communicator(self):
@@ -373,6 +424,8 @@ class Generator:
     ``device.asarray``: on the CPU and array-api-strict the same seed gives the same numbers.
     CuPy and torch subclass it to draw on the device with their own generators.
     """
+
+    state_kind = "pcg64"  # what ``get_state`` saves; ``set_state`` continues only its own kind
 
     def __init__(self, dev: Device, seed=None):
         self.device = dev
@@ -430,32 +483,11 @@ class NumpyDevice(Device):
         return _mpi_communicator(self)
 
     def step_scope(self, largest_product_flops: float, steps: int = 1):
-        """The BLAS thread count for ``steps`` steps whose largest product has this size.
-
-        Products of 16 MFLOP and more keep every thread. Smaller ones -- the book's net: 7.8
-        MFLOP -- run on one thread: OpenBLAS's worker threads help them ~20 % on an idle 2-core
-        machine but made them ~6x slower on a busy one, and the thread count changes float32
-        results in the last bit (OpenBLAS picks another kernel), so a fixed rule keeps runs
-        reproducible bit for bit. ``XPNET_BLAS_THREADS=N`` fixes N; ``XPNET_BLAS_THREADS=auto``
-        lets a ``ThreadChooser`` time both counts and keep the faster (results then depend on
-        what it picked)."""
+        """The BLAS thread count for ``steps`` steps whose largest product has this size
+        (``cpu_thread_scope``: the policy NumPy and torch on the CPU share)."""
         if largest_product_flops < _SERIAL_PRODUCT_FLOPS:
             return _NULL_SCOPE  # OpenBLAS runs these on one thread whatever the setting
-        libs = _blas_libraries()
-        if not libs:
-            return _NULL_SCOPE
-        mode = _blas_threads_from_env()
-        if isinstance(mode, int):
-            return _BlasThreads(libs, mode)
-        if largest_product_flops >= _SMALL_PRODUCT_FLOPS:
-            return _NULL_SCOPE
-        if mode != "auto":
-            return _BlasThreads(libs, 1)
-        chooser = _CHOOSERS.get(largest_product_flops)
-        if chooser is None:
-            full = max((getattr(lib, "num_threads", 1) or 1) for lib in libs)  # as NumPy loaded it
-            chooser = _CHOOSERS[largest_product_flops] = ThreadChooser(full)
-        return _TimedBlasThreads(libs, chooser, steps)
+        return cpu_thread_scope(_blas_libraries(), largest_product_flops, steps, _CHOOSERS)
 
 
 class StrictDevice(Device):
@@ -480,7 +512,7 @@ class StrictDevice(Device):
 class TorchDevice(Device):
     """``torch`` or ``torch:cuda:N``: PyTorch through array-api-compat."""
 
-    __slots__ = ("_torch",)
+    __slots__ = ("_torch", "_threads")
     kind = "torch"
 
     def __init__(self, gpu: int | None = None):
@@ -506,7 +538,20 @@ class TorchDevice(Device):
             native = torch.device(f"cuda:{gpu}")
             name = f"torch:{native}"
         self._torch = torch
+        self._threads = (_TorchThreads(torch),) if native.type == "cpu" else ()
         super().__init__(name, array_namespace(torch.empty(0)), native=native, array_type=torch.Tensor)
+
+    def step_scope(self, largest_product_flops: float, steps: int = 1):
+        """On the CPU, NumPy's thread policy for torch's own pool (``cpu_thread_scope``): left
+        alone, its threads spin for cores a busy machine does not give them (a book-net step
+        ran 4-6x slower than NumPy's on two busy cores). GPUs have none."""
+        if not self._threads:
+            return _NULL_SCOPE
+        return cpu_thread_scope(self._threads, largest_product_flops, steps, _TORCH_CHOOSERS)
+
+    @property
+    def rng_kind(self) -> str:
+        return TorchGenerator.state_kind + ("" if self.native.type == "cpu" else "-" + self.native.type)
 
     def to_numpy(self, x) -> np.ndarray:
         return x.detach().cpu().numpy()
@@ -541,10 +586,14 @@ class TorchDevice(Device):
 
 
 class TorchGenerator(Generator):
-    """torch's own generator on the device: no host round trip per draw."""
+    """torch's own generator on the device: no host round trip per draw. A CPU generator's state
+    and a CUDA one's differ ("torch" and "torch-cuda")."""
+
+    state_kind = "torch"
 
     def __init__(self, dev: TorchDevice, seed=None):
         self.device, self.seed = dev, seed
+        self.state_kind = dev.rng_kind
         torch = dev._torch
         self._torch = torch
         self._g = torch.Generator(device=dev.native)
@@ -565,11 +614,11 @@ class TorchGenerator(Generator):
         return self._torch.randperm(int(n), generator=self._g, device=self.device.native)
 
     def get_state(self) -> dict:
-        return {"kind": "torch", "bytes": self._g.get_state().tolist()}
+        return {"kind": self.state_kind, "bytes": self._g.get_state().tolist()}
 
     def set_state(self, state: dict) -> None:
-        if not isinstance(state, dict) or state.get("kind") != "torch":
-            raise ValueError(f"this generator ({self.device.name}) continues a 'torch' state, got "
+        if not isinstance(state, dict) or state.get("kind") != self.state_kind:
+            raise ValueError(f"this generator ({self.device.name}) continues a {self.state_kind!r} state, got "
                              f"{state.get('kind') if isinstance(state, dict) else type(state).__name__!r}")
         try:
             self._g.set_state(self._torch.tensor(state["bytes"], dtype=self._torch.uint8))
@@ -617,22 +666,25 @@ class CupyDevice(Device):
                 f"device 'cuda:{index}' does not exist: CuPy sees {n} GPU(s), cuda:0..cuda:{n - 1}"
             )
         import cupy
-        from array_api_compat import array_namespace
+        from array_api_compat import cupy as xp  # the namespace, without allocating on any GPU
 
         self._cupy, self.index = cupy, index
-        with cupy.cuda.Device(index):
-            xp = array_namespace(cupy.empty(0))
+        # cupy.cuda.Device keeps the device to restore on a thread-local stack (CuPy 13, 14), so
+        # this one object serves as every scope, from any thread. Building a device touches no
+        # GPU: a CUDA context (hundreds of MB) appears only where the device computes.
         super().__init__(f"cuda:{index}", xp, native=cupy.cuda.Device(index), array_type=cupy.ndarray)
 
     def asarray(self, data, dtype=None, copy=None):
         dt = self.dtype(dtype) if dtype is not None else None
-        with self.scope():
+        with self.native:
             return self.xp.asarray(data, dtype=dt, copy=copy)
 
     def scope(self):
-        # A fresh context object each time: cupy.cuda.Device keeps the device to restore on
-        # the object itself, so one shared object must not be entered from two threads.
-        return self._cupy.cuda.Device(self.index)
+        return self.native
+
+    @property
+    def rng_kind(self) -> str:
+        return CupyGenerator.state_kind
 
     def to_numpy(self, x) -> np.ndarray:
         return x.get()
@@ -651,15 +703,19 @@ class CupyDevice(Device):
         return type(x) is self._array_type and x.device.id == self.index
 
     def communicator(self):
-        """NCCL, one GPU per process: process k of a machine computes on GPU ``index + k``, its
-        ``communicator().device`` (build the net there)."""
-        from .distributed import DistributedError, MpiCommunicator, NcclCommunicator, gpu_of_process, launched_by_mpi
+        """NCCL, one GPU per process: process k of a machine computes on GPU ``index + k`` (or on
+        its own GPU where the launcher gives each process one), its ``communicator().device``
+        (build the net there). That GPU becomes the process's current one: every later scope
+        returns to it, and no other GPU gets a CUDA context."""
+        from .distributed import DistributedError, MpiCommunicator, NcclCommunicator, choose_gpu, launched_by_mpi
 
         if not launched_by_mpi():
             raise DistributedError("--distributed runs one process per GPU under an MPI launcher: "
                                    "mpiexec -n <GPUs> xpnet train --distributed --device cuda")
         mpi = MpiCommunicator()
-        gpu = gpu_of_process(self.index, mpi.local_rank, mpi.local_size, self._cupy.cuda.runtime.getDeviceCount())
+        cuda = self._cupy.cuda
+        gpu = choose_gpu(mpi, self.index, cuda.runtime.getDeviceCount(), lambda i: cuda.Device(i).pci_bus_id)
+        cuda.Device(gpu).use()
         return NcclCommunicator(mpi, device(f"cuda:{gpu}"))
 
 
@@ -669,6 +725,8 @@ class CupyGenerator(Generator):
     CuPy's generators expose no state to save, so this one remembers its seed (drawn from
     host entropy when none is given) and the draws made; ``set_state`` replays them on a fresh
     generator -- a few dozen calls for a whole training run."""
+
+    state_kind = "replay"
 
     def __init__(self, dev: CupyDevice, seed=None):
         self.device = dev

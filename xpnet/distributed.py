@@ -15,13 +15,19 @@ import sys
 
 import numpy as np
 
-__all__ = ["Communicator", "MpiCommunicator", "DistributedError", "launched_by_mpi", "gpu_of_process"]
+__all__ = ["Communicator", "MpiCommunicator", "NcclCommunicator", "DistributedError", "launched_by_mpi",
+           "gpu_of_process", "one_gpu_each", "choose_gpu"]
 
 _LAUNCHER_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS", "SLURM_NTASKS")
 
 
 class DistributedError(RuntimeError):
-    """A distributed run cannot start or go on; the message says what to do."""
+    """A distributed run cannot start or go on; the message says what to do. ``rank`` is set
+    when every process raised the same error together (only rank 0 need say it)."""
+
+    def __init__(self, message: str, rank: int | None = None):
+        super().__init__(message)
+        self.rank = rank
 
 
 def launched_by_mpi() -> bool:
@@ -31,18 +37,46 @@ def launched_by_mpi() -> bool:
 
 def gpu_of_process(first: int, local_rank: int, local_size: int, visible: int) -> int:
     """The GPU index of process ``local_rank`` of the ``local_size`` processes on one machine,
-    when the run was given GPU ``first``: one GPU each, ``first``, ``first + 1``, ... (NCCL refuses
-    two processes on one GPU). Raises before any engine starts when the machine has too few."""
+    when the run was given GPU ``first`` and the process sees ``visible`` GPUs: ``first``,
+    ``first + 1``, ... where each process sees them all; ``first`` where each sees fewer than
+    there are processes -- a launcher that gives every process its own GPU
+    (``CUDA_VISIBLE_DEVICES`` per rank, SLURM ``--gpus-per-task=1``). ``one_gpu_each`` then
+    proves the GPUs taken differ: NCCL refuses two processes on one GPU."""
     if first >= visible:
         raise DistributedError(f"cuda:{first} is not visible: this machine shows {visible} GPU(s), cuda:0.."
                                f"cuda:{visible - 1}")
-    if first + local_size > visible:
-        most = visible - first
-        raise DistributedError(
-            f"{local_size} processes on this machine from cuda:{first} need cuda:{first}..cuda:{first + local_size - 1}"
-            f", but only {visible} GPU(s) are visible: launch at most {most} per machine (mpiexec -n {most}), "
-            "one GPU each" + (", or start from --device cuda:0" if first else ""))
-    return first + local_rank
+    if first + local_size <= visible:
+        return first + local_rank
+    return first
+
+
+def one_gpu_each(first: int, local_size: int, visible: int, bus_ids) -> None:
+    """Raise before any engine starts unless the processes of one machine took different GPUs
+    (``bus_ids``: the PCI bus id of each one's GPU, by local rank)."""
+    if len(set(bus_ids)) == len(bus_ids):
+        return
+    most = max(visible - first, 1)
+    raise DistributedError(
+        f"{local_size} processes on this machine from cuda:{first} need cuda:{first}..cuda:{first + local_size - 1}"
+        f", but only {visible} GPU(s) are visible: launch at most {most} per machine (mpiexec -n {most}), "
+        "one GPU each" + (", or start from --device cuda:0" if first else ""))
+
+
+def choose_gpu(mpi, first: int, visible: int, bus_id) -> int:
+    """This process's GPU (``gpu_of_process``), checked against those of the machine's other
+    processes (``bus_id(index)``: the PCI bus id of a GPU). Every rank raises the same error,
+    or none does: an error on one rank alone would leave the others waiting for it."""
+    gpu, why = None, None
+    try:
+        gpu = gpu_of_process(first, mpi.local_rank, mpi.local_size, visible)
+    except DistributedError as e:
+        why = str(e)
+    mpi.agree(why)
+    try:
+        one_gpu_each(first, mpi.local_size, visible, mpi.allgather_local(bus_id(gpu)))
+    except DistributedError as e:
+        raise DistributedError(str(e), rank=mpi.rank) from None
+    return gpu
 
 
 class Communicator:
@@ -88,10 +122,22 @@ class MpiCommunicator(Communicator):
         self._mpi = MPI
         self.comm = MPI.COMM_WORLD
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
-        local = self.comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
-        self.local_rank, self.local_size = local.Get_rank(), local.Get_size()
-        local.Free()
+        self.local = self.comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)  # this machine's processes
+        self.local_rank, self.local_size = self.local.Get_rank(), self.local.Get_size()
         self.device = device
+
+    def allgather_local(self, value) -> list:
+        """``value`` of every process on this machine, by local rank (a few Python objects)."""
+        return self.local.allgather(value)
+
+    def agree(self, error: str | None) -> None:
+        """Raise the same ``DistributedError`` on every process when any of them has ``error``:
+        a setup step that fails on one rank must not leave the others waiting in a collective."""
+        errors = self.comm.allgather(error)
+        bad = [(r, e) for r, e in enumerate(errors) if e]
+        if bad:
+            r, e = bad[0]
+            raise DistributedError(f"rank {r} of {self.size}: {e}" if self.size > 1 else e, rank=self.rank)
 
     def allreduce_sum_(self, buf, device) -> None:
         host = device.host_view(buf)
@@ -115,31 +161,45 @@ class NcclCommunicator(Communicator):
     """NCCL through CuPy's bindings, one GPU per process (``device``, chosen by the device module
     with ``gpu_of_process``); the unique id is broadcast over ``mpi``, an ``MpiCommunicator``.
 
-    Written to CuPy's documented API (``cupy.cuda.nccl.NcclCommunicator``); it has not yet run on
-    a GPU here."""
+    Every rank learns of a setup error on any rank (NCCL missing, no unique id) and raises it;
+    a failure inside NCCL's own start, where the others may already wait, ends the job."""
 
     engine = "nccl"
 
     def __init__(self, mpi: MpiCommunicator, device):
-        try:
-            from cupy.cuda import nccl
-        except ImportError as e:
-            raise DistributedError(f"NCCL needs CuPy built with NCCL support ({e})") from None
-        self._mpi, self._nccl, self.device = mpi, nccl, device
+        self._mpi, self.device = mpi, device
         self.rank, self.size = mpi.rank, mpi.size
         self.local_rank, self.local_size = mpi.local_rank, mpi.local_size
-        uid = nccl.get_unique_id() if self.rank == 0 else None
+        nccl, why = _nccl_bindings()
+        uid = None
+        if nccl is not None and self.rank == 0:
+            try:
+                uid = nccl.get_unique_id()
+            except Exception as e:  # noqa: BLE001 - every rank must hear of it, not only this one
+                why = f"NCCL could not make a unique id ({type(e).__name__}: {e})"
+        mpi.agree(why)
+        self._nccl = nccl
+        self._dtypes = {np.dtype(name): getattr(nccl, const) for name, const in _NCCL_DTYPES.items()
+                        if hasattr(nccl, const)}
         uid = mpi.comm.bcast(uid, root=0)
-        with device.scope():
-            self.comm = nccl.NcclCommunicator(self.size, uid, self.rank)
+        try:
+            with device.scope():
+                self.comm = nccl.NcclCommunicator(self.size, uid, self.rank)
+        except Exception as e:  # noqa: BLE001 - the other ranks may be inside ncclCommInitRank: end them all
+            print(f"xpnet: rank {self.rank} of {self.size}: NCCL failed to start on {device.name} "
+                  f"({type(e).__name__}: {e}); ending the job", file=sys.stderr)
+            mpi.abort(1)
+            raise
 
     def allreduce_sum_(self, buf, device) -> None:
         import cupy
 
-        nccl = self._nccl
-        dt = {np.dtype("float32"): nccl.NCCL_FLOAT32, np.dtype("float64"): nccl.NCCL_FLOAT64}[np.dtype(buf.dtype)]
+        dt = self._dtypes.get(np.dtype(buf.dtype))
+        if dt is None:
+            raise TypeError(f"NCCL cannot reduce {buf.dtype} arrays; use one of "
+                            f"{', '.join(sorted(str(d) for d in self._dtypes))}")
         stream = cupy.cuda.get_current_stream().ptr
-        self.comm.allReduce(buf.data.ptr, buf.data.ptr, buf.size, dt, nccl.NCCL_SUM, stream)
+        self.comm.allReduce(buf.data.ptr, buf.data.ptr, buf.size, dt, self._nccl.NCCL_SUM, stream)
 
     def allreduce_scalars(self, values) -> list:
         return self._mpi.allreduce_scalars(values)
@@ -149,3 +209,22 @@ class NcclCommunicator(Communicator):
 
     def abort(self, code: int = 1) -> None:
         self._mpi.abort(code)
+
+
+# NumPy dtype name -> CuPy's NCCL constant (cupy_backends/cuda/libs/nccl.pxd)
+_NCCL_DTYPES = {"int8": "NCCL_INT8", "uint8": "NCCL_UINT8", "int32": "NCCL_INT32", "uint32": "NCCL_UINT32",
+                "int64": "NCCL_INT64", "uint64": "NCCL_UINT64", "float16": "NCCL_FLOAT16",
+                "float32": "NCCL_FLOAT32", "float64": "NCCL_FLOAT64"}
+
+
+def _nccl_bindings():
+    """(CuPy's NCCL module, "") or (None, why not). ``import cupy.cuda.nccl`` succeeds without
+    NCCL: CuPy then sets ``nccl.available = False`` and leaves the names out."""
+    try:
+        from cupy.cuda import nccl
+    except ImportError as e:
+        return None, f"CuPy cannot load NCCL ({e}); install it: pip install 'xpnet[cuda12]' (or [cuda13])"
+    if not getattr(nccl, "available", True) or not hasattr(nccl, "NcclCommunicator"):
+        return None, ("CuPy was installed without NCCL, which GPU data parallelism needs: pip install "
+                      "nvidia-nccl-cu12 (or -cu13, matching your CuPy), or pip install 'xpnet[cuda12]'")
+    return nccl, ""

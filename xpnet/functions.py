@@ -44,7 +44,7 @@ def sigmoid_grad(x, xp=None):
 
 def relu(x, xp=None):
     xp = xp or array_namespace(x)
-    return xp.maximum(x, 0.0)
+    return xp.maximum(x, xp.zeros((), dtype=x.dtype, device=x.device))  # no host scalar to copy over
 
 
 def relu_grad(x, xp=None):

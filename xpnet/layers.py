@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from array_api_compat import array_namespace
 
+from .device import device_of
 from .validation import check_features, check_labels, check_samples, shape_str
 from .functions import one_hot, sigmoid
 
@@ -98,8 +99,10 @@ class _LazyNamespace:
 
 
 class Relu(_LazyNamespace):
-    """max(x, 0).  Backward masks with ``where`` on a fresh array instead of the book's
-    in-place ``dout[mask] = 0``, which silently corrupted the caller's gradient."""
+    """max(x, 0).  Backward multiplies by the 0/1 mask of the output on a fresh array instead of
+    the book's in-place ``dout[mask] = 0``, which silently corrupted the caller's gradient."""
+
+    _zero = None
 
     def __init__(self, xp=None):
         self.xp = xp
@@ -107,17 +110,27 @@ class Relu(_LazyNamespace):
 
     def forward(self, x):
         xp = self.xp or self._bind(x)
-        self.out = out = xp.maximum(x, 0.0)
+        self.out = out = xp.maximum(x, _zero_like(self, x))
         return out
 
     def backward(self, dout):
-        # sign(out) is exactly the 0/1 mask of max(x, 0): one cheap ufunc, where ``where`` with
-        # a scalar costs 4x more on NumPy
-        return dout * self.xp.sign(self.out)
+        # a mask computed on the device: array-api-compat's ``sign`` for CuPy and torch writes NaNs
+        # through a boolean mask, which reads a count back to the host on every call
+        return dout * self.xp.astype(self.out > 0, dout.dtype)
 
     @property
     def mask(self):  # the book's attribute: True where the input was <= 0
         return self.out <= 0
+
+
+def _zero_like(layer, x):
+    """A 0-d zero of ``x``'s dtype and device, kept on the layer: a Python ``0.0`` given to
+    ``maximum`` becomes a new device array on every call under array-api-compat's torch (a
+    host-to-device copy on CUDA)."""
+    z = layer._zero
+    if z is None or z.dtype != x.dtype or z.device != x.device:
+        z = layer._zero = layer.xp.zeros((), dtype=x.dtype, device=x.device)
+    return z
 
 
 class Tanh(_LazyNamespace):
@@ -238,8 +251,9 @@ class SoftmaxWithLoss(_LazyNamespace):
         """The last batch's mean cross entropy (a 0-d array of the scores' dtype and device)."""
         if self._loss is None and self._pieces is not None:
             z, s = self._pieces
-            # -sum(t * log softmax) with log softmax = z - log(s), for rows of t that sum to 1
-            self._loss = (self.xp.sum(self.xp.log(s)) - self.xp.sum(self._t_onehot * z)) / z.shape[0]
+            with device_of(z).scope():  # read by the book's loop, outside any scope: on cuda:N, on GPU N
+                # -sum(t * log softmax) with log softmax = z - log(s), for rows of t that sum to 1
+                self._loss = (self.xp.sum(self.xp.log(s)) - self.xp.sum(self._t_onehot * z)) / z.shape[0]
             self._pieces = None
         return self._loss
 

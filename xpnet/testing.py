@@ -221,6 +221,9 @@ def pytest_addoption(parser):
     group.addoption("--xpnet-devices", dest="xpnet_devices", default=None,
                     help="comma-separated devices for the device/xp fixtures (default: "
                          f"{','.join(DEFAULT_DEVICES)}; env XPNET_TEST_DEVICES)")
+    group.addoption("--xpnet-device-tests-only", dest="xpnet_device_tests_only", action="store_true",
+                    help="run only the tests that take the device/xp fixtures (deselect the rest): what a GPU "
+                         "machine has to run, without repeating the device-independent tests")
 
 
 def pytest_configure(config):
@@ -268,6 +271,17 @@ def pytest_generate_tests(metafunc):
         params = [pytest.param(None, id="no-device",
                                marks=pytest.mark.skip(reason=f"no selected xpnet device is usable here ({why})"))]
     metafunc.parametrize("xpnet_device_name", params, scope="session")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.getoption("xpnet_device_tests_only", default=False):
+        return
+    keep, drop = [], []
+    for item in items:
+        (keep if "xpnet_device_name" in getattr(item, "fixturenames", ()) else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture(scope="session")

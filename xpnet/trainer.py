@@ -22,7 +22,7 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 
 from .atomic import write_atomic
-from .device import Device, device_of, is_host_data, scoped
+from .device import Device, DeviceUnavailableError, device_of, is_host_data, scoped
 from .distributed import Communicator
 from .functions import one_hot
 from .optimizers import get_optimizer
@@ -47,6 +47,29 @@ class TrainingInterrupted(KeyboardInterrupt):
 
     def __str__(self) -> str:
         return self.args[0]
+
+
+def _resume_device(path, meta, device, communicator, get_device):
+    """The device a saved run continues on: its own unless told otherwise, and only one whose
+    random generator continues the saved state (so the resumed run draws the same batches)."""
+    saved = meta.get("device") or (meta.get("history") or {}).get("config", {}).get("device")
+    if device is None and communicator is not None and communicator.device is not None:
+        device = communicator.device
+    if device is None:
+        if not isinstance(saved, str):
+            raise ValueError(f"{path} does not say which device it was trained on; pass device=")
+        try:
+            return get_device(saved)
+        except (DeviceUnavailableError, ValueError) as e:
+            raise DeviceUnavailableError(f"{path} was trained on {saved}, which is not usable here ({e}); resume "
+                                         f"it where {saved} is, or pass device= of the same kind") from None
+    dev = get_device(device)
+    kind = (meta.get("rng") or {}).get("kind") if isinstance(meta.get("rng"), dict) else None
+    if kind is not None and kind != dev.rng_kind:
+        raise ValueError(f"{path} was trained on {saved} and cannot continue on {dev.name}: its random batches "
+                         f"continue only where the generator draws alike; resume it on {saved} (leave out device) "
+                         f"or train its net on as a new run: Trainer(load_net(path, device={dev.name!r}), ...)")
+    return dev
 
 
 class CheckpointWriteError(OSError):
@@ -384,7 +407,8 @@ class Trainer:
         rng = getattr(self, "_rng", None) or self.device.rng(self.seed)
         self._rng = rng
         state = opt.state_dict()
-        meta = {"format": _RUN_FORMAT, "step": self.step, "rng": rng.get_state(), "optimizer": state["meta"],
+        meta = {"format": _RUN_FORMAT, "step": self.step, "device": self.device.name, "rng": rng.get_state(),
+                "optimizer": state["meta"],
                 "history": self.history.to_dict(), "trainer": self._settings()}
         arrays = {f"optimizer/{k}": self.device.to_numpy(v) for k, v in state["arrays"].items()}
         try:
@@ -414,15 +438,22 @@ class Trainer:
                progress=None, log=print, communicator=None) -> "Trainer":
         """A trainer that continues the run saved at ``path`` (by ``fit(checkpoint=...)``) on the
         same data: its next ``fit()`` picks up at the saved step with the saved optimizer state,
-        random generator and history. ``iters`` may extend the run."""
-        from .checkpoint import load_checkpoint
+        random generator and history. ``iters`` may extend the run.
+
+        The run continues on the device it was trained on (with a ``communicator``: this
+        process's ``communicator.device``), whatever the default device here is. ``device``
+        may name another whose random generator continues the saved one (cpu and
+        array_api_strict; cuda:0 and cuda:1); any other is refused, naming both."""
+        from .checkpoint import checkpoint_meta, load_checkpoint
+        from .device import device as get_device
         from .optimizers import Optimizer
 
-        ck = load_checkpoint(path, device=device)
-        meta = ck.meta
+        meta = checkpoint_meta(path)
         if meta.get("format") != _RUN_FORMAT:
             raise ValueError(f"{path} holds a net but no training run to resume (saved by save_net, not by "
                              f"Trainer.fit(checkpoint=...)); train it anew with Trainer(load_net(path), ...)")
+        ck = load_checkpoint(path, device=_resume_device(path, meta, device, communicator, get_device))
+        meta = ck.meta
         try:
             settings, step = dict(meta["trainer"]), int(meta["step"])
             dev = ck.net.device
@@ -535,20 +566,23 @@ class Trainer:
         return losses
 
     def _averaging(self, apply):
-        """``apply`` after one allreduce of every gradient, packed in a single buffer."""
+        """``apply`` after one allreduce of every gradient, packed in a single buffer (allocated
+        once, at the first step: every step writes into the same memory)."""
         xp, comm, dev = self.xp, self.comm, self.device
+        flat, views = None, None
 
         def reduced(params, grads):
-            keys = list(grads)
-            flat = xp.concat([xp.reshape(grads[key], (-1,)) for key in keys])
+            nonlocal flat, views
+            if flat is None:
+                keys = list(grads)
+                sizes = [math.prod(grads[key].shape) for key in keys]
+                flat = xp.empty((sum(sizes),), dtype=grads[keys[0]].dtype, device=dev.native)
+                bounds = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+                views = [(key, bounds[i], bounds[i + 1], grads[key].shape) for i, key in enumerate(keys)]
+            for key, a, b, _ in views:
+                flat[a:b] = xp.reshape(grads[key], (-1,))
             comm.allreduce_sum_(flat, dev)
-            out, at = {}, 0
-            for key in keys:
-                shape = grads[key].shape
-                size = math.prod(shape)
-                out[key] = xp.reshape(flat[at:at + size], shape)
-                at += size
-            apply(params, out)
+            apply(params, {key: xp.reshape(flat[a:b], shape) for key, a, b, shape in views})
 
         return reduced
 
