@@ -49,6 +49,7 @@ __all__ = [
     "to_host",
     "host_memory_bytes",
     "scoped",
+    "scope_of",
     "null_scope",
     "blas_thread_limit",
 ]
@@ -915,6 +916,15 @@ def device_of(x, xp=None) -> Device:
         if dev.owns(x):
             return dev
     return device(_spec_of(x))
+
+
+def scope_of(x):
+    """The scope of the device ``x`` lives on (GPU N current for an array of ``cuda:N``); the
+    no-op scope for an array of no device xpnet knows, which then computes as it would anyway."""
+    try:
+        return device_of(x).scope()
+    except TypeError:
+        return _NULL_SCOPE
 
 
 def _spec_of(x) -> str:

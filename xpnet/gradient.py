@@ -13,7 +13,6 @@ come back to Python.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import inspect
 import itertools
@@ -368,15 +367,9 @@ def _attrs(obj) -> dict:
 
 def _scope_of(candidates):
     """The device scope of the first array among ``candidates`` (CuPy computes on the current GPU)."""
-    from .device import device_of
+    from .device import null_scope, scope_of
 
-    for a in candidates:
-        if _is_array(a):
-            try:
-                return device_of(a).scope()
-            except TypeError:
-                break
-    return contextlib.nullcontext()
+    return next((scope_of(a) for a in candidates if _is_array(a)), null_scope())
 
 
 # -- nets -----------------------------------------------------------------------------------

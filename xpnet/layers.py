@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from array_api_compat import array_namespace
 
-from .device import device_of
+from .device import scope_of
 from .validation import check_features, check_labels, check_samples, shape_str
 from .functions import one_hot, sigmoid
 
@@ -251,7 +251,7 @@ class SoftmaxWithLoss(_LazyNamespace):
         """The last batch's mean cross entropy (a 0-d array of the scores' dtype and device)."""
         if self._loss is None and self._pieces is not None:
             z, s = self._pieces
-            with device_of(z).scope():  # read by the book's loop, outside any scope: on cuda:N, on GPU N
+            with scope_of(z):  # read by the book's loop, outside any scope: on cuda:N, on GPU N
                 # -sum(t * log softmax) with log softmax = z - log(s), for rows of t that sum to 1
                 self._loss = (self.xp.sum(self.xp.log(s)) - self.xp.sum(self._t_onehot * z)) / z.shape[0]
             self._pieces = None
