@@ -238,3 +238,12 @@ def test_products_openblas_never_threads_get_no_thread_scope(monkeypatch):
 
     monkeypatch.setenv("XPNET_BLAS_THREADS", "1")
     assert xpnet.device("cpu").step_scope(1e3) is null_scope()  # 4x16x8: nothing to hold back
+
+
+def test_take_rows_is_the_standards_take_along_the_first_axis(dev):
+    x = dev.asarray(np.arange(12.0).reshape(4, 3), dtype="float32")
+    idx = dev.asarray(np.array([3, 0, 0, 2]))
+    with dev.scope():
+        rows = dev.take_rows(x, idx)
+    np.testing.assert_array_equal(dev.to_numpy(rows), np.arange(12.0).reshape(4, 3)[[3, 0, 0, 2]])
+    assert dev.owns(rows) and rows.dtype == x.dtype

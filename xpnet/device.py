@@ -364,6 +364,11 @@ class Device:
         return host_memory_bytes()
 
     # -- how to run a training step ---------------------------------------------------
+    def take_rows(self, x, indices):
+        """The rows of ``x`` at ``indices`` (integers in ``[0, len(x))``, as a trainer draws
+        them): the standard's ``take`` along the first axis, or a cheaper gather where one is."""
+        return self.xp.take(x, indices, axis=0)
+
     def step_scope(self, largest_product_flops: float, steps: int = 1):
         """A context for a run of training steps whose largest matrix product has this size.
 
@@ -541,6 +546,11 @@ class TorchDevice(Device):
         self._torch = torch
         self._threads = (_TorchThreads(torch),) if native.type == "cpu" else ()
         super().__init__(name, array_namespace(torch.empty(0)), native=native, array_type=torch.Tensor)
+
+    def take_rows(self, x, indices):
+        # array-api-compat's take wraps negative indices first (three more operations a call, on
+        # the GPU three more kernels); a trainer's indices are never negative
+        return self._torch.index_select(x, 0, indices)
 
     def step_scope(self, largest_product_flops: float, steps: int = 1):
         """On the CPU, NumPy's thread policy for torch's own pool (``cpu_thread_scope``): left

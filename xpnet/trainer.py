@@ -525,11 +525,11 @@ class Trainer:
         The whole hot loop: draw indices on the device, gather the batch, forward and backward,
         update in place. No host transfer, no validation (the data was checked on arrival).
         """
-        net, xp, opt = self.net, self.xp, self.optimizer
+        net, opt = self.net, self.optimizer
         X, n, bs = self.x_train, self.x_train.shape[0], self.batch_size
         rng = getattr(self, "_rng", None) or self.device.rng(self.seed)
         self._rng = rng
-        params, take, record = net.params, xp.take, self.record_loss
+        params, take, record = net.params, self.device.take_rows, self.record_loss
         losses = []
         block = max(1, min(k, 256))  # indices for up to 256 steps drawn in one call, then sliced
         comm = self.comm
@@ -554,7 +554,7 @@ class Trainer:
                     drawn = rng.integers(n, min(block, k - i) * bs * world)
                 start = j * bs * world + share
                 idx = drawn[start:start + bs]
-                x, t = take(X, idx, axis=0), take(T, idx, axis=0)
+                x, t = take(X, idx), take(T, idx)
                 if self.fast:
                     apply(params, step(x, t, scale))
                     if record:
