@@ -5,7 +5,6 @@ rules that need no launcher (which GPU a process takes, a net on the wrong devic
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -18,15 +17,9 @@ import xpnet
 from xpnet.distributed import Communicator, DistributedError, gpu_of_process, one_gpu_each
 from xpnet.trainer import Trainer
 
-ROOT = Path(__file__).resolve().parent.parent
-MPIEXEC = shutil.which("mpiexec") or str(Path(sys.executable).parent / "mpiexec")
-try:
-    import mpi4py  # noqa: F401
+from mpi_launcher import MPIEXEC, needs_mpi
 
-    NO_MPI = None if os.path.exists(MPIEXEC) else "no mpiexec on PATH (pip install 'xpnet[mpi]' brings Open MPI's)"
-except ImportError:
-    NO_MPI = "the MPI tests need mpi4py: pip install 'xpnet[mpi]'"
-needs_mpi = pytest.mark.skipif(NO_MPI is not None, reason=NO_MPI or "")
+ROOT = Path(__file__).resolve().parent.parent
 
 SCRIPT = '''
 import sys, numpy as np, xpnet

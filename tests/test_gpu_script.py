@@ -6,7 +6,6 @@ import importlib.util
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,15 +14,10 @@ import pytest
 
 import xpnet
 
+from mpi_launcher import MPIEXEC, needs_mpi
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "ci" / "gpu_checks.py"
-MPIEXEC = shutil.which("mpiexec") or shutil.which("mpiexec", path=str(Path(sys.executable).parent))
-try:
-    import mpi4py  # noqa: F401
-
-    NO_MPI = None if MPIEXEC else "no mpiexec on PATH (pip install 'xpnet[mpi]' brings Open MPI's)"
-except ImportError:
-    NO_MPI = "the one-process check under mpiexec needs mpi4py: pip install 'xpnet[mpi]'"
 
 
 def _run(*args, cwd=ROOT, env=None, launcher=()):
@@ -87,7 +81,7 @@ def test_gpu_checks_on_the_simulated_gpu(tmp_path):
     assert r.returncode == 1 and "one_process: skipped: no MPI launcher" in r.stdout  # protocol FAILED
 
 
-@pytest.mark.skipif(NO_MPI is not None, reason=NO_MPI or "")
+@needs_mpi
 @pytest.mark.parametrize("nccl", ["1", "0"], ids=["nccl", "no-nccl"])
 def test_one_process_under_mpiexec_on_the_simulated_gpu(tmp_path, nccl):
     out = tmp_path / "one.json"

@@ -9,7 +9,6 @@ runs in-process on whatever is installed.
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -20,16 +19,10 @@ import pytest
 
 from xpnet.checkpoint import load_checkpoint
 
+from mpi_launcher import MPIEXEC, needs_mpi
+
 ROOT = Path(__file__).resolve().parent.parent
 FAKE = ROOT / "tests" / "fakecupy"
-MPIEXEC = shutil.which("mpiexec") or str(Path(sys.executable).parent / "mpiexec")
-try:
-    import mpi4py  # noqa: F401
-
-    NO_MPI = None if os.path.exists(MPIEXEC) else "no mpiexec on PATH (pip install 'xpnet[mpi]' brings Open MPI's)"
-except ImportError:
-    NO_MPI = "the MPI tests need mpi4py: pip install 'xpnet[mpi]'"
-needs_mpi = pytest.mark.skipif(NO_MPI is not None, reason=NO_MPI or "")
 TRAIN = ["--hidden", "20", "--quiet", "--no-plot", "--eval-interval", "100", "--batch-size", "50"]
 
 

@@ -22,7 +22,7 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 
 from .atomic import write_atomic
-from .device import Device, DeviceUnavailableError, device_of, is_host_data, scoped
+from .device import Device, DeviceUnavailableError, device as get_device, device_of, is_host_data, scoped
 from .distributed import Communicator
 from .functions import one_hot
 from .optimizers import get_optimizer
@@ -49,7 +49,7 @@ class TrainingInterrupted(KeyboardInterrupt):
         return self.args[0]
 
 
-def _resume_device(path, meta, device, communicator, get_device):
+def _resume_device(path, meta, device, communicator):
     """The device a saved run continues on: its own unless told otherwise, and only one whose
     random generator continues the saved state (so the resumed run draws the same batches)."""
     saved = meta.get("device") or (meta.get("history") or {}).get("config", {}).get("device")
@@ -64,7 +64,8 @@ def _resume_device(path, meta, device, communicator, get_device):
             raise DeviceUnavailableError(f"{path} was trained on {saved}, which is not usable here ({e}); resume "
                                          f"it where {saved} is, or pass device= of the same kind") from None
     dev = get_device(device)
-    kind = (meta.get("rng") or {}).get("kind") if isinstance(meta.get("rng"), dict) else None
+    rng = meta.get("rng")
+    kind = rng.get("kind") if isinstance(rng, dict) else None
     if kind is not None and kind != dev.rng_kind:
         raise ValueError(f"{path} was trained on {saved} and cannot continue on {dev.name}: its random batches "
                          f"continue only where the generator draws alike; resume it on {saved} (leave out device) "
@@ -445,14 +446,13 @@ class Trainer:
         may name another whose random generator continues the saved one (cpu and
         array_api_strict; cuda:0 and cuda:1); any other is refused, naming both."""
         from .checkpoint import checkpoint_meta, load_checkpoint
-        from .device import device as get_device
         from .optimizers import Optimizer
 
         meta = checkpoint_meta(path)
         if meta.get("format") != _RUN_FORMAT:
             raise ValueError(f"{path} holds a net but no training run to resume (saved by save_net, not by "
                              f"Trainer.fit(checkpoint=...)); train it anew with Trainer(load_net(path), ...)")
-        ck = load_checkpoint(path, device=_resume_device(path, meta, device, communicator, get_device))
+        ck = load_checkpoint(path, device=_resume_device(path, meta, device, communicator))
         meta = ck.meta
         try:
             settings, step = dict(meta["trainer"]), int(meta["step"])
