@@ -23,7 +23,8 @@ import numpy as np
 
 
 # ---------------------------------------------------------------------------------------
-# the book's code (ch. 5: common/functions.py, common/layers.py, two_layer_net.py)
+# the book's code (ch. 5: common/functions.py, common/layers.py, two_layer_net.py), from Deep Learning
+# from Scratch (MIT, Copyright (c) 2016 Koki Saitoh; the notice is in THIRD_PARTY_NOTICES.md)
 # ---------------------------------------------------------------------------------------
 def book_code(np):  # noqa: C901 - the book's code, kept as the book writes it
     """The book's layers and TwoLayerNet, with ``np`` the array module (numpy or cupy)."""

@@ -1,4 +1,5 @@
-"""The book's ch05/gradient_check.py, unchanged but for its two imports, which point at xpnet.
+"""The book's ch05/gradient_check.py, unchanged but for its two imports, which point at xpnet
+(Deep Learning from Scratch, MIT, Copyright (c) 2016 Koki Saitoh: see THIRD_PARTY_NOTICES.md).
 
 It prints the mean absolute difference between backprop and the numerical gradient of each
 parameter. xpnet's nets compute in float64 unless told otherwise -- as the book's NumPy code

@@ -1,5 +1,8 @@
 """The book's NumPy Affine and ReLU as a careful reader writes them: the tests' reader nets and
-reader-mistake layers build on these (ReLU copies ``dout`` instead of the book's in-place mask)."""
+reader-mistake layers build on these (ReLU copies ``dout`` instead of the book's in-place mask).
+
+Adapted from Deep Learning from Scratch's ``common/layers.py`` (MIT, Copyright (c) 2016 Koki
+Saitoh; the notice is in THIRD_PARTY_NOTICES.md)."""
 
 import numpy as np
 
