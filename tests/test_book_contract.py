@@ -280,3 +280,69 @@ def test_gradcheck_fails_a_backward_that_leaves_out_an_input():
 
     report = xpnet.gradcheck(HalfMul(), np.array([1.0, 2.0]), np.array([3.0, -1.0]))
     assert not report.passed and "none for its input y" in report["y"].reason
+
+
+# -- the book's MultiLayerNet call and its other spelling, last_layer ---------------------------
+def test_multi_layer_net_takes_the_books_call_and_defaults(dev):
+    net = xpnet.MultiLayerNet(input_size=784, hidden_size_list=[100, 100], output_size=10, device=dev, seed=0)
+    assert list(net.layers) == ["Affine1", "Activation_function1", "Affine2", "Activation_function2", "Affine3"]
+    assert net.sizes == [784, 100, 100, 10] and net.last_layer is net.lastLayer
+    w1 = dev.to_numpy(net.params["W1"])
+    assert abs(w1.std() - np.sqrt(2.0 / 784)) < 0.002  # the book's default 'relu': He's initial weights
+    sig = xpnet.MultiLayerNet(784, [50], 10, "sigmoid", "xavier", device=dev, seed=0)  # by position
+    assert abs(dev.to_numpy(sig.params["W2"]).std() - np.sqrt(1.0 / 50)) < 0.02
+    assert isinstance(sig.layers["Activation_function1"], xpnet.Sigmoid)
+    same = xpnet.MultiLayerNet([784, 100, 100, 10], weight_init="he", device=dev, seed=0)  # xpnet's form
+    assert list(same.layers) == ["Affine1", "Relu1", "Affine2", "Relu2", "Affine3"]
+    np.testing.assert_array_equal(dev.to_numpy(same.params["W1"]), w1)  # one seed, one net, either form
+    x, t = batch(dev, d=784, c=10)
+    for k, g in net.gradient(x, t).items():
+        np.testing.assert_array_equal(dev.to_numpy(g), dev.to_numpy(same.gradient(x, t)[k]))
+
+
+def test_the_books_multi_layer_net_call_is_checked(dev):
+    with pytest.raises(TypeError, match="needs hidden_size_list"):
+        xpnet.MultiLayerNet(input_size=784, output_size=10, device=dev)
+    with pytest.raises(TypeError, match="not both"):
+        xpnet.MultiLayerNet([784, 10], input_size=784, device=dev)
+    with pytest.raises(ValueError, match="weight_decay_lambda=0.1: this xpnet trains without weight decay"):
+        xpnet.MultiLayerNet(input_size=784, hidden_size_list=[10], output_size=10, weight_decay_lambda=0.1)
+
+
+def test_a_book_form_net_saves_and_loads_with_its_layer_names(tmp_path):
+    net = xpnet.MultiLayerNet(input_size=20, hidden_size_list=[8], output_size=3, device="cpu", seed=0)
+    back = xpnet.load_net(xpnet.save_net(net, tmp_path / "m.npz"), device="cpu")
+    assert list(back.layers) == list(net.layers) and back.config == net.config
+    np.testing.assert_array_equal(back.params["W1"], net.params["W1"])
+
+
+class LastLayerReaderNet(ReaderNet):
+    """A reader's net spelled as the book's chapter 6-8 nets are: ``last_layer``."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.last_layer = self.__dict__.pop("lastLayer")
+
+    def loss(self, x, t):
+        return self.last_layer.forward(self.predict(x), t)
+
+    def gradient(self, x, t):
+        self.loss(x, t)
+        dout = self.last_layer.backward(1)
+        for layer in reversed(list(self.layers.values())):
+            dout = layer.backward(dout)
+        a1, a2 = self.layers["Affine1"], self.layers["Affine2"]
+        return {"W1": a1.dW, "b1": a1.db, "W2": a2.dW, "b2": a2.db}
+
+
+def test_gradcheck_and_the_trainer_find_a_last_layer_spelled_last_layer(mnist):
+    net = LastLayerReaderNet(6, 5, 3, 0.5)
+    rng = np.random.default_rng(0)
+    x, t = rng.standard_normal((4, 6)), np.eye(3)[[0, 2, 1, 2]]
+    report = xpnet.gradcheck(net, x, t)
+    assert report.passed, str(report)
+    assert set(report.layers) == {"Affine1", "Relu1", "Affine2", "BookSoftmaxWithLoss"}
+    xs, ts, xts, tts = mnist
+    reader = LastLayerReaderNet(784, 20, 10, 0.01)
+    h = Trainer(reader, xs, np.eye(10)[ts], xts, np.eye(10)[tts], iters=300, log=None, progress=False).fit()
+    assert len(h.loss) == 300 and h.final_test_acc > 0.6

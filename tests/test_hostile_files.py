@@ -271,6 +271,8 @@ def with_record(tmp_path, record, name="m.npz"):
     ({"sizes": [4, 3, 3, 2]}, "a TwoLayerNet has 3 sizes and relu"),
     ({"class": 5}, r"unknown architecture \(5, 3 sizes\)"),
     ({"dtype": 32}, "dtype must be a name such as 'float32'"),
+    ({"layer_names": "keras"}, "layer_names must be 'xpnet' or 'book', got 'keras'"),
+    ({"layer_names": ["book"]}, "layer_names must be 'xpnet' or 'book'"),
 ])
 def test_malformed_architecture_records(tmp_path, config, message):
     path = with_record(tmp_path, record_of(small_net(), **config))

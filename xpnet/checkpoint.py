@@ -390,12 +390,15 @@ def _architecture(record: dict, path: str) -> dict:
                               "number, 'he' or 'xavier' -- the record was edited or damaged")
     if not isinstance(dtype, str):
         raise _damaged(path, f"dtype must be a name such as 'float32', got {_short(dtype)}")
+    layer_names = cfg.get("layer_names", "xpnet")  # "book": Activation_function1, ... (the book's form)
+    if layer_names not in ("xpnet", "book"):
+        raise _damaged(path, f"layer_names must be 'xpnet' or 'book', got {_short(layer_names)}")
     n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
     if 2 * n_params > MAX_PARAM_BYTES:  # even as float16
         raise CheckpointError(f"{path} records sizes {str(sizes)[:200]}: {n_params} parameters, more than a "
                               f"checkpoint may hold ({_size(MAX_PARAM_BYTES)}); refused before reading them")
     return {"class": kind, "sizes": sizes, "activation": activation, "weight_init": weight_init, "dtype": dtype,
-            "n_params": n_params}
+            "layer_names": layer_names, "n_params": n_params}
 
 
 def _state_record(record: dict, path: str, param_bytes: int):
@@ -510,7 +513,7 @@ def load_checkpoint(path, device=None, dtype=None) -> Checkpoint:
             net = TwoLayerNet(*sizes, arch["weight_init"], device=dev, dtype=dtype, params=params)
         else:
             net = MultiLayerNet(sizes, arch["activation"], arch["weight_init"], device=dev, dtype=dtype,
-                                params=params)
+                                params=params, layer_names=arch["layer_names"])
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: cannot rebuild the saved net ({e})") from None
     return Checkpoint(net, arrays, meta)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from array_api_compat import array_namespace, is_array_api_obj
 
 from .layers import layer_param_names
+from .nets import last_layer_of
 from .validation import positive_number
 
 __all__ = ["numerical_gradient", "gradcheck", "GradcheckReport", "GradResult"]
@@ -332,7 +333,7 @@ def gradcheck(target, *inputs, h=None, atol=None, rtol=None, dtype="float64", lo
 
     ``gradcheck(net, x, t)`` checks every parameter of a net (anything with ``params``,
     ``gradient`` and ``loss``); with ``locate=True`` it also checks each of its ``layers`` and
-    its ``lastLayer`` alone and names the ones whose backward is wrong (``report.culprits``).
+    its ``lastLayer`` (or ``last_layer``) alone and names the ones whose backward is wrong (``report.culprits``).
     ``gradcheck(layer, *forward_inputs)`` checks a single layer: the gradient of every floating
     input, and of every parameter -- the names in ``layer.param_names`` when the layer declares
     them, else the book's ``W``, ``b``, ``gamma``, ``beta`` present on it -- whose gradient is
@@ -379,7 +380,7 @@ def _unheld_params(net) -> list:
     Empty when the net shows no layers to look into (then nothing can be said)."""
     if not isinstance(getattr(net, "layers", None), Mapping):
         return []
-    layers = list(net.layers.values()) + [getattr(net, "lastLayer", None)]
+    layers = list(net.layers.values()) + [last_layer_of(net)]
     held = set()
     for layer in layers:
         if layer is None:
@@ -429,7 +430,7 @@ def _check_net(net, inputs, report, h, atol, rtol, dtype, locate, seed):
                 net = net.to(dtype=dtype)
             except ValueError as e:  # xpnet's nets refuse to copy layers that disagree with params
                 report.notes.append(f"error: net.to(dtype={dtype!r}) raised: {e}")
-                if locate and hasattr(orig, "layers") and hasattr(orig, "lastLayer"):
+                if locate and hasattr(orig, "layers") and last_layer_of(orig) is not None:
                     _locate(orig, *(_cast(a, dtype, None) for a in inputs), report, h, atol, rtol, dtype, seed)
                 return
         else:  # a user's own net: its parameters are whatever it made them
@@ -491,14 +492,15 @@ def _check_net(net, inputs, report, h, atol, rtol, dtype, locate, seed):
         if key not in net.params:
             report.notes.append(f"net.gradient() returned {key!r}, which is not in net.params (not checked)")
 
-    if locate and hasattr(orig, "layers") and hasattr(orig, "lastLayer"):
+    if locate and hasattr(orig, "layers") and last_layer_of(orig) is not None:
         _locate(orig, x, t, report, h, atol, rtol, dtype, seed)
 
 
 def _locate(net, x, t, report, h, atol, rtol, dtype, seed):
     """Check each layer the net really holds alone, fed with the input it sees in the net."""
     a = x
-    items = list(net.layers.items()) + [(type(net.lastLayer).__name__, net.lastLayer)]
+    loss_layer = last_layer_of(net)
+    items = list(net.layers.items()) + [(type(loss_layer).__name__, loss_layer)]
     for i, (name, layer) in enumerate(items):
         last = i == len(items) - 1
         ins = (a, t) if last else (a,)

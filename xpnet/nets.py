@@ -26,9 +26,16 @@ from .layers import Affine, Relu, Sigmoid, SoftmaxWithLoss, Tanh, layer_param_na
 from .validation import (check_array, check_features, check_finite, check_labels, check_net_size, check_samples,
                          index_labels, is_kind, positive_int)
 
-__all__ = ["Net", "MultiLayerNet", "TwoLayerNet", "ACTIVATIONS"]
+__all__ = ["Net", "MultiLayerNet", "TwoLayerNet", "ACTIVATIONS", "last_layer_of"]
 
 ACTIVATIONS = {"relu": Relu, "sigmoid": Sigmoid, "tanh": Tanh}
+
+def last_layer_of(net):
+    """A net's loss layer under either of the book's names: ``lastLayer`` (chapter 5's nets) or
+    ``last_layer`` (its ``MultiLayerNet`` and the nets of chapters 6-8); None when it has none."""
+    last = getattr(net, "lastLayer", None)
+    return last if last is not None else getattr(net, "last_layer", None)
+
 
 def _is_array(v) -> bool:
     return hasattr(v, "shape") and hasattr(v, "dtype") and not isinstance(v, type)
@@ -347,6 +354,15 @@ class Net:
         new.grads, new._slots_key, new._slots, new._eye, new._weights_key = None, None, None, None, None
         return new
 
+    @property
+    def last_layer(self):
+        """The book's other spelling of ``lastLayer`` (its chapter 6-8 nets): the same layer."""
+        return self.lastLayer
+
+    @last_layer.setter
+    def last_layer(self, layer):
+        self.lastLayer = layer
+
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({' -> '.join(self.layers)} -> {type(self.lastLayer).__name__}, "
                 f"device={self.device.name!r}, dtype={dtype_name(self.dtype)})")
@@ -368,14 +384,29 @@ def _init_scale(weight_init, fan_in: int) -> float:
 class MultiLayerNet(Net):
     """Fully connected net: (Affine -> activation) * (L-1) -> Affine -> SoftmaxWithLoss.
 
-    ``sizes`` lists the layer widths, input first: ``[784, 100, 100, 10]``; ``activation`` is
-    relu, sigmoid or tanh. The book's attributes are all here: ``params`` (W1, b1, ...), ordered
-    ``layers`` (Affine1, Relu1, ..., AffineL), ``lastLayer``. ``params=`` starts from given host
-    arrays (a checkpoint's) instead of drawing them.
+    Two ways to call it. The book's: ``MultiLayerNet(input_size=784, hidden_size_list=[100, 100],
+    output_size=10, activation='relu', weight_init_std='relu', weight_decay_lambda=0)``, with its
+    defaults (He's initial weights for 'relu'/'he', Xavier's for 'sigmoid'/'xavier') and its
+    layer names (Affine1, Activation_function1, ..., AffineL). xpnet's: ``MultiLayerNet([784,
+    100, 100, 10], activation='relu', weight_init=0.01)``, the widths input first, layers named
+    Affine1, Relu1, .... ``activation`` is relu, sigmoid or tanh. The book's attributes are all
+    here: ``params`` (W1, b1, ...), ordered ``layers``, ``lastLayer`` (``last_layer``).
+    ``params=`` starts from given host arrays (a checkpoint's) instead of drawing them.
     """
 
-    def __init__(self, sizes, activation="relu", weight_init=0.01, *, device=None, dtype="float64",
-                 seed=None, params=None):
+    def __init__(self, sizes=None, activation="relu", weight_init=None, *book_args, input_size=None,
+                 hidden_size_list=None, output_size=None, weight_init_std=None, weight_decay_lambda=0,
+                 device=None, dtype="float64", seed=None, params=None, layer_names="xpnet"):
+        book = _book_arguments(sizes, activation, weight_init, book_args, input_size, hidden_size_list,
+                               output_size, weight_init_std, weight_decay_lambda)
+        if book is not None:
+            sizes, activation, weight_init = book
+            layer_names = "book"
+        elif weight_init is None:
+            weight_init = 0.01
+        if layer_names not in _ACTIVATION_KEYS:
+            raise ValueError(f"layer_names must be 'xpnet' (Relu1, ...) or 'book' (Activation_function1, ...), "
+                             f"got {layer_names!r}")
         if not isinstance(sizes, (list, tuple)) or len(sizes) < 2:
             raise ValueError(f"sizes must list at least two positive layer widths, got {sizes!r}")
         sizes = [positive_int(f"sizes[{i}]", s) for i, s in enumerate(sizes)]
@@ -389,6 +420,7 @@ class MultiLayerNet(Net):
         if not isinstance(weight_init, str):
             weight_init = float(weight_init)  # np.float32(0.01) too; the config stays JSON
         self.sizes, self.activation, self.weight_init, self.seed = sizes, activation, weight_init, seed
+        self.layer_names = layer_names
         if params is None:  # refused with its size before anything is allocated
             check_net_size(sizes, dev.xp.finfo(dt).bits // 8, dev, host=get_device("cpu"))
             rng = host_rng(seed)
@@ -402,9 +434,12 @@ class MultiLayerNet(Net):
         for i in range(1, n + 1):  # the first layer's input gradient is read by nobody: skip it
             layers[f"Affine{i}"] = Affine(params[f"W{i}"], params[f"b{i}"], compute_dx=(i > 1))
             if i < n:
-                act = ACTIVATIONS[activation]
-                layers[f"{act.__name__}{i}"] = act(dev.xp)
+                layers[self._activation_key(i)] = ACTIVATIONS[activation](dev.xp)
         super().__init__(layers, SoftmaxWithLoss(dev.xp), params=params, device=dev)
+
+    def _activation_key(self, i: int) -> str:
+        """The name of the i-th activation layer: Relu1 (xpnet's), Activation_function1 (the book's)."""
+        return f"{_ACTIVATION_KEYS[self.layer_names] or ACTIVATIONS[self.activation].__name__}{i}"
 
     def _as_built(self) -> bool:
         """Whether the layers are still the ones this class builds (nobody replaced one)."""
@@ -414,7 +449,7 @@ class MultiLayerNet(Net):
         for i in range(1, n + 1):
             expected.append((f"Affine{i}", Affine))
             if i < n:
-                expected.append((f"{act.__name__}{i}", act))
+                expected.append((self._activation_key(i), act))
         return [(k, type(v)) for k, v in self.layers.items()] == expected and type(self.lastLayer) is SoftmaxWithLoss \
             and all(self.layers[f"Affine{i}"].W is self.params[f"W{i}"] and self.layers[f"Affine{i}"].b is
                     self.params[f"b{i}"] for i in range(1, n + 1))
@@ -425,14 +460,61 @@ class MultiLayerNet(Net):
         layers were replaced is described layer by layer instead."""
         if not self._as_built():
             return super().config
-        return {"class": type(self).__name__, "sizes": list(self.sizes), "activation": self.activation,
-                "weight_init": self.weight_init, "dtype": dtype_name(self.dtype)}
+        cfg = {"class": type(self).__name__, "sizes": list(self.sizes), "activation": self.activation,
+               "weight_init": self.weight_init, "dtype": dtype_name(self.dtype)}
+        if self.layer_names != "xpnet":
+            cfg["layer_names"] = self.layer_names
+        return cfg
 
     def __repr__(self) -> str:
         if not self._as_built():
             return super().__repr__()
         arch = "-".join(str(s) for s in self.sizes)
         return f"{type(self).__name__}({arch}, {self.activation}, device={self.device.name!r}, dtype={dtype_name(self.dtype)})"
+
+
+_ACTIVATION_KEYS = {"xpnet": None, "book": "Activation_function"}  # None: the activation's class name
+
+
+def _book_arguments(sizes, activation, weight_init, rest, input_size, hidden_size_list, output_size,
+                    weight_init_std, weight_decay_lambda):
+    """(sizes, activation, weight_init) of a call in the book's form -- keywords input_size,
+    hidden_size_list, output_size, or ``MultiLayerNet(784, [100, 100], 10, ...)`` -- else None."""
+    keywords = (input_size, hidden_size_list, output_size, weight_init_std)
+    positional = isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool)
+    if not positional and all(v is None for v in keywords) and not rest and weight_decay_lambda == 0:
+        return None
+    if positional:  # MultiLayerNet(input_size, hidden_size_list, output_size, activation, weight_init_std, ...)
+        given = [sizes, activation, weight_init, *rest]
+        if len(given) > 6:
+            raise TypeError(f"MultiLayerNet takes at most 6 positional arguments in the book's form, got {len(given)}")
+        names = ["input_size", "hidden_size_list", "output_size", "activation", "weight_init_std",
+                 "weight_decay_lambda"]
+        book = dict(zip(names, given))
+        for name, v in (("input_size", input_size), ("hidden_size_list", hidden_size_list),
+                        ("output_size", output_size), ("weight_init_std", weight_init_std)):
+            if v is not None and name in book:
+                raise TypeError(f"MultiLayerNet got {name} both by position and by keyword")
+        input_size, hidden_size_list = book["input_size"], book.get("hidden_size_list", hidden_size_list)
+        output_size, activation = book.get("output_size", output_size), book.get("activation", "relu")
+        weight_init_std = book.get("weight_init_std", weight_init_std)
+        weight_decay_lambda = book.get("weight_decay_lambda", weight_decay_lambda)
+    elif sizes is not None or rest or weight_init is not None:
+        raise TypeError("MultiLayerNet: give either the book's input_size=, hidden_size_list=, output_size= or "
+                        "xpnet's sizes list (and weight_init), not both")
+    missing = [n for n, v in (("input_size", input_size), ("hidden_size_list", hidden_size_list),
+                              ("output_size", output_size)) if v is None]
+    if missing:
+        raise TypeError(f"MultiLayerNet in the book's form needs {', '.join(missing)}: e.g. MultiLayerNet("
+                        "input_size=784, hidden_size_list=[100, 100], output_size=10)")
+    if not isinstance(hidden_size_list, (list, tuple)):
+        raise TypeError(f"hidden_size_list must be a list of widths such as [100, 100], got "
+                        f"{type(hidden_size_list).__name__}")
+    if weight_decay_lambda != 0:
+        raise ValueError(f"weight_decay_lambda={weight_decay_lambda!r}: this xpnet trains without weight decay "
+                         "(it comes with chapter 6's parts); pass 0, or add the penalty to the loss yourself")
+    return [input_size, *hidden_size_list, output_size], activation, \
+        "relu" if weight_init_std is None else weight_init_std
 
 
 class TwoLayerNet(MultiLayerNet):

@@ -25,6 +25,7 @@ from .atomic import write_atomic
 from .device import Device, DeviceUnavailableError, device as get_device, device_of, is_host_data, scoped
 from .distributed import Communicator
 from .functions import one_hot
+from .nets import last_layer_of
 from .optimizers import get_optimizer
 from .validation import (check_features, check_finite, check_labels, index_labels, non_negative_int,
                          positive_int)
@@ -272,7 +273,7 @@ class Trainer:
     def evaluate_test(self):
         """(test accuracy, mean test loss) from one forward pass per batch of the test set."""
         x, n, bs, net = self.x_test, self.x_test.shape[0], self.eval_batch_size, self.net
-        last = getattr(net, "lastLayer", None)
+        last = last_layer_of(net)
         if not (self.fast and callable(getattr(net, "forward", None)) and hasattr(last, "forward_onehot")):
             loss = sum(float(net.loss(x[i:min(i + bs, n), ...], self.t_test[i:min(i + bs, n), ...])) * (min(i + bs, n) - i)
                        for i in range(0, n, bs)) / n
@@ -545,7 +546,7 @@ class Trainer:
             if world > 1:
                 raise TypeError("distributed training needs xpnet's nets (backprop, count_correct)")
             T = self.t_train
-            last = getattr(net, "lastLayer", None)
+            last = last_layer_of(net)
             read_last = last is not None and hasattr(last, "loss")
         with self.device.step_scope(self._largest_product(), k):
             for i in range(k):
