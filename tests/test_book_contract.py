@@ -292,6 +292,8 @@ def test_multi_layer_net_takes_the_books_call_and_defaults(dev):
     sig = xpnet.MultiLayerNet(784, [50], 10, "sigmoid", "xavier", device=dev, seed=0)  # by position
     assert abs(dev.to_numpy(sig.params["W2"]).std() - np.sqrt(1.0 / 50)) < 0.02
     assert isinstance(sig.layers["Activation_function1"], xpnet.Sigmoid)
+    mixed = xpnet.MultiLayerNet(784, [50], output_size=10, weight_init_std="xavier", device=dev, seed=0)
+    assert mixed.sizes == [784, 50, 10] and mixed.weight_init == "xavier"
     same = xpnet.MultiLayerNet([784, 100, 100, 10], weight_init="he", device=dev, seed=0)  # xpnet's form
     assert list(same.layers) == ["Affine1", "Relu1", "Affine2", "Relu2", "Affine3"]
     np.testing.assert_array_equal(dev.to_numpy(same.params["W1"]), w1)  # one seed, one net, either form

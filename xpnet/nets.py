@@ -486,6 +486,8 @@ def _book_arguments(sizes, activation, weight_init, rest, input_size, hidden_siz
         return None
     if positional:  # MultiLayerNet(input_size, hidden_size_list, output_size, activation, weight_init_std, ...)
         given = [sizes, activation, weight_init, *rest]
+        if not rest:  # the rest by keyword: leave out the defaults standing in for them
+            given = given[:3] if weight_init is not None else given[:2] if activation != "relu" else given[:1]
         if len(given) > 6:
             raise TypeError(f"MultiLayerNet takes at most 6 positional arguments in the book's form, got {len(given)}")
         names = ["input_size", "hidden_size_list", "output_size", "activation", "weight_init_std",
