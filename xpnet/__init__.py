@@ -4,14 +4,16 @@ The same layers, nets and training loop run on NumPy (CPU), CuPy (CUDA GPUs), Py
 strict reference namespace; ``xpnet.device(...)`` picks where.
 """
 
-from .device import Device, DeviceUnavailableError, device, device_of, device_report, devices, use_device
+from .exceptions import (CheckpointError, CheckpointWriteError, DatasetError, DeviceUnavailableError, DistributedError,
+                         TrainingDivergedError, TrainingInterrupted)
+from .device import Device, device, device_of, device_report, devices, use_device
 from .gradient import GradcheckReport, gradcheck, numerical_gradient
 from .layers import Affine, AddLayer, MulLayer, Relu, Sigmoid, SoftmaxWithLoss, Tanh
 from .nets import MultiLayerNet, Net, TwoLayerNet
-from .datasets import DatasetError, load_idx_dataset, load_mnist
+from .datasets import load_idx_dataset, load_mnist
 from .optimizers import SGD, AdaGrad, Adam, Momentum
-from .trainer import CheckpointWriteError, History, Trainer, TrainingDivergedError, TrainingInterrupted
-from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, load_net, save_net
+from .trainer import History, Trainer
+from .checkpoint import Checkpoint, load_checkpoint, load_net, save_net
 
 __version__ = "0.1.0"
 
@@ -24,4 +26,5 @@ __all__ = [
     "SGD", "AdaGrad", "Adam", "Momentum",
     "History", "Trainer", "TrainingDivergedError", "TrainingInterrupted", "CheckpointWriteError",
     "Checkpoint", "CheckpointError", "load_checkpoint", "load_net", "save_net",
+    "DistributedError",
 ]

@@ -35,6 +35,7 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from .atomic import write_atomic
+from .exceptions import CheckpointError
 from .device import device as get_device
 from .nets import ACTIVATIONS, MultiLayerNet, TwoLayerNet
 
@@ -55,10 +56,6 @@ _MAX_HEADER = 10000         # numpy's own limit for a safe .npy header
 _MAX_RATIO = 100            # a deflated member larger than 1 MiB may expand at most this much
 _CHUNK = 16 << 20
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)*")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, damaged or not an xpnet checkpoint."""
 
 
 @dataclass

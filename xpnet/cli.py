@@ -233,7 +233,8 @@ def _index_spec(s):
 def _load(data_dir):
     """(x_train, t_train), (x_test, t_test) from ``--data-dir`` (any IDX dataset, checked against
     the SHA256SUMS file there when present), else MNIST ($XPNET_DATA_DIR or the bundled copy)."""
-    from .datasets import DatasetError, load_idx_dataset, load_mnist
+    from .datasets import load_idx_dataset, load_mnist
+    from .exceptions import DatasetError
 
     try:
         return load_idx_dataset(data_dir) if data_dir else load_mnist()
@@ -281,7 +282,8 @@ class _Log:
 
 def _train(a, comm) -> int:
     import xpnet
-    from .runs import RunFolder, RunFolderError
+    from .exceptions import RunFolderError
+    from .runs import RunFolder
     from .trainer import CheckpointWriteError, Trainer, TrainingDivergedError, TrainingInterrupted
 
     lead = comm is None or comm.rank == 0  # in a distributed run rank 0 speaks and writes
@@ -370,7 +372,7 @@ def _train(a, comm) -> int:
 def cmd_train(a) -> int:
     if not a.distributed:
         return _train(a, None)
-    from .distributed import DistributedError
+    from .exceptions import DistributedError
 
     try:
         comm = _device(a).communicator()
@@ -395,7 +397,8 @@ def _write_views(hist, folder, a, log) -> None:
     if a.no_plot:
         log("plot: skipped (--no-plot)")
         return
-    from .plot import PlotUnavailable, plot_history
+    from .exceptions import PlotUnavailable
+    from .plot import plot_history
 
     try:
         log(f"plot: {plot_history(hist, folder.plot)}")
@@ -404,7 +407,8 @@ def _write_views(hist, folder, a, log) -> None:
 
 
 def _load_model(path, dev):
-    from .checkpoint import CheckpointError, load_net
+    from .checkpoint import load_net
+    from .exceptions import CheckpointError
 
     try:
         return load_net(path, device=dev)
@@ -459,7 +463,8 @@ def cmd_evaluate(a) -> int:
 
 
 def _load_images(file, d):
-    from .datasets import DatasetError, load_images_npy
+    from .datasets import load_images_npy
+    from .exceptions import DatasetError
 
     try:
         return load_images_npy(file, d)

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .exceptions import DatasetError
+
 __all__ = ["DatasetError", "IdxData", "load_mnist", "load_idx_dataset", "read_idx", "mnist_dir",
            "MAX_IDX_BYTES", "load_images_npy"]
 
@@ -49,10 +51,6 @@ _MAX_GZIP_RATIO = 1040           # deflate expands at most ~1032-fold
 _MAX_SUMS_BYTES = 1 << 20
 _CHUNK = 1 << 20
 _HEX = re.compile(r"[0-9a-fA-F]{64}")
-
-
-class DatasetError(ValueError):
-    """A dataset file is missing, truncated, corrupted or of the wrong kind."""
 
 
 class IdxData(tuple):

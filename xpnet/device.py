@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from .exceptions import DeviceUnavailableError
+
 __all__ = [
     "Device",
     "NumpyDevice",
@@ -314,10 +316,6 @@ def _parse_blas_threads(raw):
 # ---------------------------------------------------------------------------------------
 # devices
 # ---------------------------------------------------------------------------------------
-class DeviceUnavailableError(RuntimeError):
-    """The requested device cannot be used here; the message says why and what can."""
-
-
 class Device:
     """A place arrays live on, with its Array API namespace and its backend's extras.
 
@@ -402,7 +400,7 @@ class Device:
     def communicator(self):
         """The engine that joins the processes of a distributed run on this kind of device; its
         ``device`` is the one this process computes on (the net and data belong there)."""
-        from .distributed import DistributedError
+        from .exceptions import DistributedError
 
         raise DistributedError(f"distributed training is not available on device {self.name!r}: use cpu "
                                "(MPI) or cuda (NCCL)")
@@ -589,7 +587,7 @@ class TorchDevice(Device):
 
     def communicator(self):
         if self.native.type != "cpu":
-            from .distributed import DistributedError
+            from .exceptions import DistributedError
 
             raise DistributedError(f"distributed training on {self.name} is not supported: use cuda (CuPy, NCCL) "
                                    "or torch on the CPU (MPI)")

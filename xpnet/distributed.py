@@ -15,19 +15,12 @@ import sys
 
 import numpy as np
 
+from .exceptions import DistributedError
+
 __all__ = ["Communicator", "MpiCommunicator", "NcclCommunicator", "DistributedError", "launched_by_mpi",
            "gpu_of_process", "one_gpu_each", "choose_gpu"]
 
 _LAUNCHER_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS", "SLURM_NTASKS")
-
-
-class DistributedError(RuntimeError):
-    """A distributed run cannot start or go on; the message says what to do. ``rank`` is set
-    when every process raised the same error together (only rank 0 need say it)."""
-
-    def __init__(self, message: str, rank: int | None = None):
-        super().__init__(message)
-        self.rank = rank
 
 
 def launched_by_mpi() -> bool:

@@ -13,12 +13,9 @@ import math
 import os
 
 from .atomic import write_atomic
+from .exceptions import PlotUnavailable
 
 __all__ = ["plot_history", "run_label", "PlotUnavailable"]
-
-
-class PlotUnavailable(ImportError):
-    pass
 
 
 def _cfg(history) -> dict:

@@ -15,15 +15,12 @@ import time
 from pathlib import Path
 
 from .atomic import write_atomic
+from .exceptions import RunFolderError
 
 __all__ = ["RunFolder", "RunFolderError", "CHECKPOINT", "HISTORY", "PLOT"]
 
 CHECKPOINT, HISTORY, PLOT = "model.npz", "history.json", "curves.png"
 _RUN_FILES = (CHECKPOINT, HISTORY, PLOT)
-
-
-class RunFolderError(Exception):
-    """The output folder cannot be used as asked; the message says why and what to do."""
 
 
 class RunFolder:
@@ -114,7 +111,8 @@ class RunFolder:
         return any((self.path / name).exists() for name in _RUN_FILES)
 
     def describe(self) -> str:
-        from .checkpoint import CheckpointError, load_checkpoint
+        from .checkpoint import load_checkpoint
+        from .exceptions import CheckpointError
 
         try:
             meta = load_checkpoint(self.checkpoint, device="cpu").meta

@@ -22,7 +22,8 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 
 from .atomic import write_atomic
-from .device import Device, DeviceUnavailableError, device as get_device, device_of, is_host_data, scoped
+from .exceptions import CheckpointWriteError, DeviceUnavailableError, TrainingDivergedError, TrainingInterrupted
+from .device import Device, device as get_device, device_of, is_host_data, scoped
 from .distributed import Communicator
 from .functions import one_hot
 from .nets import last_layer_of
@@ -33,21 +34,6 @@ from .validation import (check_features, check_finite, check_labels, index_label
 __all__ = ["Trainer", "History", "TrainingDivergedError", "TrainingInterrupted", "CheckpointWriteError"]
 
 _RUN_FORMAT = "xpnet-run-1"
-
-
-class TrainingDivergedError(FloatingPointError):
-    """The loss became NaN or infinite."""
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM stopped a run that writes checkpoints; the last one holds it up to ``step``."""
-
-    def __init__(self, message: str, step: int, checkpoint: str):
-        super().__init__(message)
-        self.step, self.checkpoint = step, checkpoint
-
-    def __str__(self) -> str:
-        return self.args[0]
 
 
 def _resume_device(path, meta, device, communicator):
@@ -72,10 +58,6 @@ def _resume_device(path, meta, device, communicator):
                          f"continue only where the generator draws alike; resume it on {saved} (leave out device) "
                          f"or train its net on as a new run: Trainer(load_net(path, device={dev.name!r}), ...)")
     return dev
-
-
-class CheckpointWriteError(OSError):
-    """A checkpoint could not be written (a full disk, say); the previous one is intact."""
 
 
 @dataclass

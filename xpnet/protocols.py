@@ -1,0 +1,97 @@
+"""The contracts between xpnet's parts, written down (as array-api-compat's ``_typing.py``).
+
+Three shapes of object meet in xpnet, and each part asks for the smallest one it needs:
+
+- a ``Layer``: the book's ``forward``/``backward`` pair (parameters ``W``, ``b``, ... with
+  gradients ``dW``, ``db``, ..., or the names it declares in ``param_names``);
+- a ``BookNet``: what the book's own ``common/trainer.py`` and gradient check use of a net --
+  ``params``, ``gradient(x, t)``, ``loss(x, t)``, ``accuracy(x, t)``. A reader's net written as the
+  book writes it is one; the trainer and ``gradcheck`` accept it as it is;
+- a ``FastNet``: a ``BookNet`` that also offers the trusted step the trainer runs -- ``backprop``
+  and ``count_correct`` on inputs already checked once where they entered -- and says where it
+  computes (``device``, ``dtype``) and what it expects (``n_features``, ``num_classes``).
+  xpnet's ``Net`` (so ``TwoLayerNet`` and ``MultiLayerNet``) is one.
+
+A net that walks its layers as the book's do also has ``layers`` (an OrderedDict) and its loss
+layer as ``lastLayer`` or ``last_layer``; ``gradcheck`` then checks it layer by layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["Layer", "BookNet", "FastNet", "LayeredNet", "is_layer", "is_book_net", "is_fast_net", "is_layered_net"]
+
+
+@runtime_checkable
+class Layer(Protocol):
+    """A computational-graph node: ``backward`` returns the input gradient(s) of ``forward``."""
+
+    def forward(self, *inputs: Any) -> Any: ...
+
+    def backward(self, dout: Any) -> Any: ...
+
+
+@runtime_checkable
+class BookNet(Protocol):
+    """The book's net contract: what its trainer and gradient check call."""
+
+    params: dict
+
+    def gradient(self, x: Any, t: Any) -> dict: ...
+
+    def loss(self, x: Any, t: Any) -> Any: ...
+
+    def accuracy(self, x: Any, t: Any) -> float: ...
+
+
+@runtime_checkable
+class FastNet(BookNet, Protocol):
+    """A book net with the trusted step: the trainer checks the data once, then calls these.
+
+    - ``backprop(x, t_onehot, dout=1.0)``: the gradients of ``dout * loss`` for ``x`` of shape
+      (N, n_features) in the net's dtype and device and one-hot targets of that dtype; no checks,
+      no copies kept; the loss layer holds the batch's loss when read.
+    - ``count_correct(x, labels, batch_size=None)``: how many rows of trusted ``x`` are classified
+      as the integer ``labels``, as a Python int (one host transfer).
+    """
+
+    device: Any
+    dtype: Any
+
+    @property
+    def n_features(self) -> int | None: ...
+
+    @property
+    def num_classes(self) -> int | None: ...
+
+    def forward(self, x: Any) -> Any: ...
+
+    def backprop(self, x: Any, t_onehot: Any, dout: float = 1.0) -> dict: ...
+
+    def count_correct(self, x: Any, labels: Any, batch_size: int | None = None) -> int: ...
+
+
+@runtime_checkable
+class LayeredNet(Protocol):
+    """A net in the book's layered form: ``layers`` in order (its loss layer apart)."""
+
+    params: dict
+    layers: Mapping
+
+
+def is_layer(obj) -> bool:
+    return isinstance(obj, Layer) and not isinstance(obj, type)
+
+
+def is_book_net(obj) -> bool:
+    return isinstance(obj, BookNet) and isinstance(obj.params, dict) and not isinstance(obj, type)
+
+
+def is_fast_net(obj) -> bool:
+    return isinstance(obj, FastNet) and not isinstance(obj, type)
+
+
+def is_layered_net(obj) -> bool:
+    return isinstance(obj, LayeredNet) and isinstance(obj.layers, Mapping) and not isinstance(obj, type)
