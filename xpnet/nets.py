@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from .device import device as get_device, device_of, dtype_name, host_rng, scoped
 from .functions import one_hot
 from .layers import Affine, Relu, Sigmoid, SoftmaxWithLoss, Tanh, layer_param_names
-from .validation import (check_array, check_features, check_finite, check_labels, check_net_size, check_samples,
+from .validation import (check_array, check_features, check_finite, check_labels, check_net_size, check_samples, is_array,
                          index_labels, is_kind, positive_int)
 
 __all__ = ["Net", "MultiLayerNet", "TwoLayerNet", "ACTIVATIONS", "last_layer_of"]
@@ -35,10 +35,6 @@ def last_layer_of(net):
     ``last_layer`` (its ``MultiLayerNet`` and the nets of chapters 6-8); None when it has none."""
     last = getattr(net, "lastLayer", None)
     return last if last is not None else getattr(net, "last_layer", None)
-
-
-def _is_array(v) -> bool:
-    return hasattr(v, "shape") and hasattr(v, "dtype") and not isinstance(v, type)
 
 
 class Net:
@@ -96,7 +92,7 @@ class Net:
         ws = [getattr(layer, "W", None) for layer in self.layers.values()]
         key = tuple(map(id, ws))
         if key != self._weights_key:
-            self._weights_key, self._weights_list = key, [w for w in ws if _is_array(w) and w.ndim == 2]
+            self._weights_key, self._weights_list = key, [w for w in ws if is_array(w) and w.ndim == 2]
             self._largest_weight = max((w.shape[0] * w.shape[1] for w in self._weights_list), default=0)
         return self._weights_list
 
@@ -332,7 +328,7 @@ class Net:
                 return by_id[id(v)]
             if isinstance(v, tuple):
                 return tuple(move(e) for e in v)
-            if not _is_array(v):
+            if not is_array(v):
                 return v
             try:
                 host = device_of(v).to_numpy(v)

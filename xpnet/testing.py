@@ -29,7 +29,9 @@ import os
 import numpy as np
 import pytest
 
-from .device import DeviceUnavailableError, device as get_device, device_of, dtype_name
+from .device import device as get_device, device_of, dtype_name
+from .exceptions import DeviceUnavailableError
+from .validation import is_array
 
 __all__ = ["assert_close", "assert_gradcheck", "assert_same_on_every_device", "tolerances", "selected_devices",
            "DEFAULT_DEVICES"]
@@ -54,10 +56,6 @@ def _where(a) -> str:
         return type(a).__module__.split(".")[0] + " " + type(a).__name__
 
 
-def _is_array(a) -> bool:
-    return hasattr(a, "shape") and hasattr(a, "dtype") and not isinstance(a, type)
-
-
 def assert_close(actual, desired, *, rtol=None, atol=None, err_msg: str = "") -> None:
     """``actual`` equals ``desired`` within tolerances that fit their dtype.
 
@@ -67,9 +65,9 @@ def assert_close(actual, desired, *, rtol=None, atol=None, err_msg: str = "") ->
     device and the tolerances.
     """
     __tracebackhide__ = True
-    if not _is_array(actual):
+    if not is_array(actual):
         raise TypeError(f"assert_close: actual must be an array, got {type(actual).__name__}")
-    if _is_array(desired):
+    if is_array(desired):
         wa, wd = _where(actual), _where(desired)
         if wa != wd:
             raise AssertionError(f"assert_close: actual is on {wa} but desired on {wd}; put both on one device "

@@ -15,6 +15,7 @@ import math
 import numbers
 
 __all__ = [
+    "is_array",
     "is_kind",
     "shape_str",
     "positive_int",
@@ -22,7 +23,6 @@ __all__ = [
     "positive_number",
     "unit_interval",
     "check_array",
-    "check_float_array",
     "check_features",
     "check_labels",
     "check_distribution",
@@ -36,6 +36,12 @@ __all__ = [
 
 
 _KINDS: dict = {}
+
+
+def is_array(v) -> bool:
+    """Whether ``v`` is an array (of any backend) rather than a number, a list or an array type:
+    the one test every part uses where it must tell them apart."""
+    return hasattr(v, "shape") and hasattr(v, "dtype") and not isinstance(v, type)
 
 
 def is_kind(xp, dtype, kind: str) -> bool:
@@ -90,7 +96,7 @@ def check_array(a, name: str, device) -> None:
     """``a`` must be an array of ``device``; the message says where it is and how to move it."""
     if device.owns(a):
         return
-    if not hasattr(a, "shape") or not hasattr(a, "dtype"):
+    if not is_array(a):
         raise TypeError(f"{name} must be an array on {device.name}, got {type(a).__name__}; "
                         f"put data there with dev.asarray(data, dtype=...) (dev = xpnet.device({device.name!r}))")
     from .device import device_of
@@ -109,24 +115,6 @@ def check_array(a, name: str, device) -> None:
     where = repr(where) if where is not None else "of no known device (a " + given + ")"
     raise ValueError(f"{name} is on device {where}, but the net is on {device.name!r}: arrays of two devices "
                      f"can't be mixed; move it with xpnet.device({device.name!r}).asarray({name})")
-
-
-def check_float_array(x, name: str, xp, dtype=None) -> None:
-    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-        raise TypeError(
-            f"{name} must be an array, got {type(x).__name__}; "
-            "put host data on the device with dev.asarray(data, dtype=...)"
-        )
-    if not is_kind(xp, x.dtype, "real floating"):
-        raise TypeError(
-            f"{name} must have a floating dtype, got {x.dtype}; "
-            f"convert it, e.g. dev.asarray(data, dtype='float32') (and scale images to [0, 1])"
-        )
-    if dtype is not None and x.dtype != dtype:
-        raise TypeError(
-            f"{name} has dtype {x.dtype} but the model computes in {dtype}; "
-            f"convert it (xp.astype({name}, {dtype})) rather than mixing precisions"
-        )
 
 
 def check_features(x, n_features: int, name: str = "x") -> None:
