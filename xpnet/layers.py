@@ -11,6 +11,7 @@ from __future__ import annotations
 from array_api_compat import array_namespace
 
 from .device import scope_of
+from .fast import Kept, column_sums, row_sums, zero_of
 from .validation import check_features, check_labels, check_samples, shape_str
 from .functions import one_hot, sigmoid
 
@@ -102,35 +103,26 @@ class Relu(_LazyNamespace):
     """max(x, 0).  Backward multiplies by the 0/1 mask of the output on a fresh array instead of
     the book's in-place ``dout[mask] = 0``, which silently corrupted the caller's gradient."""
 
-    _zero = None
+    _kept = None  # fast.Kept: set by __init__
 
     def __init__(self, xp=None):
         self.xp = xp
         self.out = None
+        self._kept = Kept()
 
     def forward(self, x):
         xp = self.xp or self._bind(x)
-        self.out = out = xp.maximum(x, _zero_like(self, x))
+        self.out = out = xp.maximum(x, zero_of(x, xp, self._kept))
         return out
 
     def backward(self, dout):
-        # a mask computed on the device: array-api-compat's ``sign`` for CuPy and torch writes NaNs
-        # through a boolean mask, which reads a count back to the host on every call
+        # the 0/1 mask as numbers: a boolean-mask write (or array-api-compat's ``sign`` on CuPy and
+        # torch, which writes NaNs through one) reads a count back to the host on every call
         return dout * self.xp.astype(self.out > 0, dout.dtype)
 
     @property
     def mask(self):  # the book's attribute: True where the input was <= 0
         return self.out <= 0
-
-
-def _zero_like(layer, x):
-    """A 0-d zero of ``x``'s dtype and device, kept on the layer: a Python ``0.0`` given to
-    ``maximum`` becomes a new device array on every call under array-api-compat's torch (a
-    host-to-device copy on CUDA)."""
-    z = layer._zero
-    if z is None or z.dtype != x.dtype or z.device != x.device:
-        z = layer._zero = layer.xp.zeros((), dtype=x.dtype, device=x.device)
-    return z
 
 
 class Tanh(_LazyNamespace):
@@ -167,22 +159,14 @@ class Sigmoid(_LazyNamespace):
         return dout * ((1.0 - y) * y)
 
 
-def _ones_like_rows(layer, a):
-    """A cached ones vector of length ``a.shape[0]``: ``ones @ a`` sums the columns of ``a``
-    as a single matrix-vector product, 3-5x cheaper than ``xp.sum`` on small NumPy arrays."""
-    ones = layer._ones
-    n = a.shape[0]
-    if ones is None or ones.shape[0] != n or ones.dtype != a.dtype:
-        ones = layer._ones = layer.xp.ones(n, dtype=a.dtype, device=a.device)
-    return ones
-
-
 class Affine:
     """out = x @ W + b, for x of shape (N, ...) flattened to (N, D) like the book's.
 
     ``compute_dx=False`` skips ``dout @ W.T`` -- the input gradient of a first layer that
     nobody reads (the largest of the four products of the book's step).
     """
+
+    _kept = None  # fast.Kept: set by __init__
 
     def __init__(self, W, b, compute_dx: bool = True):
         xp = array_namespace(W, b)
@@ -194,7 +178,7 @@ class Affine:
         self.xp = xp
         self.W, self.b = W, b
         self.compute_dx = compute_dx
-        self._ones = None
+        self._kept = Kept()
         self.x = None
         self.original_x_shape = None
         self.dW = None
@@ -220,7 +204,7 @@ class Affine:
     def backward(self, dout):
         x = self.x
         self.dW = x.T @ dout
-        self.db = _ones_like_rows(self, dout) @ dout  # column sums as one BLAS call
+        self.db = column_sums(dout, self.xp, self._kept)
         if not self.compute_dx:
             return None
         dx = dout @ self.W.T
@@ -237,12 +221,14 @@ class SoftmaxWithLoss(_LazyNamespace):
     a training step that never reads it never pays for it.
     """
 
+    _kept = None  # fast.Kept: set by __init__
+
     def __init__(self, xp=None):
         self.xp = xp
         self.y = None
         self.t = None
         self._t_onehot = None
-        self._ones = None
+        self._kept = Kept()
         self._loss = None
         self._pieces = None  # (x - rowmax, row sums of exp): what the loss needs, kept until read
 
@@ -284,10 +270,7 @@ class SoftmaxWithLoss(_LazyNamespace):
         xp = self.xp or self._bind(x)
         z = x - xp.max(x, axis=1, keepdims=True)
         e = xp.exp(z)
-        ones = self._ones
-        if ones is None or ones.shape[0] != x.shape[1] or ones.dtype != x.dtype:
-            ones = self._ones = xp.ones((x.shape[1], 1), dtype=x.dtype, device=x.device)
-        s = e @ ones  # row sums, (N, 1), as one BLAS call
+        s = row_sums(e, xp, self._kept)  # (N, 1)
         e /= s
         self.y, self.t = e, t_onehot
         self._t_onehot = t_onehot

@@ -15,20 +15,38 @@ train`` uses it by default.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import numbers
 from collections import OrderedDict
 from collections.abc import Mapping
 
 from .device import device as get_device, device_of, dtype_name, host_rng, scoped
+from .fast import Kept
 from .functions import one_hot
 from .layers import Affine, Relu, Sigmoid, SoftmaxWithLoss, Tanh, layer_param_names
-from .validation import (check_array, check_features, check_finite, check_labels, check_net_size, check_samples, is_array,
-                         index_labels, is_kind, positive_int)
+from .protocols import takes_onehot
+from .validation import (check_array, check_features, check_finite, check_labels, check_net_size, check_samples,
+                         index_labels, is_array, is_kind, positive_int)
 
 __all__ = ["Net", "MultiLayerNet", "TwoLayerNet", "ACTIVATIONS", "last_layer_of"]
 
 ACTIVATIONS = {"relu": Relu, "sigmoid": Sigmoid, "tanh": Tanh}
+
+def on_batch(method):
+    """For a net's public method over a batch ``x``: it runs inside the device's scope and the
+    CPU's BLAS-thread policy for a batch of that size (``Device.step_scope``), entered here once,
+    so the method's body reads as the book's."""
+
+    @functools.wraps(method)
+    def on_device(self, x, *args, **kwargs):
+        n = x.shape[0] if getattr(x, "ndim", 0) else 0  # a non-array is refused inside, by name
+        self._weights()  # (re)computes the largest weight's size when a layer changed
+        with self.device.step_scope(2 * n * self._largest_weight):
+            return method(self, x, *args, **kwargs)
+
+    return on_device
+
 
 def last_layer_of(net):
     """A net's loss layer under either of the book's names: ``lastLayer`` (chapter 5's nets) or
@@ -210,12 +228,7 @@ class Net:
         """The gradient of ``dout * loss`` on trusted inputs: ``x`` of shape (N, D) in the net's
         dtype and device, ``t_onehot`` one-hot rows of that dtype. No checks; ``net.grads`` is
         left alone. ``lastLayer.loss`` holds the batch's loss when read. The trainer's step."""
-        scores = self.forward(x)
-        last = self.lastLayer
-        if hasattr(last, "forward_onehot"):
-            last.forward_onehot(scores, t_onehot)
-        else:
-            last.forward(scores, t_onehot)
+        self._forward_loss_layer(self.forward(x), t_onehot)
         return self.backward(dout)
 
     # -- the book's API ----------------------------------------------------------------
@@ -224,48 +237,53 @@ class Net:
         """Scores (before softmax) for a batch ``x`` of this device."""
         return self.forward(self._input(x, finite=True))
 
-    def _step_scope(self, n: int):
-        """The device's BLAS-thread policy for a pass over ``n`` samples (see Device.step_scope)."""
-        self._weights()  # (re)computes the largest weight's size when a layer changed
-        return self.device.step_scope(2 * n * self._largest_weight)
-
-    @scoped
+    @on_batch
     def loss(self, x, t):
         """The mean loss of a batch, integer or one-hot labels ``t``."""
         x = self._input(x, finite=True)
         check_samples(x.shape[0], "x", "the mean loss")
-        with self._step_scope(x.shape[0]):
-            return self._loss(x, t)
+        y = self.forward(x)
+        out = self._forward_loss_layer(y, self._targets(t, y.shape[0], y.shape[1]))
+        return self.lastLayer.loss if out is None else out
 
-    def _loss(self, x, t, read=True):
-        """The forward pass through ``lastLayer`` on checked ``x``; the loss value only if ``read``
-        (xpnet's SoftmaxWithLoss computes it lazily; a book-style last layer always does)."""
-        scores = self.forward(x)
-        n, c = scores.shape
-        form = self._labels(t, n, c)
-        last = self.lastLayer
-        if hasattr(last, "forward_onehot"):
-            last.forward_onehot(scores, self._onehot(t, form, c))
-            return last.loss if read else None
-        return last.forward(scores, t)
-
-    @scoped
+    @on_batch
     def gradient(self, x, t):
         """Backprop gradients of the loss, a dict like ``params``; also kept in ``net.grads``.
         Afterwards ``net.lastLayer.loss`` holds this batch's loss, as in the book.
 
-        The checks are those a step can afford (~10 us): shapes, dtypes, devices, the labels'
-        range or one-hot rows summing to 1; not the NaN scan of ``x`` (``loss``, ``accuracy``,
+        The checks are those a step can afford: shapes, dtypes, devices, the labels' range or
+        one-hot rows summing to 1; not the NaN scan of ``x`` (``loss``, ``accuracy``,
         ``predict`` and the trainer do that where data enters)."""
         x = self._input(x)
         check_samples(x.shape[0], "x", "the gradient of the mean loss")
-        with self._step_scope(x.shape[0]):
-            self.grads = grads = self._gradient(x, t)
+        c = self.num_classes
+        if c is None:  # no layer says: the scores do
+            return self._gradient_by_scores(x, t)
+        self.grads = grads = self.backprop(x, self._targets(t, x.shape[0], c))
         return grads
 
-    def _gradient(self, x, t):
-        self._loss(x, t, read=False)
-        return self.backward(1.0)
+    def _gradient_by_scores(self, x, t):
+        y = self.forward(x)
+        self._forward_loss_layer(y, self._targets(t, y.shape[0], y.shape[1]))
+        self.grads = grads = self.backward(1.0)
+        return grads
+
+    def _targets(self, t, n, c):
+        """``t`` checked against n samples and c classes, in the form the loss layer takes: one-hot
+        rows of the net's dtype for xpnet's SoftmaxWithLoss, the labels as given for a book-style
+        loss layer (it converts them itself)."""
+        form = self._labels(t, n, c)
+        return self._onehot(t, form, c) if takes_onehot(self.lastLayer) else t
+
+    def _forward_loss_layer(self, scores, t):
+        """The loss layer's forward: xpnet's SoftmaxWithLoss on one-hot rows, the loss computed
+        when ``lastLayer.loss`` is first read (None returned); a book-style layer's forward, which
+        returns the loss."""
+        last = self.lastLayer
+        if takes_onehot(last):
+            last.forward_onehot(scores, t)
+            return None
+        return last.forward(scores, t)
 
     @scoped
     def accuracy(self, x, t, batch_size=10000) -> float:
@@ -301,18 +319,13 @@ class Net:
         x = self._input(x, finite=True)
         check_samples(x.shape[0], "x", "the mean loss")
         c = self.num_classes or self.forward(x[:1, ...]).shape[1]
-        form = self._labels(t, x.shape[0], c)
-        last = self.lastLayer
-        if hasattr(last, "forward_onehot"):
-            t1 = self._onehot(t, form, c)
+        t1 = self._targets(t, x.shape[0], c)
 
-            def f(_):
-                last.forward_onehot(self.forward(x), t1)
-                return last.loss
-        else:
-            def f(_):
-                return last.forward(self.forward(x), t)
-        return {k: numerical_gradient(f, p) for k, p in self.params.items()}
+        def loss_W(W):  # the book's name; W is perturbed in place, so the loss just recomputes
+            out = self._forward_loss_layer(self.forward(x), t1)
+            return self.lastLayer.loss if out is None else out
+
+        return {k: numerical_gradient(loss_W, p) for k, p in self.params.items()}
 
     # -- copies --------------------------------------------------------------------------
     def to(self, device=None, dtype=None):
@@ -326,6 +339,8 @@ class Net:
         def move(v):
             if id(v) in by_id:
                 return by_id[id(v)]
+            if isinstance(v, Kept):  # arrays of the old device and dtype
+                return Kept()
             if isinstance(v, tuple):
                 return tuple(move(e) for e in v)
             if not is_array(v):
@@ -400,6 +415,27 @@ class MultiLayerNet(Net):
             layer_names = "book"
         elif weight_init is None:
             weight_init = 0.01
+        dev, dt = self._describe(sizes, activation, weight_init, seed, layer_names, device, dtype, params is None)
+        sizes = self.sizes
+        if params is None:  # drawn on the host: one seed gives the same net on every backend
+            rng = host_rng(seed)
+            params = {}
+            for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+                params[f"W{i}"] = self._init_std(n_in) * rng.standard_normal((n_in, n_out))
+                params[f"b{i}"] = [0.0] * n_out  # zeros
+        params = {k: dev.asarray(v, dtype=dt) for k, v in params.items()}
+        n = len(sizes) - 1
+        layers = OrderedDict()
+        for i in range(1, n + 1):  # the first layer's input gradient is read by nobody: skip it
+            layers[f"Affine{i}"] = Affine(params[f"W{i}"], params[f"b{i}"], compute_dx=(i > 1))
+            if i < n:
+                layers[self._activation_key(i)] = ACTIVATIONS[activation]()
+        super().__init__(layers, SoftmaxWithLoss(), params=params, device=dev)
+
+    def _describe(self, sizes, activation, weight_init, seed, layer_names, device, dtype, drawing=True):
+        """Checks the architecture's description and keeps it (``sizes``, ``activation``,
+        ``weight_init``, ``seed``, ``layer_names``: what ``config`` saves); returns the device and
+        its dtype. A net too large to draw is refused here, before anything is allocated."""
         if layer_names not in _ACTIVATION_KEYS:
             raise ValueError(f"layer_names must be 'xpnet' (Relu1, ...) or 'book' (Activation_function1, ...), "
                              f"got {layer_names!r}")
@@ -412,26 +448,20 @@ class MultiLayerNet(Net):
         dt = dev.dtype(dtype)
         if not dev.xp.isdtype(dt, "real floating"):
             raise TypeError(f"dtype must be a floating type such as 'float32', got {dtype!r}")
-        scales = [_init_scale(weight_init, n_in) for n_in in sizes[:-1]]
+        _init_scale(weight_init, sizes[0])  # refuses a bad one by name
         if not isinstance(weight_init, str):
             weight_init = float(weight_init)  # np.float32(0.01) too; the config stays JSON
         self.sizes, self.activation, self.weight_init, self.seed = sizes, activation, weight_init, seed
         self.layer_names = layer_names
-        if params is None:  # refused with its size before anything is allocated
+        if drawing:
             check_net_size(sizes, dev.xp.finfo(dt).bits // 8, dev, host=get_device("cpu"))
-            rng = host_rng(seed)
-            params = {}
-            for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
-                params[f"W{i}"] = scales[i - 1] * rng.standard_normal((n_in, n_out))
-                params[f"b{i}"] = [0.0] * n_out
-        params = {k: dev.asarray(v, dtype=dt) for k, v in params.items()}
-        n = len(sizes) - 1
-        layers = OrderedDict()
-        for i in range(1, n + 1):  # the first layer's input gradient is read by nobody: skip it
-            layers[f"Affine{i}"] = Affine(params[f"W{i}"], params[f"b{i}"], compute_dx=(i > 1))
-            if i < n:
-                layers[self._activation_key(i)] = ACTIVATIONS[activation](dev.xp)
-        super().__init__(layers, SoftmaxWithLoss(dev.xp), params=params, device=dev)
+        return dev, dt
+
+    def _init_std(self, fan_in: int) -> float:
+        """The initial weights' standard deviation for a layer of ``fan_in`` inputs: the number
+        given, or He's sqrt(2 / fan_in) ('he', 'relu'), or Xavier's sqrt(1 / fan_in) ('xavier',
+        'sigmoid')."""
+        return _init_scale(self.weight_init, fan_in)
 
     def _activation_key(self, i: int) -> str:
         """The name of the i-th activation layer: Relu1 (xpnet's), Activation_function1 (the book's)."""
@@ -516,9 +546,31 @@ def _book_arguments(sizes, activation, weight_init, rest, input_size, hidden_siz
 
 
 class TwoLayerNet(MultiLayerNet):
-    """The book's two-layer net: Affine1 -> Relu1 -> Affine2 -> SoftmaxWithLoss."""
+    """The book's two-layer net (``ch05/two_layer_net.py``): Affine1 -> Relu1 -> Affine2 -> SoftmaxWithLoss.
+
+    Its methods (predict, loss, accuracy, numerical_gradient, gradient) are ``Net``'s, which walk
+    ``layers`` and ``lastLayer`` as the book's do. ``weight_init_std`` may also be 'he' or 'xavier'.
+    """
 
     def __init__(self, input_size, hidden_size, output_size, weight_init_std=0.01, *, device=None,
                  dtype="float64", seed=None, params=None):
-        super().__init__([input_size, hidden_size, output_size], "relu", weight_init_std,
-                         device=device, dtype=dtype, seed=seed, params=params)
+        dev, dt = self._describe([input_size, hidden_size, output_size], "relu", weight_init_std, seed, "xpnet",
+                                 device, dtype, drawing=params is None)
+        # the weights: drawn on the host (one seed gives the same net on every backend), then put on the device
+        if params is None:
+            randn = host_rng(seed).standard_normal
+            params = {}
+            params['W1'] = self._init_std(input_size) * randn((input_size, hidden_size))
+            params['b1'] = [0.0] * hidden_size
+            params['W2'] = self._init_std(hidden_size) * randn((hidden_size, output_size))
+            params['b2'] = [0.0] * output_size
+        self.params = {k: dev.asarray(v, dtype=dt) for k, v in params.items()}
+
+        # the layers
+        self.layers = OrderedDict()
+        self.layers['Affine1'] = Affine(self.params['W1'], self.params['b1'], compute_dx=False)  # dx: unread
+        self.layers['Relu1'] = Relu()
+        self.layers['Affine2'] = Affine(self.params['W2'], self.params['b2'])
+
+        self.lastLayer = SoftmaxWithLoss()
+        Net.__init__(self, self.layers, self.lastLayer, params=self.params, device=dev)

@@ -21,7 +21,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Layer", "BookNet", "FastNet", "LayeredNet", "is_layer", "is_book_net", "is_fast_net", "is_layered_net"]
+__all__ = ["Layer", "BookNet", "FastNet", "LayeredNet", "is_layer", "is_book_net", "is_fast_net", "is_layered_net",
+           "takes_onehot"]
 
 
 @runtime_checkable
@@ -95,3 +96,9 @@ def is_fast_net(obj) -> bool:
 
 def is_layered_net(obj) -> bool:
     return isinstance(obj, LayeredNet) and isinstance(obj.layers, Mapping) and not isinstance(obj, type)
+
+
+def takes_onehot(layer) -> bool:
+    """Whether a loss layer offers ``forward_onehot(x, t_onehot)`` (xpnet's SoftmaxWithLoss): the
+    trusted forward on one-hot rows made once, its loss computed when first read."""
+    return callable(getattr(layer, "forward_onehot", None))
