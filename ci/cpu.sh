@@ -20,3 +20,4 @@ python -m pytest -q
 PYTHONPATH=tests/fakecupy python -c "import xpnet; print('simulated:', xpnet.device('cuda:0'), xpnet.device('cuda:1'))"
 FAKE_CUPY_STRICT=1 PYTHONPATH=tests/fakecupy python -m pytest -q -p no:cacheprovider --xpnet-devices cuda \
     --xpnet-device-tests-only
+python ci/line_budget.py   # the package held to its line budget
