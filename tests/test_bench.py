@@ -1,11 +1,11 @@
 """The benchmark only has to run here (a tiny configuration); timings never go into tests.
 
 The comparison code sits beside the package (``benchmarks/`` at the repository root), not in
-it: these tests import it from the checkout and run it as ``python -m benchmarks`` and as
-``xpnet bench``.
+it: these tests import it from the checkout, run it as ``python -m benchmarks`` and check that
+``xpnet bench`` hands it its options where it imports and says how to run it where it does not.
 """
 
-import argparse
+import ast
 import json
 import math
 import subprocess
@@ -20,7 +20,8 @@ if str(ROOT) not in sys.path:  # plain `pytest` puts tests/, not the root, on th
     sys.path.insert(0, str(ROOT))
 
 import xpnet  # noqa: E402
-from benchmarks import add_arguments, step_flops  # noqa: E402
+import benchmarks  # noqa: E402
+from benchmarks import step_flops  # noqa: E402
 from benchmarks.contenders import (BookContender, JaxContender, LeanNumpyNet, NumpyNetLoopContender,  # noqa: E402
                                    TunedNumpyContender, TunedNumpyNet, TunedNumpyOneThreadContender, book_code,
                                    draw_batches)
@@ -30,7 +31,7 @@ from benchmarks.xpnet_contenders import BookLoopContender, XpnetContender, new_n
 from xpnet import cli  # noqa: E402
 
 BOOK_ROWS = {"xpnet cpu", "xpnet, book-style loop", "xpnet, book-style loop + net.loss", "book NumPy float64",
-             "hand-tuned NumPy float32", "idiomatic PyTorch cpu", "hand-tuned f32, README's version",
+             "hand-tuned NumPy float32", "idiomatic PyTorch cpu", "hand-tuned f32, yardstick",
              "book loop, tuned NumPy net", "book loop, lean NumPy net"}
 QUICK = ["--quick", "--steps", "5", "--no-jax", "--devices", "cpu"]
 
@@ -64,6 +65,8 @@ def _check_result(data, out):
     for name in expected:  # every CPU contender printed, with its ratios
         assert name in out
     assert "targets (book net" in out and "book-style loop" in out and "target <= 1.10x" in out
+    assert set(targets["trainer_step"]["reference_us"]) == {"trainer", "yardstick"}
+    assert "README" not in out and "this change" not in out  # it speaks to the user, not of its history
 
 
 def _importable(name):
@@ -72,36 +75,80 @@ def _importable(name):
     return importlib.util.find_spec(name) is not None
 
 
-@pytest.mark.parametrize("command", [[sys.executable, "-m", "benchmarks"],
-                                     [sys.executable, "-m", "xpnet", "bench"]], ids=["python -m benchmarks",
-                                                                                     "xpnet bench"])
-def test_quick_benchmark_from_the_checkout(command, tmp_path):
+@pytest.mark.slow
+def test_quick_benchmark_from_the_checkout(tmp_path):
     out = tmp_path / "b.json"
-    p = subprocess.run(command + QUICK + ["--json", str(out)], cwd=ROOT, capture_output=True, text=True,
-                       timeout=600)
+    p = subprocess.run([sys.executable, "-m", "benchmarks", *QUICK, "--json", str(out)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stdout + p.stderr
     _check_result(json.loads(out.read_text()), p.stdout)
 
 
-def test_bench_outside_a_checkout_says_where_the_code_is(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(cli, "_benchmarks_dir", lambda: tmp_path / "site-packages" / "benchmarks")
+def test_xpnet_bench_hands_its_options_to_the_benchmark(monkeypatch, tmp_path):
+    """``xpnet bench ...`` is ``python -m benchmarks ...``: the benchmark parses the options and runs."""
+    got = []
+    monkeypatch.setattr(harness, "run_cli", lambda args: got.append(args) or 0)
+    argv = [*QUICK, "--json", str(tmp_path / "b.json"), "--busy", "2"]
+    assert cli.main(["bench", *argv]) == 0
+    assert [vars(a) for a in got] == [vars(benchmarks.parser().parse_args(argv))]
+
+
+def test_xpnet_bench_help_is_the_benchmark_s(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["bench", "-h"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and out.startswith("usage: xpnet bench")
+    for action in benchmarks.parser()._actions:
+        assert all(option in out for option in action.option_strings), action.option_strings
+    with pytest.raises(SystemExit) as e:
+        cli.main(["bench", "--steps", "0"])
+    assert e.value.code == 2 and "xpnet bench: error: argument --steps: expected a positive integer, got '0'" \
+        in capsys.readouterr().err
+
+
+@pytest.fixture
+def no_checkout(monkeypatch, tmp_path):
+    """A Python that cannot import the checkout's ``benchmarks``: the root off sys.path, cwd elsewhere."""
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if Path(p or ".").resolve() != ROOT])
+    for name in [m for m in sys.modules if m == "benchmarks" or m.startswith("benchmarks.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_bench_outside_a_checkout_says_how_to_run_it(no_checkout, capsys):
+    assert cli._benchmark_package() is None
     assert cli.main(["bench", "--quick"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1
-    assert "not the wheel" in err and "python -m benchmarks" in err and "clone" in err
+    assert len(err.splitlines()) == 1 and err.startswith("xpnet bench: error: ")
+    assert "not the wheel" in err and "python -m benchmarks" in err and "source checkout" in err
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert "not here: the benchmark ships with xpnet's source" in " ".join(capsys.readouterr().out.split())
 
 
-def test_bench_finds_the_checkout_beside_the_package():
-    assert cli._benchmarks_dir() == ROOT / "benchmarks"
+def test_bench_refuses_another_package_named_benchmarks(no_checkout, monkeypatch, capsys):
+    (no_checkout / "benchmarks").mkdir()
+    (no_checkout / "benchmarks" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(no_checkout))
+    assert cli.main(["bench", "--quick"]) == 2
+    err = capsys.readouterr().err
+    assert "is not xpnet's benchmark" in err and str(no_checkout / "benchmarks") in err
 
 
-def test_xpnet_bench_and_python_m_benchmarks_take_the_same_options():
-    def options(p):
-        return {a.dest: (tuple(a.option_strings), a.default, a.help, a.type is None) for a in p._actions
-                if a.dest != "help"}
+def test_bench_is_found_as_the_checkout_s_package():
+    assert Path(cli._benchmark_package().origin) == ROOT / "benchmarks" / "__init__.py"
 
-    bench = next(a for a in cli._parser()._actions if isinstance(a, argparse._SubParsersAction)).choices["bench"]
-    assert options(bench) == options(add_arguments(argparse.ArgumentParser()))
+
+def test_the_benchmark_and_the_command_line_do_not_import_each_other():
+    """``benchmarks/`` owns its options; ``xpnet.cli`` imports it as a package, never by path."""
+    for f in (ROOT / "benchmarks").glob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not any(n == "xpnet.cli" or n.startswith("xpnet.cli.") for n in names), f.name
+    source = (ROOT / "xpnet" / "cli.py").read_text()
+    assert "spec_from_file_location" not in source and "__file__" not in source
 
 
 def test_quick_run_in_process():

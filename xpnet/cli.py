@@ -87,9 +87,9 @@ def _default_device():
                  "auto, XPNET_DEVICE is not set: cuda:0 when CuPy sees a GPU, else cpu")
 
 
-def _device(a):
+def _device(args):
     """The device of ``--device``, else the default one (``$XPNET_DEVICE``, else auto)."""
-    return a.device if a.device is not None else _default_device()[0]
+    return args.device if args.device is not None else _default_device()[0]
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -184,26 +184,10 @@ def _parser():
     g.add_argument("--data-dir", help=DATA_HELP)
     g.add_argument("--seed", type=_seed, default=0, help="seed of the net's weights")
 
-    b = sub.add_parser("bench", formatter_class=fmt,
-                       help="time xpnet against the book's code, tuned NumPy and PyTorch "
-                            "(from a source checkout: the code is benchmarks/, beside the package)")
-    add_bench_arguments(b)
-    return p
-
-
-def add_bench_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The benchmark's options, declared once for ``xpnet bench`` and ``python -m benchmarks``
-    (whose code ships with the source, so the wheel's ``xpnet bench`` still parses and explains)."""
-    p.add_argument("--quick", action="store_true", help="a tiny configuration (seconds): checks that it runs")
-    p.add_argument("--repeats", type=_positive_int, default=3)
-    p.add_argument("--steps", type=_positive_int, default=2000, help="timed steps per per-step measurement")
-    p.add_argument("--devices", default=None, help="xpnet devices to time (default: cpu and every GPU)")
-    p.add_argument("--no-protocol", action="store_true", help="skip the whole 10000-iteration protocol")
-    p.add_argument("--no-jax", action="store_true", help="leave out the jitted JAX contender")
-    p.add_argument("--json", default="bench-results.json", help="where to write the table as JSON")
-    p.add_argument("--only", choices=["book"], default=None, help="time only the book net's per-step table")
-    p.add_argument("--busy", type=_seed, default=0, metavar="N",
-                   help="also time the book net's step with N processes spinning on the CPU (a busy machine)")
+    bench = _benchmark_package() is not None
+    sub.add_parser("bench", add_help=False,  # its options are the benchmark's own, `-h` among them
+                   help="time xpnet against the book's code, tuned NumPy and PyTorch (options: xpnet bench -h)"
+                   if bench else f"not here: {BENCH_ELSEWHERE}")
     return p
 
 
@@ -280,62 +264,62 @@ class _Log:
             os.close(devnull)
 
 
-def _train(a, comm) -> int:
+def _train(args, comm) -> int:
     import xpnet
     from .exceptions import RunFolderError
     from .runs import RunFolder
     from .trainer import CheckpointWriteError, Trainer, TrainingDivergedError, TrainingInterrupted
 
     lead = comm is None or comm.rank == 0  # in a distributed run rank 0 speaks and writes
-    quiet = a.quiet or not lead
-    log = _Log() if lead else (lambda *args, **kw: None)
-    say = (lambda *args, **kw: None) if quiet else log
+    quiet = args.quiet or not lead
+    log = _Log() if lead else (lambda *_, **__: None)
+    say = (lambda *_, **__: None) if quiet else log
     # a distributed run: this process's own GPU; a resumed one: its own device unless --device says
-    dev = comm.device if comm is not None else a.device if a.resume else _device(a)
-    if a.resume and (a.out or a.overwrite):
+    dev = comm.device if comm is not None else args.device if args.resume else _device(args)
+    if args.resume and (args.out or args.overwrite):
         raise _Fail("--resume DIR continues the run in DIR: leave out --out and --overwrite")
     try:  # the folder first: a bad --out fails now, not after the run
         if not lead:
-            folder = _Elsewhere(a.resume or a.out or "runs")
+            folder = _Elsewhere(args.resume or args.out or "runs")
         else:
-            folder = RunFolder.resume(a.resume) if a.resume else \
-                RunFolder.new(a.out, label=dev.name.replace(":", ""), overwrite=a.overwrite)
+            folder = RunFolder.resume(args.resume) if args.resume else \
+                RunFolder.new(args.out, label=dev.name.replace(":", ""), overwrite=args.overwrite)
     except RunFolderError as e:
         raise _Fail(str(e)) from None
     try:
-        (x_train, t_train), (x_test, t_test) = _load(a.data_dir)
+        (x_train, t_train), (x_test, t_test) = _load(args.data_dir)
         progress, epoch_log = (False, None) if quiet else (None, log)
-        per_epoch = max(len(x_train) // (a.batch_size * (comm.size if comm is not None else 1)), 1)  # global batches
-        iters = a.iters or (a.epochs * per_epoch if a.epochs else None)
-        if a.resume:
+        per_epoch = max(len(x_train) // (args.batch_size * (comm.size if comm is not None else 1)), 1)  # global batches
+        iters = args.iters or (args.epochs * per_epoch if args.epochs else None)
+        if args.resume:
             try:
                 trainer = Trainer.resume(folder.checkpoint, x_train, t_train, x_test, t_test, device=dev,
-                                         iters=a.iters, progress=progress, log=epoch_log, communicator=comm)
+                                         iters=args.iters, progress=progress, log=epoch_log, communicator=comm)
             except (ValueError, TypeError, xpnet.DeviceUnavailableError) as e:
                 raise _Fail(str(e)) from None
-            if a.epochs:  # epochs of the saved run's batch size
-                if a.epochs * trainer.iter_per_epoch < trainer.step:
-                    raise _Fail(f"--epochs {a.epochs}: the run in {folder.path} is already at step {trainer.step}")
-                trainer.iters = a.epochs * trainer.iter_per_epoch
+            if args.epochs:  # epochs of the saved run's batch size
+                if args.epochs * trainer.iter_per_epoch < trainer.step:
+                    raise _Fail(f"--epochs {args.epochs}: the run in {folder.path} is already at step {trainer.step}")
+                trainer.iters = args.epochs * trainer.iter_per_epoch
             net = trainer.net
             say(f"xpnet train: resuming {folder.path} at step {trainer.step} of {trainer.iters} ({net} on "
                 f"{net.device.name}, {type(trainer.optimizer).__name__}; settings from its checkpoint)")
         else:
             iters = iters or 10000
             d, c = x_train.shape[1], _classes(t_train, t_test)  # input size and classes: from the data
-            sizes = a.sizes or [d, a.hidden, c]
+            sizes = args.sizes or [d, args.hidden, c]
             if sizes[0] != d or sizes[-1] != c:
                 raise _Fail(f"--sizes must start with {d} (pixels per image) and end with {c} (classes) for this "
                             f"data, got {','.join(map(str, sizes))}")
-            net = xpnet.MultiLayerNet(sizes, a.activation, a.weight_init, device=dev, dtype=a.dtype, seed=a.seed) \
-                if a.sizes else xpnet.TwoLayerNet(sizes[0], sizes[1], sizes[2], a.weight_init, device=dev,
-                                                  dtype=a.dtype, seed=a.seed)
-            trainer = Trainer(net, x_train, t_train, x_test, t_test, optimizer=a.optimizer, lr=a.lr,
-                              batch_size=a.batch_size, iters=iters, eval_interval=a.eval_interval, seed=a.seed,
+            kw = {"device": dev, "dtype": args.dtype, "seed": args.seed}
+            net = xpnet.MultiLayerNet(sizes, args.activation, args.weight_init, **kw) if args.sizes else \
+                xpnet.TwoLayerNet(sizes[0], sizes[1], sizes[2], args.weight_init, **kw)
+            trainer = Trainer(net, x_train, t_train, x_test, t_test, optimizer=args.optimizer, lr=args.lr,
+                              batch_size=args.batch_size, iters=iters, eval_interval=args.eval_interval, seed=args.seed,
                               progress=progress, log=epoch_log, communicator=comm)
             procs = f" x {comm.size} processes ({comm.engine})" if comm is not None else ""
-            say(f"xpnet train: {net} on {dev.name}, {a.optimizer} lr {trainer.optimizer.lr}, batch {a.batch_size}"
-                f"{procs}, {iters} iterations" + (f" ({a.epochs} epochs)" if a.epochs else "")
+            say(f"xpnet train: {net} on {dev.name}, {args.optimizer} lr {trainer.optimizer.lr}, batch {args.batch_size}"
+                f"{procs}, {iters} iterations" + (f" ({args.epochs} epochs)" if args.epochs else "")
                 + f"; run folder {folder.path}")
         folder.drop_views()  # the checkpoint is the truth until the views are written again
         try:
@@ -346,7 +330,7 @@ def _train(a, comm) -> int:
                 hist = trainer.fit(checkpoint=folder.checkpoint)
         except TrainingInterrupted as e:
             if lead:
-                _write_views(trainer.history, folder, a, say)
+                _write_views(trainer.history, folder, args, say)
                 print(f"xpnet train: {e}", file=sys.stderr)
             return 130
         except CheckpointWriteError as e:
@@ -358,7 +342,7 @@ def _train(a, comm) -> int:
         raise
     if not lead:
         return 0
-    _write_views(hist, folder, a, say)
+    _write_views(hist, folder, args, say)
     loss = f", test loss {hist.final_test_loss:.4f}" if hist.final_test_loss is not None else ""
     log(f"final test accuracy {hist.final_test_acc:.4f}{loss} (train {hist.final_train_acc:.4f}); "
         f"wall time {hist.wall_time_s:.2f} s" + (f"; saved in {folder.path}" if quiet else ""))
@@ -369,19 +353,19 @@ def _train(a, comm) -> int:
     return 0
 
 
-def cmd_train(a) -> int:
-    if not a.distributed:
-        return _train(a, None)
+def cmd_train(args) -> int:
+    if not args.distributed:
+        return _train(args, None)
     from .exceptions import DistributedError
 
     try:
-        comm = _device(a).communicator()
+        comm = _device(args).communicator()
     except DistributedError as e:
         if e.rank:  # every process raised it together: rank 0 says it, once
             return 2
         raise _Fail(str(e)) from None
     try:
-        return _train(a, comm)
+        return _train(args, comm)
     except SystemExit:
         raise
     except BaseException as e:  # one rank's fault ends the job on every rank, at once, saying why
@@ -391,10 +375,10 @@ def cmd_train(a) -> int:
         raise
 
 
-def _write_views(hist, folder, a, log) -> None:
+def _write_views(hist, folder, args, log) -> None:
     """history.json and the plot, from the run's state at its last checkpoint."""
     hist.save_json(folder.history)
-    if a.no_plot:
+    if args.no_plot:
         log("plot: skipped (--no-plot)")
         return
     from .exceptions import PlotUnavailable
@@ -447,15 +431,15 @@ def _outputs(net, dev, x, t=None, batch=10000):
     return pred, top, probs, correct, (loss / len(x) if t is not None and len(x) else None)
 
 
-def cmd_evaluate(a) -> int:
-    dev = _device(a)
-    net = _load_model(a.model, dev)
-    splits = _load(a.data_dir)
-    what = f"--data-dir {a.data_dir}" if a.data_dir else "MNIST"
-    chosen = (("test", splits[1]), ("train", splits[0]))[:2 if a.train else 1]
+def cmd_evaluate(args) -> int:
+    dev = _device(args)
+    net = _load_model(args.model, dev)
+    splits = _load(args.data_dir)
+    what = f"--data-dir {args.data_dir}" if args.data_dir else "MNIST"
+    chosen = (("test", splits[1]), ("train", splits[0]))[:2 if args.train else 1]
     for name, (x, t) in chosen:
         _check_fits(net, x, t, f"{what} ({name})")
-    print(f"model: {a.model} ({net}) on {dev.name}")
+    print(f"model: {args.model} ({net}) on {dev.name}")
     for name, (x, t) in chosen:
         _, _, _, correct, loss = _outputs(net, dev, x, t)
         print(f"{name + ':':<6} accuracy {correct / len(t):.4f}, loss {loss:.4f} ({len(t)} images)")
@@ -491,23 +475,23 @@ def _rows(spec, n, what):
     return rows
 
 
-def cmd_predict(a) -> int:
-    dev = _device(a)
-    net = _load_model(a.model, dev)
-    if a.images:
-        x, t = _load_images(a.images, net.n_features), None
-        what = f"--images {a.images}"
-        spec = a.index
+def cmd_predict(args) -> int:
+    dev = _device(args)
+    net = _load_model(args.model, dev)
+    if args.images:
+        x, t = _load_images(args.images, net.n_features), None
+        what = f"--images {args.images}"
+        spec = args.index
     else:
-        train, test = _load(a.data_dir)
-        x, t = test if a.split == "test" else train
-        what = f"the {a.split} split of " + (a.data_dir if a.data_dir else "MNIST")
+        train, test = _load(args.data_dir)
+        x, t = test if args.split == "test" else train
+        what = f"the {args.split} split of " + (args.data_dir if args.data_dir else "MNIST")
         _check_fits(net, x, t, what)
-        spec = a.index if a.index is not None else [slice(0, 10)]
+        spec = args.index if args.index is not None else [slice(0, 10)]
     rows = _rows(spec, len(x), what)
     pred, top, probs, _, _ = _outputs(net, dev, x[rows])
     head = f"{'index':>7} {'predicted':>9} {'probability':>11}" + (f" {'label':>5}" if t is not None else "")
-    if a.probs:
+    if args.probs:
         head += "  " + " ".join(f"{'p' + str(k):>6}" for k in range(len(probs[0]) if probs else 0))
     print(head)
     right = 0
@@ -516,7 +500,7 @@ def cmd_predict(a) -> int:
         if t is not None:
             line += f" {int(t[r]):>5}"
             right += k == int(t[r])
-        if a.probs:
+        if args.probs:
             line += "  " + " ".join(f"{v:>6.4f}" for v in pr)
         if t is not None and k != int(t[r]):
             line += "  wrong"
@@ -526,7 +510,7 @@ def cmd_predict(a) -> int:
     return 0
 
 
-def cmd_devices(a) -> int:
+def cmd_devices(args) -> int:
     from .device import device_report
 
     try:
@@ -541,13 +525,13 @@ def cmd_devices(a) -> int:
     return 0
 
 
-def cmd_gradcheck(a) -> int:
+def cmd_gradcheck(args) -> int:
     import xpnet
 
-    (x_train, t_train), (_, t_test) = _load(a.data_dir)
-    dev = _device(a)
+    (x_train, t_train), (_, t_test) = _load(args.data_dir)
+    dev = _device(args)
     d, c = x_train.shape[1], _classes(t_train, t_test)
-    net = xpnet.TwoLayerNet(d, 50, c, device=dev, dtype="float64", seed=a.seed)
+    net = xpnet.TwoLayerNet(d, 50, c, device=dev, dtype="float64", seed=args.seed)
     x, t = dev.asarray(x_train[:3], dtype="float64"), dev.asarray(t_train[:3])
     t0 = time.perf_counter()
     report = xpnet.gradcheck(net, x, t, locate=False)
@@ -558,52 +542,47 @@ def cmd_gradcheck(a) -> int:
     return 0 if report.passed else 1
 
 
-BENCH_UNAVAILABLE = ("the benchmark ships with xpnet's source, not the wheel: clone xpnet's repository, then "
-                     "from its root run `pip install -e '.[train]'` and `python -m benchmarks` (or `xpnet bench`)")
+BENCH_ELSEWHERE = ("the benchmark ships with xpnet's source, not the wheel: from the root of a source checkout "
+                   "(git clone, then pip install -e '.[train]'), run `python -m benchmarks` or `python -m xpnet bench`")
 
 
-def _benchmarks_dir() -> Path:
-    """Where the comparison code sits in a source checkout: beside the package, not in it."""
-    import xpnet
-
-    return Path(xpnet.__file__).resolve().parent.parent / "benchmarks"
-
-
-def _import_benchmarks(d: Path):
-    """The ``benchmarks`` package of the checkout at ``d`` (reused when already imported from there)."""
+def _benchmark_package():
+    """Where the ``benchmarks`` package would be imported from (its spec), or None when it would not."""
     import importlib.util
 
-    mod = sys.modules.get("benchmarks")
-    if mod is not None and Path(getattr(mod, "__file__", None) or "").resolve().parent == d:
-        return mod
-    name = "benchmarks" if mod is None else "_xpnet_checkout_benchmarks"  # never shadow another package
-    spec = importlib.util.spec_from_file_location(name, d / "__init__.py", submodule_search_locations=[str(d)])
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
     try:
-        spec.loader.exec_module(mod)
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return mod
+        return importlib.util.find_spec("benchmarks")
+    except (ImportError, ValueError):  # a broken entry on sys.path, or a half-imported module
+        return None
 
 
-def cmd_bench(a) -> int:
-    d = _benchmarks_dir()
-    if not (d / "__init__.py").is_file():
-        raise _Fail(BENCH_UNAVAILABLE)
-    return _import_benchmarks(d).run_cli(a)
+def cmd_bench(args) -> int:
+    import importlib
+
+    spec = _benchmark_package()
+    if spec is None:
+        raise _Fail(BENCH_ELSEWHERE)
+    bench = importlib.import_module("benchmarks")
+    if not (callable(getattr(bench, "main", None)) and callable(getattr(bench, "run_cli", None))):
+        raise _Fail(f"the `benchmarks` package importable here ({spec.origin}) is not xpnet's benchmark; "
+                    f"{BENCH_ELSEWHERE}")
+    return bench.main(args.bench_args, prog="xpnet bench")
 
 
 def main(argv=None) -> int:
-    a = _parser().parse_args(argv)
+    parser = _parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "bench":  # the benchmark parses its own options
+        args.bench_args = rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         rc = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "devices": cmd_devices,
-              "gradcheck": cmd_gradcheck, "bench": cmd_bench}[a.command](a)
+              "gradcheck": cmd_gradcheck, "bench": cmd_bench}[args.command](args)
         sys.stdout.flush()  # a closed pipe shows here, not at exit
         return rc
     except _Fail as e:
-        print(f"xpnet {a.command}: error: {e}", file=sys.stderr)
+        print(f"xpnet {args.command}: error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         # `xpnet ... | head`: the reader left. Stop quietly, as a program killed by SIGPIPE does
