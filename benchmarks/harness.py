@@ -189,10 +189,19 @@ def _stats(xs):
     return {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "n": len(xs)}
 
 
+def _settle(pause):
+    """Before a timing: a garbage collection and a short pause, so that neither the previous
+    contender's garbage nor the threads it left spinning weigh on the next; ``pause=None``
+    (a quick check, not a measurement) skips both."""
+    if pause is not None:
+        gc.collect()
+        time.sleep(pause)
+
+
 def time_steps(contenders, steps, repeats, warmup=20, split=5, pause=0.02):
     """Per-step seconds of each contender: ``repeats * split`` rounds of ``steps / split`` steps,
-    the order rotating every round and a short pause before each timing, so that neither a
-    noisy moment nor the threads a previous contender left spinning favour anyone."""
+    the order rotating every round and each timing settled (``_settle(pause)``), so that
+    neither a noisy moment nor a previous contender favours anyone."""
     for c in contenders:
         c.steps(warmup)
     times = {c.name: [] for c in contenders}
@@ -200,15 +209,14 @@ def time_steps(contenders, steps, repeats, warmup=20, split=5, pause=0.02):
     order = list(contenders)
     for r in range(repeats * split):
         for c in order[r % len(order):] + order[:r % len(order)]:
-            gc.collect()
-            time.sleep(pause)
+            _settle(pause)
             t0 = time.perf_counter()
             c.steps(per_round)
             times[c.name].append((time.perf_counter() - t0) / per_round)
     return {k: _stats(v) for k, v in times.items()}
 
 
-def time_protocol(make, repeats):
+def time_protocol(make, repeats, pause=0.05):
     """Whole protocol (steps + an evaluation of train and test every epoch), fresh nets each run.
 
     ``make`` maps labels to factories of contenders built for the protocol; xpnet's runs
@@ -219,8 +227,7 @@ def time_protocol(make, repeats):
     for r in range(repeats):
         for name in names[r % len(names):] + names[:r % len(names)]:
             factory, iters, eval_interval = make[name]
-            gc.collect()
-            time.sleep(0.05)
+            _settle(pause)
             t0 = time.perf_counter()
             c = factory()
             acc = None
@@ -315,10 +322,10 @@ def run(quick=False, repeats=3, steps=2000, devices=None, protocol=True, with_ja
     if why_no_jax:
         skips["jitted JAX"] = why_no_jax
     (x, t), (xt, tt) = xpnet.load_mnist()
-    split, pause = 5, 0.02
-    if quick:
+    split, pause, warmup = 5, 0.02, 20
+    if quick:  # a check that everything runs, not a measurement
         x, t, xt, tt = x[:2000], t[:2000], xt[:500], tt[:500]
-        repeats, steps, split, pause = 1, min(steps, 30), 1, 0.0
+        repeats, steps, split, pause, warmup = 1, min(steps, 30), 1, None, 2
     data = ((x, t), (xt, tt))
     rate = matmul_rate(seconds=0.2 if quick else 1.0)
     res = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
@@ -366,13 +373,14 @@ def run(quick=False, repeats=3, steps=2000, devices=None, protocol=True, with_ja
     fs = contenders(book_sizes, 100, 0.01, True)
     book = [f() for f in fs.values()] + [YardstickContender(_init_params(book_sizes, 0.01, 0), data, 0.1, 100, 0)]
     tables["book_step"] = _table("book net 784-50-10, batch 100: per step", time_steps(
-        book, steps, repeats, split=split, pause=pause), step_flops(book_sizes, 100), rate, log)
+        book, steps, repeats, warmup=warmup, split=split, pause=pause), step_flops(book_sizes, 100), rate, log)
     res["targets"] = _targets(tables["book_step"], log)
     if busy:
         with busy_cpu(busy):
             tables["book_step_busy"] = _table(
                 f"book net 784-50-10, batch 100: per step, with {busy} processes spinning on the CPU",
-                time_steps(book, steps, repeats, split=split, pause=pause), step_flops(book_sizes, 100), rate, log)
+                time_steps(book, steps, repeats, warmup=warmup, split=split, pause=pause), step_flops(book_sizes, 100),
+                rate, log)
         res["busy_processes"] = busy
     if only == "book":
         res["tables"] = tables
@@ -386,7 +394,7 @@ def run(quick=False, repeats=3, steps=2000, devices=None, protocol=True, with_ja
             NumpyNetLoopContender(p_tiny, tiny_data, 0.1, 4, 0, lean=True),
             TunedNumpyContender(p_tiny, tiny_data, 0.1, 4, 0)]
     tables["tiny_step"] = _table("tiny net 16-8-10, batch 4: per step",
-                                 time_steps(tiny, steps, repeats, split=split, pause=pause),
+                                 time_steps(tiny, steps, repeats, warmup=warmup, split=split, pause=pause),
                                  step_flops([16, 8, 10], 4), rate, log)
     # 3. a larger MLP where the products dominate, against its matmul floor
     big = [784, 256, 256, 10] if quick else [784, 1024, 1024, 10]
@@ -411,7 +419,8 @@ def run(quick=False, repeats=3, steps=2000, devices=None, protocol=True, with_ja
         fp = contenders(book_sizes, 100, 0.01, True, proto=(iters, interval))
         for name in (BOOK_LOOP_LOSS, TUNED_NET_LOOP, LEAN_NET_LOOP, LEAN_NET_LOOP_1T):  # the per-step table's
             fp.pop(name, None)  # business: the second pass's cost, the loop's bounds
-        tp = time_protocol({k: (f, iters, interval) for k, f in fp.items()}, repeats)
+        tp = time_protocol({k: (f, iters, interval) for k, f in fp.items()}, repeats,
+                           pause=None if quick else 0.05)
         evals = len(range(0, iters, interval))
         flops = iters * step_flops(book_sizes, 100) + evals * (x.shape[0] + xt.shape[0]) * 2 * (784 * 50 + 50 * 10)
         tables["protocol"] = _table(f"book protocol: {iters} steps + {evals} evaluations of "

@@ -218,7 +218,7 @@ def test_accelerator_table_runs_on_any_device():
     assert is_accelerator("cuda:0") and is_accelerator("torch:cuda") and not is_accelerator("torch")
     lines = []
     dev = "torch" if _importable("torch") else "cpu"
-    res = accelerator_table([dev], [784, 32, 32, 10], 16, _data(200, 50), 10, 1, lines.append, split=1, pause=0.0,
+    res = accelerator_table([dev], [784, 32, 32, 10], 16, _data(200, 50), 10, 1, lines.append, split=1, pause=None,
                             rate_n=256)
     rows = res["rows"]
     assert set(rows) == {f"xpnet {dev}", f"matmul floor on {dev}"}
