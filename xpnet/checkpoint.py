@@ -36,7 +36,7 @@ from numpy.lib import format as npy_format
 
 from .atomic import write_atomic
 from .exceptions import CheckpointError
-from .device import device as get_device
+from .backend import device as get_device
 from .nets import ACTIVATIONS, MultiLayerNet, TwoLayerNet
 
 __all__ = ["save_net", "load_net", "load_checkpoint", "Checkpoint", "CheckpointError",

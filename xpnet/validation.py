@@ -99,7 +99,7 @@ def check_array(a, name: str, device) -> None:
     if not is_array(a):
         raise TypeError(f"{name} must be an array on {device.name}, got {type(a).__name__}; "
                         f"put data there with dev.asarray(data, dtype=...) (dev = xpnet.device({device.name!r}))")
-    from .device import device_of
+    from .backend import device_of
 
     given = type(a).__module__ + "." + type(a).__qualname__
     try:
