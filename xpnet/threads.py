@@ -18,13 +18,13 @@ from .backends.base import null_scope
 __all__ = ["blas_thread_limit", "blas_libraries", "cpu_thread_scope", "ThreadChooser",
            "SERIAL_PRODUCT_FLOPS", "SMALL_PRODUCT_FLOPS"]
 
-SMALL_PRODUCT_FLOPS = 16e6  # measured crossover on a 2-core machine (784-100-10 at batch 200 gains from 2)
+SMALL_PRODUCT_FLOPS = 16e6  # the measured crossover (benchmarks/README.md): larger products gain from more threads
 SERIAL_PRODUCT_FLOPS = 5e5  # below this (M*N*K < 65536*4) OpenBLAS's gemm never uses a second thread
 
 
 @functools.lru_cache(maxsize=1)
 def _blas_controller():
-    """threadpoolctl's view of the loaded BLAS libraries, built once (a scan costs ~130 us)."""
+    """threadpoolctl's view of the loaded BLAS libraries, built once (a scan is slow)."""
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:
@@ -58,8 +58,8 @@ def blas_libraries() -> tuple:
 
 class _BlasThreads:
     """A ``with`` block holding the BLAS libraries to ``n`` threads through their own setters
-    (threadpoolctl's per-library controllers): about 1.5 us a block against 5-9 us for
-    ``threadpoolctl.limit``, cheap enough to wrap every ``gradient()`` call of a reader's loop."""
+    (threadpoolctl's per-library controllers): several times cheaper than ``threadpoolctl.limit``,
+    cheap enough to wrap every ``gradient()`` call of a reader's loop."""
 
     __slots__ = ("libs", "n", "old")
 
@@ -83,9 +83,10 @@ class _BlasThreads:
 class ThreadChooser:
     """Which BLAS thread count runs one kind of step faster, found by timing the steps themselves.
 
-    Neither choice is right everywhere: on an idle 2-core machine the book's step runs ~20 %
-    faster on two OpenBLAS threads; on a machine busy with other work those threads spin for
-    cores they do not get and the same step ran ~6x slower than on one. So the steps decide:
+    Neither choice is right everywhere: on an idle 2-core machine the book's step runs faster on
+    two OpenBLAS threads; on a machine busy with other work those threads spin for cores they
+    do not get and the same step runs several times slower than on one (the figures:
+    benchmarks/README.md). So the steps decide:
     the first ``probes`` runs alternate between one thread and all of them and the faster
     median wins; the race is run again when the winner turns slow (three runs in a row 1.5x
     its race median: the machine's load changed) and after ``every`` runs in any case.
@@ -143,9 +144,9 @@ def cpu_thread_scope(pools, largest_product_flops: float, steps: int, choosers: 
     ``set_num_threads`` and ``num_threads``, as threadpoolctl's BLAS controllers) for ``steps``
     steps whose largest product has this size.
 
-    Products of 16 MFLOP and more keep every thread. Smaller ones -- the book's net: 7.8
-    MFLOP -- run on one thread: a second thread helps them ~20 % on an idle 2-core machine but
-    made them ~6x slower on a busy one (OpenBLAS; torch's pool ran 4-6x slower), and the thread
+    Products of ``SMALL_PRODUCT_FLOPS`` and more keep every thread. Smaller ones -- the book's
+    net's -- run on one thread: a second thread helps them a little on an idle machine but slows
+    them several times on a busy one (OpenBLAS and torch's pool alike), and the thread
     count changes float32 results in the last bit (another kernel), so a fixed rule keeps runs
     reproducible bit for bit. ``XPNET_BLAS_THREADS=N`` fixes N; ``XPNET_BLAS_THREADS=auto``
     lets a ``ThreadChooser`` (one per size in ``choosers``) time both counts and keep the faster

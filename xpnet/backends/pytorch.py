@@ -66,8 +66,7 @@ class TorchDevice(Device):
 
     def step_scope(self, largest_product_flops: float, steps: int = 1):
         """On the CPU, NumPy's thread policy for torch's own pool (``cpu_thread_scope``): left
-        alone, its threads spin for cores a busy machine does not give them (a book-net step
-        ran 4-6x slower than NumPy's on two busy cores). GPUs have none."""
+        alone, its threads spin for cores a busy machine does not give them. GPUs have none."""
         if not self._threads:
             return null_scope()
         return cpu_thread_scope(self._threads, largest_product_flops, steps, _CHOOSERS)
