@@ -1,663 +1,82 @@
-"""Numerical gradients and the gradient check that finds a wrong ``backward``.
+"""The book's numerical gradient (``common/gradient.py``): central differences, one entry at a time.
 
-``gradcheck`` compares backprop against central differences in float64, per parameter and per
-input, and -- for a net made of layers -- checks every layer on its own with the inputs it
-saw, so a reader learns *which* layer's backward is wrong, not only that something is.
-It works on any object following the layer protocol (``forward(*inputs)``, ``backward(dout)``,
-parameters ``W`` with gradients ``dW``), including a user's own NumPy layers.
-
-Every failing result carries a ``reason`` that names the parameter or input, the layer, and
-what to do.  All arithmetic stays in the arrays' own namespace, on their device; only scalars
-come back to Python.
+``numerical_gradient`` is the book's loop; the helpers it calls make it exact on every backend
+and dtype: a step that fits the dtype (the book's 1e-4 is too coarse for float64 and below
+float16's resolution), the divisor taken from the values actually stored (float32 rounds
+``x + h``), and ``x`` restored bit for bit even when ``f`` raises. ``gradcheck``
+(:mod:`xpnet.gradcheck`) perturbs through the same helper.
 """
 
 from __future__ import annotations
 
-import copy
-import inspect
 import itertools
-import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 
-from array_api_compat import array_namespace, is_array_api_obj
+from array_api_compat import array_namespace
 
-from .layers import layer_param_names
-from .nets import last_layer_of
+from .device import dtype_name
 from .validation import positive_number
 
-__all__ = ["numerical_gradient", "gradcheck", "GradcheckReport", "GradResult"]
-
-# The book's parameter names (Affine, Convolution, BatchNormalization). A layer with others
-# declares them: ``param_names = ("weight", "bias")``; the gradient of ``P`` is ``dP``.
-_LABEL_NAMES = ("t", "target", "targets", "label", "labels", "y_true")
-
-
-def _default_h(dtype_name: str) -> float:
-    return 1e-6 if dtype_name == "float64" else 1e-3 if dtype_name == "float32" else 1e-2
-
-
-def _default_tol(dtype_name: str) -> tuple[float, float]:
-    """(atol, rtol) that fit central differences in ``dtype_name``."""
-    return {"float64": (1e-7, 1e-5), "float32": (1e-4, 1e-2)}.get(dtype_name, (1e-2, 1e-1))
-
-
-def _dtype_name(x) -> str:
-    from .device import dtype_name
-
-    return dtype_name(x.dtype)
+__all__ = ["numerical_gradient"]  # gradcheck, GradcheckReport, GradResult: from xpnet.gradcheck
 
 
 def numerical_gradient(f, x, h: float | None = None):
     """Central-difference gradient of the scalar function ``f(x)`` at ``x``.
 
     ``x`` is perturbed in place one entry at a time (so ``f`` may ignore its argument and read
-    parameters it shares with ``x``, as the book's nets do) and restored bit for bit. The
-    divisor is the perturbation actually stored, which matters in float32. Works on any
-    Array API backend; the result has ``x``'s dtype and device.
+    parameters it shares with ``x``, as the book's nets do) and restored bit for bit. Works on
+    any Array API backend; the result has ``x``'s dtype and device.
     """
-    xp = array_namespace(x)
-    if not xp.isdtype(x.dtype, "real floating"):
-        raise TypeError(f"numerical_gradient needs a floating array, got dtype {x.dtype}")
-    h = _default_h(_dtype_name(x)) if h is None else positive_number(
-        "numerical_gradient: h", h, hint="pass a small step such as h=1e-4, or h=None for the dtype's default")
-    shape = tuple(x.shape)
+    h = step_for(x, h)
     grad = []
-    append = grad.append
-    for idx in itertools.product(*map(range, shape)):
-        old = float(x[idx])  # a copy: on torch x[idx] is a view
+    for idx in itertools.product(*map(range, x.shape)):
+        (x_plus, fxh1), (x_minus, fxh2) = evaluate_around(f, x, idx, h)  # f(x+h), f(x-h)
+        grad.append((fxh1 - fxh2) / (x_plus - x_minus))
+    xp = array_namespace(x)
+    return xp.reshape(xp.asarray(grad, dtype=x.dtype, device=x.device), tuple(x.shape))
+
+
+def default_step(dtype: str) -> float:
+    """The central-difference step for ``dtype``: about the cube root of its resolution."""
+    return 1e-6 if dtype == "float64" else 1e-3 if dtype == "float32" else 1e-2
+
+
+def step_for(x, h: float | None) -> float:
+    """The step to perturb the floating array ``x`` by: ``h`` checked, or the dtype's default."""
+    if not array_namespace(x).isdtype(x.dtype, "real floating"):
+        raise TypeError(f"numerical_gradient needs a floating array, got dtype {x.dtype}")
+    if h is None:
+        return default_step(dtype_name(x.dtype))
+    return positive_number("numerical_gradient: h", h,
+                           hint="pass a small step such as h=1e-4, or h=None for the dtype's default")
+
+
+def evaluate_around(f, x, idx: tuple, h: float):
+    """``((x_plus, f_plus), (x_minus, f_minus))``: ``f(x)`` with ``x[idx]`` set to ``x[idx] + h``
+    and to ``x[idx] - h``, each beside the value actually stored (the divisor of a difference).
+
+    ``x[idx]`` is restored bit for bit afterwards, also when ``f`` raises."""
+    old = float(x[idx])  # a copy: on torch x[idx] is a view
+    try:
         x[idx] = old + h
-        up = float(x[idx])
-        fp = float(f(x))
+        x_plus, f_plus = float(x[idx]), float(f(x))
         x[idx] = old - h
-        down = float(x[idx])
-        fm = float(f(x))
+        x_minus, f_minus = float(x[idx]), float(f(x))
+    finally:
         x[idx] = old
-        if up == down:
-            raise ValueError(f"numerical_gradient: h={h} is below the resolution of {x.dtype} at x{list(idx)} = "
-                             f"{old}; pass a larger h")
-        append((fp - fm) / (up - down))
-    return xp.reshape(xp.asarray(grad, dtype=x.dtype, device=x.device), shape)
+    if x_plus == x_minus:
+        raise ValueError(f"numerical_gradient: h={h} is below the resolution of {x.dtype} at x{list(idx)} = "
+                         f"{old}; pass a larger h")
+    return (x_plus, f_plus), (x_minus, f_minus)
 
 
-@dataclass
-class GradResult:
-    """Backprop vs numerical gradient of one parameter or input.
+_GRADCHECK_NAMES = ("gradcheck", "GradcheckReport", "GradResult")
 
-    ``reason`` says why a result failed (empty when it passed). ``inconclusive`` marks a
-    failure where finite differences cannot decide (an input on a kink such as ReLU at 0):
-    the check did not pass, but the backward is not shown to be wrong either.
-    """
 
-    name: str
-    shape: tuple
-    max_abs: float
-    max_rel: float
-    passed: bool
-    worst_index: tuple = ()
-    reason: str = ""
-    inconclusive: bool = False
+def __getattr__(name):
+    """``from xpnet.gradient import gradcheck`` keeps working: the check lives in ``xpnet.gradcheck``,
+    imported on first use (it builds on this module, so it cannot be imported at the top)."""
+    if name in _GRADCHECK_NAMES:
+        import importlib
 
-    def __str__(self) -> str:
-        verdict = "ok  " if self.passed else "????" if self.inconclusive else "FAIL"
-        line = (f"{verdict} {self.name:<14} shape {str(self.shape):<12} max abs {self.max_abs:.3e}  "
-                f"max rel {self.max_rel:.3e}")
-        return f"{line}  -- {self.reason}" if self.reason else line
-
-
-def _fail(name, shape, reason, inconclusive=False) -> GradResult:
-    return GradResult(name, tuple(shape), math.inf, math.inf, False, (), reason, inconclusive)
-
-
-def _wrong(res) -> bool:
-    """A failure that shows a wrong backward (not merely an undecidable kink)."""
-    return not res.passed and not res.inconclusive
-
-
-@dataclass
-class GradcheckReport(Mapping):
-    """Per-parameter results (a mapping name -> GradResult), plus per-layer results."""
-
-    results: dict = field(default_factory=dict)
-    layers: dict = field(default_factory=dict)  # layer name -> {name: GradResult}
-    notes: list = field(default_factory=list)
-    dtype: str = "float64"
-
-    def __getitem__(self, key):
-        return self.results[key]
-
-    def __iter__(self):
-        return iter(self.results)
-
-    def __len__(self):
-        return len(self.results)
-
-    @property
-    def passed(self) -> bool:
-        ok = all(r.passed for r in self.results.values())
-        ok_layers = all(r.passed for res in self.layers.values() for r in res.values())
-        return ok and ok_layers and not any(n.startswith("error") for n in self.notes)
-
-    @property
-    def culprits(self) -> list:
-        """Names of the layers whose own backward disagrees with the numerical gradient."""
-        return [name for name, res in self.layers.items() if any(_wrong(r) for r in res.values())]
-
-    def __bool__(self) -> bool:
-        return self.passed
-
-    def __str__(self) -> str:
-        lines = [f"gradient check ({self.dtype}): {'PASSED' if self.passed else 'FAILED'}"]
-        lines += [f"  {r}" for r in self.results.values()]
-        for name, res in self.layers.items():
-            mark = "ok  " if all(r.passed for r in res.values()) else "FAIL"
-            lines.append(f"  layer {name}: {mark}")
-            lines += [f"      {r}" for r in res.values()]
-        if self.culprits:
-            lines.append(f"  wrong backward in: {', '.join(self.culprits)}")
-        lines += [f"  note: {n}" for n in self.notes]
-        return "\n".join(lines)
-
-
-# -- arrays, in their own namespace ----------------------------------------------------------
-def _is_float_array(v) -> bool:
-    if not is_array_api_obj(v) or isinstance(v, (int, float, complex)):
-        return False
-    try:
-        return array_namespace(v).isdtype(v.dtype, "real floating")
-    except TypeError:
-        return False
-
-
-def _is_array(v) -> bool:
-    return is_array_api_obj(v) and not isinstance(v, (int, float, complex))
-
-
-def _shape(a) -> tuple:
-    return tuple(a.shape) if _is_array(a) else ()
-
-
-def _copy(a):
-    return array_namespace(a).asarray(a, copy=True)
-
-
-def _same(a, b) -> bool:
-    """Equal values (NaN equal to NaN) for two arrays of one namespace, or two numbers."""
-    if not _is_array(a) or not _is_array(b):
-        fa, fb = float(a), float(b)
-        return fa == fb or (math.isnan(fa) and math.isnan(fb))
-    if _shape(a) != _shape(b):
-        return False
-    xp = array_namespace(a, b)
-    eq = a == b
-    if xp.isdtype(a.dtype, "real floating"):
-        eq = eq | (xp.isnan(a) & xp.isnan(b))
-    return bool(xp.all(eq))
-
-
-def _f64_like(a, ref):
-    """``a`` (an array of any backend, or a number) as a float64 array beside ``ref``."""
-    xp = array_namespace(ref)
-    if not _is_array(a):
-        return xp.asarray(float(a), dtype=xp.float64, device=ref.device)
-    try:
-        if array_namespace(a, ref) is xp:
-            return xp.astype(a, xp.float64, copy=True) if a.device == ref.device else \
-                xp.asarray(xp.astype(a, xp.float64, copy=True), device=ref.device)
-    except TypeError:
-        pass
-    from .device import device_of  # another backend's array: through the host
-
-    return device_of(ref).asarray(device_of(a).to_numpy(a), dtype="float64")
-
-
-def _unravel(flat: int, shape: tuple) -> tuple:
-    idx = []
-    for s in reversed(shape):
-        flat, i = divmod(flat, s)
-        idx.append(i)
-    return tuple(reversed(idx))
-
-
-def _fmt_index(name, idx) -> str:
-    return f"{name}[{', '.join(map(str, idx))}]" if idx else name
-
-
-def _cast(v, dtype_name, like=None):
-    """A float copy of an array or number in ``dtype_name``; labels (integers) stay as they are.
-
-    A Python (or NumPy) number becomes a 0-d array beside ``like`` (or on the cpu), so it can be
-    perturbed in place."""
-    if _is_float_array(v):
-        xp = array_namespace(v)
-        c = xp.astype(v, getattr(xp, dtype_name), copy=True)  # astype keeps an array subclass
-        return c if hasattr(c, "__setitem__") else xp.asarray(c)  # a NumPy scalar: a 0-d array
-    if isinstance(v, (float, int)) and not isinstance(v, bool):
-        if like is not None:
-            xp = array_namespace(like)
-            return xp.asarray(float(v), dtype=getattr(xp, dtype_name), device=like.device)
-        from .device import device
-
-        return device("cpu").asarray(float(v), dtype=dtype_name)
-    return v
-
-
-def _compare(name, analytic, numeric, atol, rtol, what) -> GradResult:
-    """Backprop ``analytic`` vs ``numeric`` (an array), in float64 on ``numeric``'s device.
-
-    ``what(kind, **info)`` words the reason of a failure."""
-    shape = _shape(numeric)
-    if analytic is None:
-        return _fail(name, shape, what("none"))
-    if _shape(analytic) != shape:
-        return _fail(name, shape, what("shape", got=_shape(analytic)))
-    xp = array_namespace(numeric)
-    n = xp.astype(numeric, xp.float64)
-    a = _f64_like(analytic, n)
-    if math.prod(shape) == 0:
-        return GradResult(name, shape, 0.0, 0.0, True)
-    diff = xp.abs(a - n)
-    max_abs = float(xp.max(diff))
-    scale = max(float(xp.max(xp.abs(a))), float(xp.max(xp.abs(n))))
-    max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else math.inf)
-    worst = ()
-    flat = xp.reshape(diff, (-1,))
-    if math.isnan(max_abs):
-        flat = xp.where(xp.isnan(flat), xp.asarray(math.inf, dtype=flat.dtype, device=flat.device), flat)
-    if shape:
-        worst = _unravel(int(xp.argmax(flat)), shape)
-    tol = atol + rtol * scale
-    passed = bool(math.isfinite(max_abs) and max_abs <= tol)
-    res = GradResult(name, shape, max_abs, max_rel, passed, worst)
-    if not passed:
-        numeric_zero = float(xp.max(xp.abs(n))) == 0.0
-        res.reason = what("zero" if numeric_zero else "value", a=float(a[worst]), n=float(n[worst]), idx=worst)
-        if not numeric_zero and math.isfinite(max_abs):  # candidates for the kink probe, worst first
-            n_bad = int(xp.sum(xp.astype(flat > tol, xp.int64)))
-            order = xp.argsort(flat, descending=True)[:min(n_bad, _KINK_PROBES)]
-            a1, n1 = xp.reshape(a, (-1,)), xp.reshape(n, (-1,))
-            res._failing = (n_bad, [(_unravel(int(i), shape), float(a1[int(i)]), float(n1[int(i)]))
-                                    for i in order], what)
-    return res
-
-
-_KINK_PROBES = 16  # failing entries tested for a kink before a failure is called inconclusive
-
-
-def _probe_kink(res, f, x, h, atol, rtol):
-    """Tell a kink from a wrong gradient: at the worst failing entries, compare one-sided slopes.
-
-    All of them on kinks (left and right slopes differ): the result is inconclusive. One of
-    them smooth: the gradient is wrong there, and the reason names that entry."""
-    failing = getattr(res, "_failing", None)
-    if res.passed or failing is None or len(_shape(x)) != len(res.worst_index):
-        return
-    n_bad, entries, what = failing
-    hh = _default_h(_dtype_name(x)) if h is None else float(h)
-    kinks = []
-    for idx, a, n in entries:
-        old = float(x[idx])
-        f0 = float(f(x))
-        x[idx] = old + hh
-        up = float(x[idx])
-        fp = float(f(x))
-        x[idx] = old - hh
-        down = float(x[idx])
-        fm = float(f(x))
-        x[idx] = old
-        right, left = (fp - f0) / (up - old), (f0 - fm) / (old - down)
-        big = max(abs(left), abs(right))
-        if abs(right - left) <= max(100 * (atol + rtol * big), 1e-3 * big):  # smooth here: a wrong gradient
-            if idx != res.worst_index:
-                res.reason = what("value", a=a, n=n, idx=idx)
-            return
-        kinks.append((idx, old, left, right, a, n))
-    idx, old, left, right, a, n = kinks[0]
-    more = (f" (the {len(kinks)} worst of {n_bad} failing entries all sit on kinks)" if n_bad > len(kinks) else
-            f" (all {n_bad} failing entries sit on kinks)" if n_bad > 1 else "")
-    res.inconclusive = True
-    res.reason = (f"{_fmt_index(res.name, idx)} = {old:g} sits on a kink (slope {left:.6g} from the left, "
-                  f"{right:.6g} from the right: a ReLU input exactly at 0?){more}: finite differences cannot "
-                  f"check the gradient there (backprop {a:.6g}, central difference {n:.6g}) -- move the input off "
-                  f"the kink (other data or seed)")
-
-
-# -- the entry point ----------------------------------------------------------------------
-def _is_net(obj) -> bool:
-    return isinstance(getattr(obj, "params", None), dict) and callable(getattr(obj, "gradient", None)) \
-        and callable(getattr(obj, "loss", None))
-
-
-def gradcheck(target, *inputs, h=None, atol=None, rtol=None, dtype="float64", locate=True, seed=0):
-    """Check backprop against central differences, in float64.
-
-    ``gradcheck(net, x, t)`` checks every parameter of a net (anything with ``params``,
-    ``gradient`` and ``loss``); with ``locate=True`` it also checks each of its ``layers`` and
-    its ``lastLayer`` (or ``last_layer``) alone and names the ones whose backward is wrong (``report.culprits``).
-    ``gradcheck(layer, *forward_inputs)`` checks a single layer: the gradient of every floating
-    input, and of every parameter -- the names in ``layer.param_names`` when the layer declares
-    them, else the book's ``W``, ``b``, ``gamma``, ``beta`` present on it -- whose gradient is
-    the attribute ``dP`` after backward. A result passes when ``max_abs <= atol + rtol *
-    max|grad|`` (defaults fit ``dtype``). The report is a mapping name -> GradResult; each failure
-    carries a ``reason``.
-    """
-    d_atol, d_rtol = _default_tol(dtype)
-    atol = d_atol if atol is None else float(atol)
-    rtol = d_rtol if rtol is None else float(rtol)
-    report = GradcheckReport(dtype=dtype)
-    is_net = _is_net(target)
-    if not is_net and not (callable(getattr(target, "forward", None)) and callable(getattr(target, "backward", None))):
-        raise TypeError(
-            "gradcheck needs a net (params, loss, gradient) or a layer (forward, backward), "
-            f"got {type(target).__name__}"
-        )
-    with _scope_of(list(inputs) + list(getattr(target, "params", {}).values()) + list(_attrs(target).values())):
-        if is_net:
-            _check_net(target, inputs, report, h, atol, rtol, dtype, locate, seed)
-        else:
-            report.results = _check_layer(target, inputs, report.notes, h, atol, rtol, dtype, seed)
-    return report
-
-
-def _attrs(obj) -> dict:
-    try:
-        return vars(obj)
-    except TypeError:  # __slots__
-        return {}
-
-
-def _scope_of(candidates):
-    """The device scope of the first array among ``candidates`` (CuPy computes on the current GPU)."""
-    from .device import null_scope, scope_of
-
-    return next((scope_of(a) for a in candidates if _is_array(a)), null_scope())
-
-
-# -- nets -----------------------------------------------------------------------------------
-def _unheld_params(net) -> list:
-    """Keys of ``net.params`` whose array no layer holds (``params[k] = params[k] - lr*g`` rebinds).
-
-    Empty when the net shows no layers to look into (then nothing can be said)."""
-    if not isinstance(getattr(net, "layers", None), Mapping):
-        return []
-    layers = list(net.layers.values()) + [last_layer_of(net)]
-    held = set()
-    for layer in layers:
-        if layer is None:
-            continue
-        values = list(_attrs(layer).values())
-        values += [getattr(layer, n, None) for n in layer_param_names(layer)]
-        held.update(id(v) for v in values if _is_array(v))
-    if not held:
-        return []
-    return [k for k, p in net.params.items() if _is_array(p) and id(p) not in held]
-
-
-def _net_what(key, shape, unheld):
-    """Reasons for a failed net parameter ``key`` of shape ``shape``."""
-
-    def what(kind, got=None, a=None, n=None, idx=None):
-        if kind == "none":
-            return f"net.gradient() returned None for params[{key!r}]: it must return every parameter's gradient"
-        if kind == "shape":
-            return (f"net.gradient()[{key!r}] has shape {got} but params[{key!r}] has shape {shape}: the "
-                    f"layer holding {key} gives a gradient of the wrong shape (see the layer checks)")
-        if kind in ("zero", "unheld"):
-            why = ("no layer of the net holds this array" if kind == "unheld" else
-                   "its numerical gradient is exactly 0 while backprop's is not" +
-                   ("; no layer holds this array" if key in unheld else ""))
-            return (f"params[{key!r}] does not influence the loss at all ({why}): the layers no longer share the "
-                    f"arrays in params (params[k] = params[k] - lr * g rebinds the name) -- update in place "
-                    f"(params[k] -= lr * g) or rebuild the layers after replacing params[{key!r}]")
-        return (f"net.gradient()[{key!r}] disagrees with the numerical gradient (at {_fmt_index(key, idx)}: "
-                f"backprop {a:.6g}, numerical {n:.6g}): see the layer checks for the culprit")
-
-    return what
-
-
-def _check_net(net, inputs, report, h, atol, rtol, dtype, locate, seed):
-    if len(inputs) != 2:
-        raise TypeError("gradcheck(net, x, t): pass the input batch x and its labels t")
-    unheld = _unheld_params(net)  # on the caller's net: ``to`` below would rebuild the layers
-    for key in unheld:  # a verdict of its own, whatever the rest of the check can do
-        shape = _shape(net.params[key])
-        report.results[key] = _fail(key, shape, _net_what(key, shape, unheld)("unheld"))
-    orig = net
-    actual = {_dtype_name(p) for p in net.params.values() if _is_float_array(p)}
-    if actual and actual != {dtype}:
-        if hasattr(net, "to") and hasattr(net, "config"):
-            try:
-                net = net.to(dtype=dtype)
-            except ValueError as e:  # xpnet's nets refuse to copy layers that disagree with params
-                report.notes.append(f"error: net.to(dtype={dtype!r}) raised: {e}")
-                if locate and hasattr(orig, "layers") and last_layer_of(orig) is not None:
-                    _locate(orig, *(_cast(a, dtype, None) for a in inputs), report, h, atol, rtol, dtype, seed)
-                return
-        else:  # a user's own net: its parameters are whatever it made them
-            report.notes.append(f"the net's parameters are {', '.join(sorted(actual))}, not {dtype}, and it "
-                                f"has no .to(dtype=...): create it in {dtype} for a precise check")
-            report.dtype = ", ".join(sorted(actual))
-    like = next((p for p in net.params.values() if _is_float_array(p)), None)
-    x, t = (_cast(a, dtype, like) for a in inputs)
-
-    fine = True  # can the parameters be checked by finite differences at all?
-    snap = [_copy(a) if _is_array(a) else a for a in (x, t)]
-    try:
-        l1, l2 = float(net.loss(x, t)), float(net.loss(x, t))
-    except Exception as e:
-        report.notes.append(f"error: net.loss raised {type(e).__name__}: {e}")
-        l1 = l2 = None
-        fine = False
-    for name, a, s in zip(("x", "t"), (x, t), snap):
-        if _is_array(a) and not _same(a, s):
-            report.results["forward"] = _fail("forward", _shape(a), (
-                f"net.loss wrote into its input {name}: a layer's forward changes its input in place "
-                f"(see the layer checks); compute on a copy"))
-            fine = False
-            x, t = (_copy(v) if _is_array(v) else v for v in snap)  # the layer checks start from the data
-            break
-    if fine and not _same(l1, l2):
-        report.results["forward"] = _fail("forward", (), (
-            f"net.loss is random (two calls on the same x, t gave {l1:.6g} and {l2:.6g}; a fresh dropout mask each "
-            "call?): the gradient cannot be checked -- fix the mask or use eval mode for the check"))
-        fine = False
-
-    analytic = None
-    if fine:
-        try:
-            analytic = {k: (None if g is None else _f64_like(g, g) if _is_array(g) else g)
-                        for k, g in net.gradient(x, t).items()}
-        except Exception as e:  # a broken backward often raises: report it, then find the layer
-            report.notes.append(f"error: net.gradient raised {type(e).__name__}: {e}")
-    if analytic is not None:
-        for key, p in net.params.items():
-            if key in unheld:
-                continue  # failed above, with its reason
-            what = _net_what(key, _shape(p), unheld)
-            if key not in analytic:
-                report.results[key] = _fail(key, _shape(p), (
-                    f"net.gradient() returned no entry for params[{key!r}]: it must return every parameter's gradient"))
-                continue
-            if analytic[key] is None or _shape(analytic[key]) != _shape(p):  # no need to differentiate
-                report.results[key] = _compare(key, analytic[key], p, atol, rtol, what)
-                continue
-
-            def loss(_):
-                return net.loss(x, t)
-
-            res = _compare(key, analytic[key], numerical_gradient(loss, p, h), atol, rtol, what)
-            _probe_kink(res, loss, p, h, atol, rtol)
-            report.results[key] = res
-    for key in analytic or ():
-        if key not in net.params:
-            report.notes.append(f"net.gradient() returned {key!r}, which is not in net.params (not checked)")
-
-    if locate and hasattr(orig, "layers") and last_layer_of(orig) is not None:
-        _locate(orig, x, t, report, h, atol, rtol, dtype, seed)
-
-
-def _locate(net, x, t, report, h, atol, rtol, dtype, seed):
-    """Check each layer the net really holds alone, fed with the input it sees in the net."""
-    a = x
-    loss_layer = last_layer_of(net)
-    items = list(net.layers.items()) + [(type(loss_layer).__name__, loss_layer)]
-    for i, (name, layer) in enumerate(items):
-        last = i == len(items) - 1
-        ins = (a, t) if last else (a,)
-        try:
-            report.layers[name] = _check_layer(layer, ins, report.notes, h, atol, rtol, dtype, seed, name)
-            if not last:
-                a = _cast_layer(layer, dtype).forward(a)
-        except Exception as e:
-            report.notes.append(f"error: checking layer {name} raised {type(e).__name__}: {e}")
-            return
-    failed_net = [r for r in report.results.values() if not r.passed]
-    every_layer_ok = all(r.passed for res in report.layers.values() for r in res.values())
-    wiring = failed_net and all(r.reason.startswith("net.gradient()[") and "disagrees" in r.reason
-                                for r in failed_net)
-    raised = any(n.startswith("error: net.gradient raised") for n in report.notes) and not any(
-        "does not influence the loss" in r.reason for r in report.results.values())  # that is the reason
-    if every_layer_ok and (wiring or raised):
-        report.notes.append("every layer is right on its own: the net's gradient() combines them "
-                            "wrongly (is backward walking the layers in reverse order?)")
-
-
-# -- single layers --------------------------------------------------------------------------
-def _cast_layer(layer, dtype):
-    """A shallow copy of ``layer`` whose floating arrays are ``dtype`` copies (the caller's layer
-    is never perturbed or overwritten)."""
-    lay = copy.copy(layer)
-    for k, v in list(_attrs(lay).items()):
-        if _is_float_array(v):
-            setattr(lay, k, _cast(v, dtype))
-    if hasattr(lay, "compute_dx"):
-        lay.compute_dx = True
-    return lay
-
-
-def _layer_what(label, name, shape, is_param):
-    """Reasons for a failed parameter or input ``name`` (of shape ``shape``) of layer ``label``."""
-    grad = f"d{name}" if is_param else f"gradient of input {name}"
-
-    def what(kind, got=None, a=None, n=None, idx=None):
-        if kind == "none":
-            return (f"{label}: d{name} is None after backward: backward must set self.d{name}" if is_param else
-                    f"{label}.backward returned None for input {name}: return its gradient")
-        if kind == "shape":
-            return (f"{label}.backward: {'' if is_param else 'the '}{grad} has shape {got} but {name} has shape {shape}: a gradient has "
-                    f"the shape of what it differentiates (sum over the batch axis 0 for a bias, dW = x.T @ dout)")
-        if kind == "zero":
-            return (f"{label}: {name} does not influence the output at all (its numerical gradient is exactly 0, "
-                    f"backprop's is not): forward does not read this array -- use self.{name} in forward")
-        return (f"{label}.backward gives a wrong {grad} (at {_fmt_index(name, idx)}: backprop {a:.6g}, "
-                f"numerical {n:.6g}): fix the formula for {grad} in {label}.backward")
-
-    return what
-
-
-def _check_layer(layer, inputs, notes, h, atol, rtol, dtype, seed, label=None):
-    label = label or type(layer).__name__
-    lay = _cast_layer(layer, dtype)
-    like = next((a for a in inputs if _is_float_array(a)), None)
-    ins = [_cast(a, dtype, like) for a in inputs]
-    try:
-        names = [p.name for p in inspect.signature(lay.forward).parameters.values()
-                 if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    except (TypeError, ValueError):
-        names = []
-    names = names[:len(ins)] + [f"input{i}" for i in range(len(names), len(ins))]
-    pnames = layer_param_names(lay)
-    keys = {p: (f"param {p}" if p in names else p) for p in pnames}
-
-    # forward: must leave its inputs alone and give the same output twice
-    snap = [_copy(a) if _is_array(a) else a for a in ins]
-    out = lay.forward(*ins)
-    for name, a, s in zip(names, ins, snap):
-        if _is_array(a) and not _same(a, s):
-            return {name: _fail(name, _shape(a), (
-                f"{label}.forward writes into its input {name} (it changed during forward): the caller's data "
-                f"is corrupted and no gradient can be checked -- compute on a copy, not in place"))}
-    out1 = _copy(out) if _is_array(out) else out
-    out2 = lay.forward(*ins)
-    if not _same(out1, out2):
-        return {"forward": _fail("forward", _shape(out1), (
-            f"{label}.forward is random (two calls on the same inputs differ: a fresh dropout mask each call?): "
-            f"the gradient cannot be checked -- fix the mask / use eval mode for the check"))}
-    out = out2
-
-    scalar_out = not _is_array(out) or _shape(out) == ()
-    if scalar_out:
-        weight, dout = None, 1.0
-    else:
-        from .device import host_rng
-
-        xo = array_namespace(out)
-        host = host_rng(seed).standard_normal(_shape(out))
-        weight = xo.asarray(host, dtype=out.dtype, device=out.device)
-        dout = xo.asarray(weight, copy=True)
-
-    def loss(_=None):
-        o = lay.forward(*ins)
-        if weight is None:
-            return float(o)
-        return float(xo.sum(o * weight))
-
-    for p in pnames:  # a stale gradient of an earlier call must not pass for this one
-        if _is_array(_attrs(lay).get("d" + p)):
-            setattr(lay, "d" + p, None)
-    try:
-        grads = lay.backward(dout)
-    except Exception as e:
-        notes.append(f"error: {label}.backward raised {type(e).__name__}: {e}")
-        return {"backward": _fail("backward", (), f"{label}.backward raised {type(e).__name__}: {e}")}
-    results, param_results, last = {}, {}, {}
-    if weight is not None and not _same(dout, weight):
-        last["backward"] = _fail("backward", _shape(dout), (
-            f"{label}.backward wrote into its dout argument (the caller's gradient changed): compute on a new "
-            f"array, e.g. dx = dout * mask, not dout[mask] = 0"))
-    grads = list(grads) if isinstance(grads, (tuple, list)) else [grads]
-    grads = [g if g is None or not _is_array(g) else _copy(g) for g in grads]
-    # read the parameters' gradients before anything runs forward again
-    analytic = {}
-    for p in pnames:
-        v = getattr(lay, p, None)
-        if not _is_float_array(v):
-            param_results[keys[p]] = _fail(keys[p], _shape(v) if _is_array(v) else (), (
-                f"{label} declares parameter {p!r} in param_names but has no floating array {p}"))
-            continue
-        if not hasattr(lay, "d" + p):
-            param_results[keys[p]] = _fail(keys[p], _shape(v), (
-                f"{label}: no gradient d{p} after backward: backward must set self.d{p}"))
-            continue
-        g = getattr(lay, "d" + p)
-        analytic[p] = _copy(g) if _is_array(g) else g
-
-    for i, (name, a) in enumerate(zip(names, ins)):
-        if not _is_float_array(a):
-            continue
-        if weight is None and i > 0 and name in _LABEL_NAMES:
-            continue  # labels of a loss layer are data, not something to differentiate
-        if i >= len(grads):  # a gradient left out is a wrong gradient, not a pass
-            results[name] = _fail(name, _shape(a), (
-                f"{label}.backward returned {len(grads)} gradient(s), none for its input {name}: backward must "
-                f"return one gradient per input of forward (None only where an input needs none)"))
-            continue
-        what = _layer_what(label, name, _shape(a), False)
-        if grads[i] is None or _shape(grads[i]) != _shape(a):
-            results[name] = _compare(name, grads[i], a, atol, rtol, what)
-            continue
-        res = _compare(name, grads[i], numerical_gradient(loss, a, h), atol, rtol, what)
-        _probe_kink(res, loss, a, h, atol, rtol)
-        results[name] = res
-    for p, g in analytic.items():
-        v = getattr(lay, p)
-        what = _layer_what(label, p, _shape(v), True)
-        if g is None or _shape(g) != _shape(v):
-            param_results[keys[p]] = _compare(keys[p], g, v, atol, rtol, what)
-            continue
-        res = _compare(keys[p], g, numerical_gradient(loss, v, h), atol, rtol, what)
-        _probe_kink(res, loss, v, h, atol, rtol)
-        param_results[keys[p]] = res
-    results.update((keys[p], param_results[keys[p]]) for p in pnames)
-    results.update(last)
-    return results
+        return getattr(importlib.import_module(".gradcheck", __package__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
