@@ -25,6 +25,7 @@ fixtures are session-scoped, so they work inside hypothesis' ``@given`` and unde
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -116,11 +117,14 @@ def _host(a) -> np.ndarray:
 
 def assert_gradcheck(target, *inputs, **options) -> None:
     """``xpnet.gradcheck(target, *inputs, **options)`` must pass; else an AssertionError whose
-    message is the report: each wrong gradient with its reason and, for a net, the layer."""
+    message is the report: each wrong gradient with its reason and, for a net, the layer. The
+    report's warnings (right gradients, risky habits) become Python warnings, so the test run shows them."""
     __tracebackhide__ = True
-    from .gradient import gradcheck
+    from .gradient_check import gradcheck
 
     report = gradcheck(target, *inputs, **options)
+    for text in report.warnings:
+        warnings.warn(f"gradient check: {text}", UserWarning, stacklevel=2)
     if not report.passed:
         wrong = [f"{k}: {r.reason}" if r.reason else k for k, r in report.items() if not r.passed]
         head = "gradient check failed" + (f" in layer {', '.join(report.culprits)}" if report.culprits else "")
