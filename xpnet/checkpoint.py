@@ -37,14 +37,14 @@ from numpy.lib import format as npy_format
 from .atomic import write_atomic
 from .exceptions import CheckpointError
 from .device import device as get_device
-from .nets import ACTIVATIONS, MultiLayerNet, TwoLayerNet
+from .nets import ACTIVATIONS, MultiLayerNet, TwoLayerNet, is_weight_init
+from .validation import format_bytes
 
 __all__ = ["save_net", "load_net", "load_checkpoint", "Checkpoint", "CheckpointError",
            "MAX_PARAM_BYTES", "MAX_STATE_BYTES", "MAX_META_BYTES"]
 
 _FORMAT = "xpnet-checkpoint-1"
 _CLASSES = ("TwoLayerNet", "MultiLayerNet")
-_WEIGHT_INIT_NAMES = ("he", "relu", "xavier", "sigmoid")  # what MultiLayerNet accepts by name
 
 MAX_PARAM_BYTES = 2 << 30   # all parameters together, as stored
 MAX_STATE_BYTES = 1 << 30   # all state arrays together, unless 4x the parameters is more
@@ -70,13 +70,6 @@ class Checkpoint:
 def _short(v) -> str:
     r = repr(v)
     return r if len(r) <= 100 else r[:97] + "..."
-
-
-def _size(n: int) -> str:
-    for unit, k in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if n >= 1 << k:
-            return f"{n / (1 << k):.1f} {unit}"
-    return f"{n} bytes"
 
 
 # -- saving ---------------------------------------------------------------------------------
@@ -160,14 +153,14 @@ def save_net(net, path, *, state=None) -> str:
         cap = max(MAX_STATE_BYTES, 4 * param_bytes)
         total = sum(a.nbytes for a in state_arrays.values())
         if total > cap:
-            raise ValueError(f"state arrays hold {_size(total)}; a checkpoint carries at most {_size(cap)} of state "
+            raise ValueError(f"state arrays hold {format_bytes(total)}; a checkpoint carries at most {format_bytes(cap)} of state "
                              "(4x the parameters or 1 GiB), so it could not be loaded back")
         record["state"] = meta
         record["state_arrays"] = {k: {"dtype": a.dtype.str, "shape": list(a.shape)} for k, a in state_arrays.items()}
         arrays.update({f"state/{k}": a for k, a in state_arrays.items()})
     text = json.dumps(record)
     if 4 * len(text) > MAX_META_BYTES:
-        raise ValueError(f"the checkpoint's JSON record would be {_size(4 * len(text))} (over {_size(MAX_META_BYTES)}); "
+        raise ValueError(f"the checkpoint's JSON record would be {format_bytes(4 * len(text))} (over {format_bytes(MAX_META_BYTES)}); "
                          "keep state['meta'] small and put bulk data in state['arrays']")
     arrays["__meta__"] = np.array(text)
     write_atomic(path, lambda f: np.savez(f, **arrays))
@@ -221,8 +214,8 @@ def _members(zf: zipfile.ZipFile, path: str) -> dict:
         if info.compress_type == zipfile.ZIP_DEFLATED and info.file_size > (1 << 20) \
                 and info.file_size > _MAX_RATIO * max(info.compress_size, 1):
             raise CheckpointError(
-                f"{path}: member {name!r} declares {_size(info.file_size)} compressed into "
-                f"{_size(info.compress_size)} (over {_MAX_RATIO}x): a zip bomb, not a checkpoint; refused unread")
+                f"{path}: member {name!r} declares {format_bytes(info.file_size)} compressed into "
+                f"{format_bytes(info.compress_size)} (over {_MAX_RATIO}x): a zip bomb, not a checkpoint; refused unread")
         members[name] = info
     return members
 
@@ -286,8 +279,8 @@ def _read_array(zf, info, path: str, *, kind: str, shape=None, dtype=None, max_b
     shape and dtype are what is expected (``shape``/``dtype`` when given) and within ``max_bytes``."""
     name = info.filename
     if info.file_size > max_bytes + _MAX_HEADER + 16:
-        raise CheckpointError(f"{path}: member {name!r} declares {_size(info.file_size)}, more than the "
-                              f"{_size(max_bytes)} it may hold; refused unread")
+        raise CheckpointError(f"{path}: member {name!r} declares {format_bytes(info.file_size)}, more than the "
+                              f"{format_bytes(max_bytes)} it may hold; refused unread")
     with zf.open(info) as stream:
         got_shape, fortran, dt, header_bytes = _read_header(stream, path, name)
         if kind == "meta":
@@ -303,16 +296,16 @@ def _read_array(zf, info, path: str, *, kind: str, shape=None, dtype=None, max_b
                                       "not written by save_net")
         nbytes = math.prod(got_shape) * dt.itemsize
         if shape is not None and tuple(got_shape) != tuple(shape):
-            raise CheckpointError(f"{path}: {kind} {name!r} declares shape {got_shape} ({_size(nbytes)} of {dt}), "
+            raise CheckpointError(f"{path}: {kind} {name!r} declares shape {got_shape} ({format_bytes(nbytes)} of {dt}), "
                                   f"but the architecture record says {tuple(shape)}; refused unread")
         if dtype is not None and dt != dtype:
             raise CheckpointError(f"{path}: {kind} {name!r} has dtype {dt}, but the record says {dtype}; "
                                   "the file was tampered with")
         if nbytes > max_bytes:
-            raise CheckpointError(f"{path}: {kind} {name!r} declares shape {got_shape} of {dt}: {_size(nbytes)}, "
-                                  f"more than the {_size(max_bytes)} allowed; refused unread")
+            raise CheckpointError(f"{path}: {kind} {name!r} declares shape {got_shape} of {dt}: {format_bytes(nbytes)}, "
+                                  f"more than the {format_bytes(max_bytes)} allowed; refused unread")
         if header_bytes + nbytes != info.file_size:
-            raise CheckpointError(f"{path}: member {name!r} is {_size(info.file_size)} in the zip directory but its "
+            raise CheckpointError(f"{path}: member {name!r} is {format_bytes(info.file_size)} in the zip directory but its "
                                   f".npy header declares {header_bytes + nbytes} bytes; the file is damaged")
         buf = np.empty(nbytes, dtype=np.uint8)
         view = memoryview(buf)
@@ -377,12 +370,7 @@ def _architecture(record: dict, path: str) -> dict:
                               f"{', '.join(ACTIVATIONS)}")
     if kind == "TwoLayerNet" and (len(sizes) != 3 or activation != "relu"):
         raise _damaged(path, f"a TwoLayerNet has 3 sizes and relu, the record says {sizes} and {activation!r}")
-    if isinstance(weight_init, str):
-        ok = weight_init.lower() in _WEIGHT_INIT_NAMES
-    else:
-        ok = isinstance(weight_init, (int, float)) and not isinstance(weight_init, bool) \
-            and math.isfinite(weight_init) and weight_init > 0
-    if not ok:
+    if not is_weight_init(weight_init):
         raise CheckpointError(f"{path} records weight_init {_short(weight_init)}; it must be a positive finite "
                               "number, 'he' or 'xavier' -- the record was edited or damaged")
     if not isinstance(dtype, str):
@@ -393,7 +381,7 @@ def _architecture(record: dict, path: str) -> dict:
     n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
     if 2 * n_params > MAX_PARAM_BYTES:  # even as float16
         raise CheckpointError(f"{path} records sizes {str(sizes)[:200]}: {n_params} parameters, more than a "
-                              f"checkpoint may hold ({_size(MAX_PARAM_BYTES)}); refused before reading them")
+                              f"checkpoint may hold ({format_bytes(MAX_PARAM_BYTES)}); refused before reading them")
     return {"class": kind, "sizes": sizes, "activation": activation, "weight_init": weight_init, "dtype": dtype,
             "layer_names": layer_names, "n_params": n_params}
 
@@ -426,7 +414,7 @@ def _state_record(record: dict, path: str, param_bytes: int):
                                   "real floating or integer")
         total += math.prod(s["shape"]) * dt.itemsize
         if total > cap:
-            raise CheckpointError(f"{path} records state arrays of more than {_size(cap)}; refused before reading "
+            raise CheckpointError(f"{path} records state arrays of more than {format_bytes(cap)}; refused before reading "
                                   "them")
         out[name] = (tuple(s["shape"]), dt)
     return meta, out, cap
