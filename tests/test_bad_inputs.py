@@ -1,4 +1,4 @@
-"""Issue 12: every bad input gets a clear answer (ValueError/TypeError naming the argument, what was
+"""Every bad input gets a clear answer (ValueError/TypeError naming the argument, what was
 expected and what to do), never a silent wrong number nor a traceback from inside a library."""
 
 import math
@@ -151,7 +151,7 @@ def test_numerical_gradient_step(h):
 def test_one_hot_checks_its_labels(dev):
     with pytest.raises(ValueError, match=r"labels t must lie in \[0, 2\].*\[-1, 0\]"):  # used to wrap around
         F.one_hot(dev.asarray(np.array([-1, 0])), 3)
-    with pytest.raises(ValueError, match=r"must lie in \[0, 2\].*\[0, 3\]"):  # used to be an IndexError
+    with pytest.raises(ValueError, match=r"must lie in \[0, 2\].*\[0, 3\]"):  # not an IndexError from inside the library
         F.one_hot(dev.asarray(np.array([3, 0])), 3)
     with pytest.raises(TypeError, match="integer class labels, got dtype.*float64.*astype"):
         F.one_hot(dev.asarray(np.array([1.0, 0.0])), 3)

@@ -6,7 +6,7 @@ strict reference namespace; ``xpnet.device(...)`` picks where.
 
 from .exceptions import (CheckpointError, CheckpointWriteError, DatasetError, DeviceUnavailableError, DistributedError,
                          TrainingDivergedError, TrainingInterrupted)
-from .device import Device, device, device_of, device_report, devices, use_device
+from .backend import Device, device, device_of, device_report, devices, use_device
 from .gradient import GradcheckReport, gradcheck, numerical_gradient
 from .layers import Affine, AddLayer, MulLayer, Relu, Sigmoid, SoftmaxWithLoss, Tanh
 from .nets import MultiLayerNet, Net, TwoLayerNet

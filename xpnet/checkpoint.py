@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .atomic import write_atomic
-from .device import device as get_device
+from .backend import device as get_device
 from .exceptions import CheckpointError
 from .io.checkpoint_format import (FORMAT, MAX_META_BYTES, MAX_PARAM_BYTES, MAX_STATE_BYTES, META, check_members,
                                    check_state, config_of, param_shapes, read_record, record_text, state_spec)

@@ -529,7 +529,7 @@ def cmd_predict(a) -> int:
 
 
 def cmd_devices(a) -> int:
-    from .device import device_report
+    from .backend import device_report
 
     try:
         dev, why = _default_device()

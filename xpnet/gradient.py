@@ -43,7 +43,7 @@ def _default_tol(dtype_name: str) -> tuple[float, float]:
 
 
 def _dtype_name(x) -> str:
-    from .device import dtype_name
+    from .backend import dtype_name
 
     return dtype_name(x.dtype)
 
@@ -206,7 +206,7 @@ def _f64_like(a, ref):
                 xp.asarray(xp.astype(a, xp.float64, copy=True), device=ref.device)
     except TypeError:
         pass
-    from .device import device_of  # another backend's array: through the host
+    from .backend import device_of  # another backend's array: through the host
 
     return device_of(ref).asarray(device_of(a).to_numpy(a), dtype="float64")
 
@@ -236,7 +236,7 @@ def _cast(v, dtype_name, like=None):
         if like is not None:
             xp = array_namespace(like)
             return xp.asarray(float(v), dtype=getattr(xp, dtype_name), device=like.device)
-        from .device import device
+        from .backend import device
 
         return device("cpu").asarray(float(v), dtype=dtype_name)
     return v
@@ -368,7 +368,7 @@ def _attrs(obj) -> dict:
 
 def _scope_of(candidates):
     """The device scope of the first array among ``candidates`` (CuPy computes on the current GPU)."""
-    from .device import null_scope, scope_of
+    from .backend import null_scope, scope_of
 
     return next((scope_of(a) for a in candidates if _is_array(a)), null_scope())
 
@@ -589,7 +589,7 @@ def _check_layer(layer, inputs, notes, h, atol, rtol, dtype, seed, label=None):
     if scalar_out:
         weight, dout = None, 1.0
     else:
-        from .device import host_rng
+        from .backend import host_rng
 
         xo = array_namespace(out)
         host = host_rng(seed).standard_normal(_shape(out))

@@ -21,7 +21,7 @@ import numbers
 from collections import OrderedDict
 from collections.abc import Mapping
 
-from .device import device as get_device, device_of, dtype_name, host_rng, scoped
+from .backend import device as get_device, device_of, dtype_name, host_rng, scoped
 from .fast import Kept
 from .functions import one_hot
 from .layers import Affine, Relu, Sigmoid, SoftmaxWithLoss, Tanh, layer_param_names

@@ -29,7 +29,7 @@ import os
 import numpy as np
 import pytest
 
-from .device import device as get_device, device_of, dtype_name
+from .backend import device as get_device, device_of, dtype_name
 from .exceptions import DeviceUnavailableError
 from .validation import is_array
 
@@ -201,7 +201,7 @@ def selected_devices(config=None) -> list:
 
 
 def _cuda_names() -> list:
-    from .device import devices as usable
+    from .backend import devices as usable
 
     return [d for d in usable() if d.startswith("cuda:")]
 
@@ -209,7 +209,7 @@ def _cuda_names() -> list:
 def _selected_or_usable() -> list:
     if _STATE["selected"] is not None:
         return _STATE["selected"]
-    from .device import devices as usable
+    from .backend import devices as usable
 
     return usable()
 

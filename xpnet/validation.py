@@ -45,7 +45,7 @@ def is_array(v) -> bool:
 
 
 def is_kind(xp, dtype, kind: str) -> bool:
-    """``xp.isdtype(dtype, kind)``, remembered per dtype: NumPy's costs 1.4 us a call, and the
+    """``xp.isdtype(dtype, kind)``, remembered per dtype: NumPy's is slow enough to matter, and the
     checks of every public call ask it two or three times."""
     key = (id(xp), kind, dtype)  # one library's dtypes never compared with another's
     hit = _KINDS.get(key)
@@ -99,7 +99,7 @@ def check_array(a, name: str, device) -> None:
     if not is_array(a):
         raise TypeError(f"{name} must be an array on {device.name}, got {type(a).__name__}; "
                         f"put data there with dev.asarray(data, dtype=...) (dev = xpnet.device({device.name!r}))")
-    from .device import device_of
+    from .backend import device_of
 
     given = type(a).__module__ + "." + type(a).__qualname__
     try:
@@ -218,7 +218,7 @@ def check_distribution(t, xp, name: str = "t") -> None:
     labels (label smoothing); all-zero rows, doubled ones (``2 * t``), negative entries and
     NaN do not. One reduction and one host synchronisation."""
     tol = distribution_tolerance(xp, t.dtype)
-    s = t @ xp.ones(t.shape[1], dtype=t.dtype, device=t.device)  # row sums: one BLAS call, 4x cheaper than sum
+    s = t @ xp.ones(t.shape[1], dtype=t.dtype, device=t.device)  # row sums: one BLAS call, cheaper than sum (benchmarks/README.md)
     # NaN anywhere propagates into both numbers and fails both comparisons
     if float(xp.max(xp.abs(s - 1.0))) <= tol and float(xp.min(t)) >= -tol:
         return
