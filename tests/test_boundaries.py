@@ -37,6 +37,10 @@ BACKEND_IMPORTERS = {
     "xpnet/backends/cuda.py": "CuPy's GPUs",
     "xpnet/datasets.py": "host-side data: reads and caches dataset files as NumPy arrays before any device",
     "xpnet/checkpoint.py": "host-side I/O: parameters are saved and loaded as NumPy .npz",
+    "xpnet/io/npz.py": "host-side I/O: reads a checkpoint's members into NumPy arrays, each checked first",
+    "xpnet/io/npy.py": "host-side I/O: parses .npy headers with NumPy's own parser, reads images as NumPy",
+    "xpnet/io/checkpoint_format.py": "host-side I/O: checks the NumPy state arrays and dtypes a checkpoint records",
+    "xpnet/io/idx.py": "host-side data: decodes IDX files into NumPy arrays",
     "xpnet/testing.py": "test assertions: results of every device are compared on the host, in NumPy",
     "xpnet/distributed.py": "MPI reduces host buffers (NumPy views of the device arrays) in place",
 }

@@ -255,6 +255,18 @@ def with_record(tmp_path, record, name="m.npz"):
     return path
 
 
+def test_a_corrupt_deflate_stream_is_a_checkpoint_error(tmp_path):
+    data = npy_bytes(np.zeros((4, 3)))
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    stream = bytearray(c.compress(data) + c.flush())
+    stream[2:-2] = bytes(b ^ 0xFF for b in stream[2:-2])  # zlib.error inside zipfile, not a bad CRC
+    members = {n: d for n, d in members_of(good_checkpoint(tmp_path)).items() if n != "param/W1.npy"}
+    write_zip(tmp_path / "z.npz", [stored(n, d) for n, d in members.items()]
+              + [("param/W1.npy", bytes(stream), zipfile.ZIP_DEFLATED, zlib.crc32(data), len(data))])
+    with pytest.raises(CheckpointError, match="z.npz is damaged: error: Error -3 while decompressing"):
+        load_net(tmp_path / "z.npz")
+
+
 @pytest.mark.parametrize("config,message", [
     ({"activation": "swish"}, "records the unknown activation 'swish'; this xpnet knows relu, sigmoid, tanh"),
     ({"activation": ["relu"]}, "unknown activation"),

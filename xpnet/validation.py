@@ -259,10 +259,12 @@ def check_samples(n: int, name: str, what: str) -> None:
 
 
 def format_bytes(n: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
-        if abs(n) < 1000 or unit == "PB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1000.0
+    """``n`` bytes for a message, in binary units (``1.5 GiB``): memory and the file caps are
+    powers of two, so a cap of ``1 << 30`` reads as ``1.0 GiB``."""
+    for unit, k in (("PiB", 50), ("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if abs(n) >= 1 << k:
+            return f"{n / (1 << k):.1f} {unit}"
+    return f"{n:.0f} bytes"
 
 
 def check_net_size(sizes, itemsize: int, device, host=None, host_itemsize: int = 8, name: str = "sizes") -> int:
