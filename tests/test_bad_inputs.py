@@ -151,7 +151,8 @@ def test_numerical_gradient_step(h):
 def test_one_hot_checks_its_labels(dev):
     with pytest.raises(ValueError, match=r"labels t must lie in \[0, 2\].*\[-1, 0\]"):  # used to wrap around
         F.one_hot(dev.asarray(np.array([-1, 0])), 3)
-    with pytest.raises(ValueError, match=r"must lie in \[0, 2\].*\[0, 3\]"):  # not an IndexError from inside the library
+    # a ValueError naming the range, not an IndexError from inside the library
+    with pytest.raises(ValueError, match=r"must lie in \[0, 2\].*\[0, 3\]"):
         F.one_hot(dev.asarray(np.array([3, 0])), 3)
     with pytest.raises(TypeError, match="integer class labels, got dtype.*float64.*astype"):
         F.one_hot(dev.asarray(np.array([1.0, 0.0])), 3)
@@ -237,7 +238,8 @@ def test_net_size_against_a_small_device():
             return 1000
 
     assert check_net_size([10, 20], 4, Small()) == 220  # 880 bytes fit
-    with pytest.raises(ValueError, match=r"sizes=\[10, 30\].*330 parameters.*1.3 KiB.*1000 bytes of memory of device 'tiny'"):
+    with pytest.raises(ValueError,
+                       match=r"sizes=\[10, 30\].*330 parameters.*1.3 KiB.*1000 bytes of memory of device 'tiny'"):
         check_net_size([10, 30], 4, Small())
 
 

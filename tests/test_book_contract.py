@@ -11,7 +11,7 @@ import pytest
 from book_layers import BookSoftmaxWithLoss, BookTwoLayerNetMethods, NpAffine, NpRelu
 
 import xpnet
-from xpnet.layers import Affine, Relu, SoftmaxWithLoss, Tanh
+from xpnet.layers import Affine, Relu, Tanh
 from xpnet.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent

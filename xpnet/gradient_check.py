@@ -520,8 +520,9 @@ def _layer_what(label, name, shape, is_param):
             return (f"{label}: d{name} is None after backward: backward must set self.d{name}" if is_param else
                     f"{label}.backward returned None for input {name}: return its gradient")
         if kind == "shape":
-            return (f"{label}.backward: {'' if is_param else 'the '}{grad} has shape {got} but {name} has shape {shape}: a gradient has "
-                    f"the shape of what it differentiates (sum over the batch axis 0 for a bias, dW = x.T @ dout)")
+            return (f"{label}.backward: {'' if is_param else 'the '}{grad} has shape {got} but {name} has shape "
+                    f"{shape}: a gradient has the shape of what it differentiates (sum over the batch axis 0 for a "
+                    "bias, dW = x.T @ dout)")
         if kind == "zero":
             return (f"{label}: {name} does not influence the output at all (its numerical gradient is exactly 0, "
                     f"backprop's is not): forward does not read this array -- use self.{name} in forward")

@@ -199,7 +199,7 @@ class Net:
                 if k is not None:
                     slots.append((k, layer, "d" + attr))
                 elif id(arr) in known:  # the layer kept the array; params got a new one
-                    held = {id(getattr(l, n)) for l in layers.values() for n in layer_param_names(l)}
+                    held = {id(getattr(lay, n)) for lay in layers.values() for n in layer_param_names(lay)}
                     lost = next((k for k, p in params.items() if id(p) not in held), "?")
                     raise ValueError(
                         f"net.params[{lost!r}] is held by no layer, so it does not influence the loss: it was "
@@ -502,7 +502,8 @@ class MultiLayerNet(Net):
         if not self._as_built():
             return super().__repr__()
         arch = "-".join(str(s) for s in self.sizes)
-        return f"{type(self).__name__}({arch}, {self.activation}, device={self.device.name!r}, dtype={dtype_name(self.dtype)})"
+        return (f"{type(self).__name__}({arch}, {self.activation}, device={self.device.name!r}, "
+                f"dtype={dtype_name(self.dtype)})")
 
 
 _ACTIVATION_KEYS = {"xpnet": None, "book": "Activation_function"}  # None: the activation's class name

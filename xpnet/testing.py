@@ -320,4 +320,5 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         return
     terminalreporter.section("xpnet devices left out", sep="-")
     for name, count in sorted(left.items()):
-        terminalreporter.write_line(f"{name}: {count} test function(s) not run -- {_STATE['unavailable'].get(name, '')}")
+        why = _STATE["unavailable"].get(name, "")
+        terminalreporter.write_line(f"{name}: {count} test function(s) not run -- {why}")

@@ -218,7 +218,7 @@ def check_distribution(t, xp, name: str = "t") -> None:
     labels (label smoothing); all-zero rows, doubled ones (``2 * t``), negative entries and
     NaN do not. One reduction and one host synchronisation."""
     tol = distribution_tolerance(xp, t.dtype)
-    s = t @ xp.ones(t.shape[1], dtype=t.dtype, device=t.device)  # row sums: one BLAS call, cheaper than sum (benchmarks/README.md)
+    s = t @ xp.ones(t.shape[1], dtype=t.dtype, device=t.device)  # row sums: one BLAS call, cheaper than sum
     # NaN anywhere propagates into both numbers and fails both comparisons
     if float(xp.max(xp.abs(s - 1.0))) <= tol and float(xp.min(t)) >= -tol:
         return
@@ -273,7 +273,8 @@ def check_net_size(sizes, itemsize: int, device, host=None, host_itemsize: int =
     memory of ``device`` (``Device.memory_bytes()``; no check where it is unknown), nor their
     initial draws (``host_itemsize`` bytes each) in ``host``'s memory. Before any allocation."""
     count = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
-    for dev, size, what in ((device, itemsize, "parameters"), (host, host_itemsize, "initial weights, drawn on the host")):
+    places = ((device, itemsize, "parameters"), (host, host_itemsize, "initial weights, drawn on the host"))
+    for dev, size, what in places:
         if dev is None:
             continue
         limit = dev.memory_bytes()

@@ -50,7 +50,8 @@ class _Reader:
         return chunk
 
     def _bad_gzip(self, why) -> DatasetError:
-        return DatasetError(f"{self.file} is not a readable gzip file ({why}): it is truncated or corrupted; {_RESTORE}")
+        return DatasetError(f"{self.file} is not a readable gzip file ({why}): it is truncated or corrupted; "
+                            f"{_RESTORE}")
 
     def read(self, n: int) -> bytes:
         """Up to ``n`` decoded bytes; fewer only at the end of the data."""

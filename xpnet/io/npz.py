@@ -90,7 +90,8 @@ def _members(zf: zipfile.ZipFile, path: str) -> dict:
                 and info.file_size > _MAX_RATIO * max(info.compress_size, 1):
             raise CheckpointError(
                 f"{path}: member {name!r} declares {format_bytes(info.file_size)} compressed into "
-                f"{format_bytes(info.compress_size)} (over {_MAX_RATIO}x): a zip bomb, not a checkpoint; refused unread")
+                f"{format_bytes(info.compress_size)} (over {_MAX_RATIO}x): a zip bomb, not a checkpoint; "
+                "refused unread")
         members[name] = info
     return members
 
