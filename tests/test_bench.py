@@ -155,7 +155,8 @@ def test_quick_run_in_process():
     res = run(quick=True, steps=5, with_jax=False, protocol=False, devices=["cpu"], log=lambda *a: None)
     rows = res["tables"]["book_step"]["rows"]
     assert rows["xpnet cpu"]["ratio_to_xpnet"] == 1.0
-    assert res["tables"]["book_step"]["reference"] in ("hand-tuned NumPy float32", "hand-tuned NumPy f32, 1 BLAS thread")
+    assert res["tables"]["book_step"]["reference"] in ("hand-tuned NumPy float32",
+                                                       "hand-tuned NumPy f32, 1 BLAS thread")
     assert res["machine"]["matmul_gflops_f32"] > 0
     assert step_flops([784, 50, 10], 100) == 2 * (2 * 100 * (784 * 50 + 50 * 10)) + 2 * 100 * 50 * 10
 

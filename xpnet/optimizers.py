@@ -18,7 +18,7 @@ __all__ = ["Optimizer", "SGD", "Momentum", "AdaGrad", "Adam", "get_optimizer"]
 
 def _zeros_like_all(params):
     """Optimizer state on the parameters' device (CuPy allocates on the *current* GPU)."""
-    from .device import device_of  # looked up per call: tests stand a fake GPU in for it
+    from .backend import device_of  # looked up per call: tests stand a fake GPU in for it
 
     first = _first(params)
     xp = array_namespace(*params.values())
@@ -34,7 +34,7 @@ def _first(params):
 
 def _scope(params):
     """The device scope of the parameters (CuPy runs kernels on the *current* GPU)."""
-    from .device import device_of
+    from .backend import device_of
 
     return device_of(_first(params)).scope()
 

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from .atomic import write_atomic
 from .exceptions import CheckpointWriteError, DeviceUnavailableError, TrainingDivergedError, TrainingInterrupted
-from .device import Device, device as get_device, device_of, is_host_data, scoped
+from .backend import Device, device as get_device, device_of, is_host_data, scoped
 from .distributed import Communicator
 from .functions import one_hot
 from .nets import last_layer_of
