@@ -8,7 +8,7 @@ or ``XPNET_TEST_DEVICES=cuda``.
 
 import pytest
 
-pytest_plugins = ["xpnet.testing"]
+pytest_plugins = ["xpnet.testing", "pytester"]  # pytester: the plugin's own tests run pytest inside
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """xpnet.testing: the plugin and assertions a library author uses (issue: cross-backend testing for everyone)."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,18 +25,43 @@ def run_pytest(cwd, *args, env=None):
                           capture_output=True, text=True, timeout=300)
 
 
-def test_the_example_layer_library_passes_on_every_device():
-    r = run_pytest(ROOT / "examples" / "layer_library")
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "passed" in r.stdout and "failed" not in r.stdout
+@pytest.fixture
+def inner(pytester, monkeypatch):
+    """pytest run inside this process (a run of its own, as the plugin must allow): no device
+    selection from the environment unless a test sets one, test modules imported by path (the
+    example library's tests/test_layers.py is not this suite's)."""
+    monkeypatch.delenv("XPNET_TEST_DEVICES", raising=False)
+
+    def run(*args):
+        r = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--import-mode=importlib", *args)
+        r.text = r.stdout.str() + r.stderr.str()
+        return r
+
+    return run
+
+
+@pytest.fixture
+def layer_library(pytester):
+    """A copy of examples/layer_library as the inner run's project, its package importable."""
+    shutil.copytree(ROOT / "examples" / "layer_library", pytester.path, dirs_exist_ok=True)
+    pytester.syspathinsert(pytester.path)
+    return pytester.path
+
+
+def test_the_example_layer_library_passes_on_every_device(layer_library, inner):
+    r = inner()
+    assert r.ret == 0, r.text
+    assert "passed" in r.text and "failed" not in r.text
+    collected = inner("--collect-only").text
     for name in ("cpu", "array_api_strict"):
-        assert name in run_pytest(ROOT / "examples" / "layer_library", "--collect-only").stdout
+        assert f"[{name}]" in collected, collected
 
 
-def test_the_example_library_bug_fails_naming_the_wrong_gradient():
-    r = run_pytest(ROOT / "examples" / "layer_library", env={"LAYER_LIBRARY_BUG": "1"})
-    assert r.returncode == 1
-    assert "gradient check failed: w: Scale.backward gives a wrong dw" in r.stdout
+def test_the_example_library_bug_fails_naming_the_wrong_gradient(layer_library, inner, monkeypatch):
+    monkeypatch.setenv("LAYER_LIBRARY_BUG", "1")
+    r = inner()
+    assert r.ret == 1, r.text
+    assert "gradient check failed: w: Scale.backward gives a wrong dw" in r.text
 
 
 PLUGIN_TESTS = '''
@@ -57,11 +83,11 @@ def test_both_dtypes(dtype):
 '''
 
 
-def test_plugin_fixtures_marks_and_device_selection(tmp_path):
-    (tmp_path / "test_p.py").write_text(PLUGIN_TESTS)
-    r = run_pytest(tmp_path, "-p", "xpnet.testing", "-v", "--xpnet-devices", "cpu,array_api_strict,cuda")
-    assert r.returncode == 0, r.stdout + r.stderr
-    out = r.stdout
+def test_plugin_fixtures_marks_and_device_selection(pytester, inner, monkeypatch):
+    pytester.makepyfile(test_p=PLUGIN_TESTS)
+    r = inner("-p", "xpnet.testing", "-v", "--xpnet-devices", "cpu,array_api_strict,cuda")
+    assert r.ret == 0, r.text
+    out = r.text
     assert "test_ids[cpu]" in out and "test_ids[array_api_strict]" in out
     assert "test_only_cpu[cpu]" in out and "test_only_cpu[array_api_strict]" not in out
     assert "test_dtype_mark[float64-cpu]" in out and "test_dtype_mark[float32" not in out
@@ -69,10 +95,25 @@ def test_plugin_fixtures_marks_and_device_selection(tmp_path):
     assert "SKIPPED" not in out  # unavailable devices are named once in the summary instead
     if "cuda:0" not in xpnet.devices():
         assert "xpnet devices left out" in out and "cuda:" in out.split("xpnet devices left out")[1]
-    env = run_pytest(tmp_path, "-p", "xpnet.testing", "-v", env={"XPNET_TEST_DEVICES": "array_api_strict"})
-    assert "test_ids[array_api_strict]" in env.stdout and "test_ids[cpu]" not in env.stdout
-    bad = run_pytest(tmp_path, "-p", "xpnet.testing", "--xpnet-devices", "tpu")
-    assert bad.returncode != 0 and "unknown device 'tpu'" in bad.stdout + bad.stderr
+    monkeypatch.setenv("XPNET_TEST_DEVICES", "array_api_strict")
+    env = inner("-p", "xpnet.testing", "-v")
+    assert "test_ids[array_api_strict]" in env.text and "test_ids[cpu]" not in env.text
+    monkeypatch.delenv("XPNET_TEST_DEVICES")
+    bad = inner("-p", "xpnet.testing", "--xpnet-devices", "tpu")
+    assert bad.ret != 0 and "unknown device 'tpu'" in bad.text
+
+
+def test_a_run_inside_a_run_keeps_its_own_devices(pytester, inner):
+    """The inner run's selection and its devices left out are its own; this run's come back after it."""
+    def devices_compared():
+        return set(assert_same_on_every_device(lambda x: x * 2, [1.0], dtype="float64"))
+
+    outer = devices_compared()
+    pytester.makepyfile(test_p=PLUGIN_TESTS)
+    r = inner("-p", "xpnet.testing", "--xpnet-devices", "array_api_strict")
+    assert r.ret == 0, r.text
+    assert "xpnet devices: array_api_strict" in r.text and "xpnet devices left out" not in r.text
+    assert devices_compared() == outer
 
 
 @settings(max_examples=5, deadline=None)
@@ -142,6 +183,7 @@ def test_assert_same_on_every_device_finds_a_backend_difference():
                                     devices=["cpu", "array_api_strict"])
 
 
+@pytest.mark.slow
 def test_the_plugin_under_pytest_xdist(tmp_path):
     pytest.importorskip("xdist")
     (tmp_path / "test_p.py").write_text(PLUGIN_TESTS)

@@ -185,7 +185,17 @@ def _flatten(res) -> list:
 # ---------------------------------------------------------------------------------------------
 # the plugin
 # ---------------------------------------------------------------------------------------------
-_STATE = {"selected": None, "unavailable": {}, "left_out": {}}
+_RUNS: list = []  # one state per pytest run configured in this process, the innermost last
+
+
+def _new_state(selected=None) -> dict:
+    """What one run selected, found unusable and left out: a pytest run inside a test (pytester)
+    keeps its own, and the run around it finds its own again when the inner one ends."""
+    return {"selected": selected, "unavailable": {}, "left_out": {}}
+
+
+def _state() -> dict:
+    return _RUNS[-1] if _RUNS else _new_state()
 
 
 def selected_devices(config=None) -> list:
@@ -211,8 +221,8 @@ def _cuda_names() -> list:
 
 
 def _selected_or_usable() -> list:
-    if _STATE["selected"] is not None:
-        return _STATE["selected"]
+    if _state()["selected"] is not None:
+        return _state()["selected"]
     from .backend import devices as usable
 
     return usable()
@@ -231,16 +241,22 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line("markers", "xpnet(devices=None, dtypes=None): run this test only on these xpnet "
                                        "devices and/or dtypes")
-    _STATE["selected"] = selected_devices(config)
+    _RUNS.append(_new_state(selected_devices(config)))
+
+
+def pytest_unconfigure(config):
+    if _RUNS:
+        _RUNS.pop()
 
 
 def _usable(name):
-    if name in _STATE["unavailable"]:
+    unavailable = _state()["unavailable"]
+    if name in unavailable:
         return None
     try:
         return get_device(name)
     except DeviceUnavailableError as e:
-        _STATE["unavailable"][name] = str(e)
+        unavailable[name] = str(e)
     except (ValueError, TypeError) as e:
         raise pytest.UsageError(f"--xpnet-devices / XPNET_TEST_DEVICES: {e}") from None
     return None
@@ -257,7 +273,8 @@ def pytest_generate_tests(metafunc):
             metafunc.parametrize("dtype", list(dtypes), indirect=True, scope="session")
     if "xpnet_device_name" not in names:  # no device/xp fixture (or the test parametrizes its own "device")
         return
-    wanted = list(_STATE["selected"] or selected_devices(metafunc.config))
+    state = _state()
+    wanted = list(state["selected"] or selected_devices(metafunc.config))
     if mark is not None and mark.kwargs.get("devices"):
         only = list(mark.kwargs["devices"])
         wanted = [d for d in wanted if d in only or d.split(":")[0] in only]
@@ -265,11 +282,11 @@ def pytest_generate_tests(metafunc):
     for name in wanted:
         dev = _usable(name)
         if dev is None:
-            _STATE["left_out"][name] = _STATE["left_out"].get(name, 0) + 1
+            state["left_out"][name] = state["left_out"].get(name, 0) + 1
             continue
         params.append(pytest.param(dev.name, id=dev.name))
     if not params:
-        why = "; ".join(f"{n}: {_STATE['unavailable'].get(n, 'not selected')}" for n in wanted) or "none selected"
+        why = "; ".join(f"{n}: {state['unavailable'].get(n, 'not selected')}" for n in wanted) or "none selected"
         params = [pytest.param(None, id="no-device",
                                marks=pytest.mark.skip(reason=f"no selected xpnet device is usable here ({why})"))]
     metafunc.parametrize("xpnet_device_name", params, scope="session")
@@ -310,15 +327,16 @@ def xp(device):
 
 
 def pytest_report_header(config):
-    sel = _STATE["selected"] or selected_devices(config)
+    sel = _state()["selected"] or selected_devices(config)
     return f"xpnet devices: {', '.join(sel)}"
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    left = _STATE["left_out"]
+    state = _state()
+    left = state["left_out"]
     if not left:
         return
     terminalreporter.section("xpnet devices left out", sep="-")
     for name, count in sorted(left.items()):
-        why = _STATE["unavailable"].get(name, "")
+        why = state["unavailable"].get(name, "")
         terminalreporter.write_line(f"{name}: {count} test function(s) not run -- {why}")
