@@ -225,8 +225,8 @@ def test_progress_bar_fits_80_columns(monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command", ["devices", "train --device cpu --iters 300 --eval-interval 100 --quiet --no-plot "
-                                                "--out {tmp}"], ids=["devices", "train"])
+@pytest.mark.parametrize("command", ["devices", ("train --device cpu --iters 300 --eval-interval 100 --quiet "
+                                                 "--no-plot --out {tmp}")], ids=["devices", "train"])
 def test_closed_pipe_ends_quietly(command, tmp_path):
     """`xpnet ... | head`: no BrokenPipeError traceback; the status of a program ended by SIGPIPE.
     (Training on MNIST: each evaluation takes long enough that the next line meets a closed pipe.)"""
