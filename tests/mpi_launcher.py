@@ -15,4 +15,9 @@ try:
     NO_MPI = None if os.path.exists(MPIEXEC) else "no mpiexec on PATH (pip install 'xpnet[mpi]' brings Open MPI's)"
 except ImportError:
     NO_MPI = "the MPI tests need mpi4py: pip install 'xpnet[mpi]'"
-needs_mpi = pytest.mark.skipif(NO_MPI is not None, reason=NO_MPI or "")
+_skip_without_mpi = pytest.mark.skipif(NO_MPI is not None, reason=NO_MPI or "")
+
+
+def needs_mpi(test):
+    """An MPI job's test: skipped, saying why, without a launcher; ``slow`` (it starts processes)."""
+    return pytest.mark.slow(_skip_without_mpi(test))

@@ -24,12 +24,12 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = '''
 import sys, numpy as np, xpnet
 from xpnet.trainer import Trainer
-world, out, iters = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-(x, t), (xt, tt) = xpnet.load_mnist()
-net = xpnet.TwoLayerNet(784, 50, 10, device="cpu", dtype="float32", seed=0)
+world, out, iters, data = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+(x, t), (xt, tt) = xpnet.load_idx_dataset(data)
+net = xpnet.TwoLayerNet(x.shape[1], 50, 3, device="cpu", dtype="float32", seed=0)
 comm = xpnet.device("cpu").communicator() if world > 1 else None
-tr = Trainer(net, x[:6000], t[:6000], xt[:1000], tt[:1000], batch_size=100 // world, iters=iters, seed=1,
-             log=None, progress=False, communicator=comm)
+tr = Trainer(net, x, t, xt, tt, batch_size=100 // world, iters=iters, seed=1, log=None, progress=False,
+             communicator=comm)
 h = tr.fit()
 if tr.comm.rank == 0:
     np.savez(out, **net.params, loss=np.array(h.loss), acc=np.array(h.test_acc), train=np.array(h.train_acc))
@@ -43,12 +43,12 @@ def mpirun(n, *args, timeout=120):
 
 
 @needs_mpi
-def test_two_processes_compute_the_steps_of_one_with_twice_the_batch(tmp_path):
+def test_two_processes_compute_the_steps_of_one_with_twice_the_batch(tmp_path, tiny):
     (tmp_path / "dp.py").write_text(SCRIPT)
-    one = subprocess.run([sys.executable, str(tmp_path / "dp.py"), "1", str(tmp_path / "one.npz"), "200"],
+    one = subprocess.run([sys.executable, str(tmp_path / "dp.py"), "1", str(tmp_path / "one.npz"), "200", str(tiny)],
                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
     assert one.returncode == 0, one.stderr
-    two = mpirun(2, str(tmp_path / "dp.py"), "2", str(tmp_path / "two.npz"), "200")
+    two = mpirun(2, str(tmp_path / "dp.py"), "2", str(tmp_path / "two.npz"), "200", str(tiny))
     assert two.returncode == 0, two.stderr
     a, b = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
     for k in ("W1", "b1", "W2", "b2"):  # equal within float32 summation order
@@ -59,9 +59,9 @@ def test_two_processes_compute_the_steps_of_one_with_twice_the_batch(tmp_path):
 
 
 @needs_mpi
-def test_xpnet_train_distributed_writes_one_run_from_rank_0(tmp_path):
-    r = mpirun(2, "-m", "xpnet", "train", "--distributed", "--batch-size", "50", "--iters", "120",
-               "--hidden", "20", "--quiet", "--no-plot", "--out", str(tmp_path / "run"))
+def test_xpnet_train_distributed_writes_one_run_from_rank_0(tmp_path, tiny):
+    r = mpirun(2, "-m", "xpnet", "train", "--distributed", "--data-dir", str(tiny), "--batch-size", "50",
+               "--iters", "120", "--hidden", "20", "--quiet", "--no-plot", "--out", str(tmp_path / "run"))
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("final test accuracy") == 1  # one voice
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["history.json", "model.npz"]
@@ -79,34 +79,35 @@ def ends_at_once(script):
     return r
 
 
-def train_where_rank_1(tmp_path, does):
-    """A script: ``xpnet train --distributed`` in which rank 1's steps run ``does`` instead."""
+def train_where_rank_1(tmp_path, data, does):
+    """A script: ``xpnet train --distributed`` on ``data`` in which rank 1's steps run ``does`` instead."""
     script = tmp_path / "rank1.py"
     script.write_text(
         "import os, signal, sys\nfrom mpi4py import MPI\nimport xpnet.cli, xpnet.trainer\n"
         "if MPI.COMM_WORLD.Get_rank() == 1:\n"
         f"    def steps(self, k):\n        {does}\n"
         "    xpnet.trainer.Trainer.run_steps = steps\n"
-        "sys.exit(xpnet.cli.main(['train', '--distributed', '--iters', '300', '--hidden', '10', '--quiet', "
-        f"'--no-plot', '--out', {str(tmp_path / 'run')!r}]))\n")
+        f"sys.exit(xpnet.cli.main(['train', '--distributed', '--data-dir', {str(data)!r}, '--iters', '300', "
+        f"'--hidden', '10', '--quiet', '--no-plot', '--out', {str(tmp_path / 'run')!r}]))\n")
     return script
 
 
 @needs_mpi
-def test_a_fault_on_one_rank_ends_the_job_at_once(tmp_path):
-    r = ends_at_once(train_where_rank_1(tmp_path, "raise RuntimeError('rank 1 lost its data')"))
+def test_a_fault_on_one_rank_ends_the_job_at_once(tmp_path, tiny):
+    r = ends_at_once(train_where_rank_1(tmp_path, tiny, "raise RuntimeError('rank 1 lost its data')"))
     assert "rank 1 of 2 failed: RuntimeError: rank 1 lost its data; ending the job" in r.stderr
 
 
 @pytest.mark.parametrize("death", ["os.kill(os.getpid(), signal.SIGKILL)", "os._exit(3)"])
 @needs_mpi
-def test_a_rank_that_dies_ends_the_job_on_every_rank(tmp_path, death):
+def test_a_rank_that_dies_ends_the_job_on_every_rank(tmp_path, tiny, death):
     """A rank killed, or gone without a word, while the other waits in the allreduce: the launcher ends the job."""
-    r = ends_at_once(train_where_rank_1(tmp_path, death))
+    r = ends_at_once(train_where_rank_1(tmp_path, tiny, death))
     said = r.stdout + r.stderr  # Open MPI names the rank: "process rank 1" or "[prterun-<host>-<job>@1,1]"
     assert re.search(r"rank 1\b|@1,1\]", said), said
 
 
+@pytest.mark.slow
 def test_distributed_without_a_launcher_says_what_to_do(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "PMI", "PMIX_"))}
     r = subprocess.run([sys.executable, "-m", "xpnet", "train", "--distributed", "--device", "cpu", "--iters", "5",
@@ -116,15 +117,15 @@ def test_distributed_without_a_launcher_says_what_to_do(tmp_path):
 
 
 @needs_mpi
-def test_a_distributed_run_resumes_with_the_same_processes_to_the_same_bits(tmp_path):
-    common = ["-m", "xpnet", "train", "--distributed", "--batch-size", "50", "--hidden", "20", "--quiet",
-              "--no-plot", "--eval-interval", "60"]
+def test_a_distributed_run_resumes_with_the_same_processes_to_the_same_bits(tmp_path, tiny):
+    common = ["-m", "xpnet", "train", "--distributed", "--data-dir", str(tiny), "--batch-size", "50", "--hidden", "20",
+              "--quiet", "--no-plot", "--eval-interval", "60"]
     whole = mpirun(2, *common, "--iters", "240", "--out", str(tmp_path / "whole"))
     assert whole.returncode == 0, whole.stderr
     half = mpirun(2, *common, "--iters", "120", "--out", str(tmp_path / "half"))
     assert half.returncode == 0, half.stderr
-    more = mpirun(2, "-m", "xpnet", "train", "--distributed", "--quiet", "--no-plot", "--iters", "240",
-                  "--resume", str(tmp_path / "half"))
+    more = mpirun(2, "-m", "xpnet", "train", "--distributed", "--data-dir", str(tiny), "--quiet", "--no-plot",
+                  "--iters", "240", "--resume", str(tmp_path / "half"))
     assert more.returncode == 0, more.stderr
     from xpnet.checkpoint import load_checkpoint
 
@@ -135,26 +136,27 @@ def test_a_distributed_run_resumes_with_the_same_processes_to_the_same_bits(tmp_
 
 
 @needs_mpi
-def test_epochs_count_global_batches_and_a_resume_needs_the_same_processes(tmp_path):
-    r = mpirun(2, "-m", "xpnet", "train", "--distributed", "--batch-size", "300", "--epochs", "1", "--hidden", "10",
-               "--quiet", "--no-plot", "--out", str(tmp_path / "e"))
+def test_epochs_count_global_batches_and_a_resume_needs_the_same_processes(tmp_path, tiny):
+    r = mpirun(2, "-m", "xpnet", "train", "--distributed", "--data-dir", str(tiny), "--batch-size", "50", "--epochs",
+               "2", "--hidden", "10", "--quiet", "--no-plot", "--out", str(tmp_path / "e"))
     assert r.returncode == 0, r.stderr
     from xpnet.checkpoint import load_checkpoint
 
     meta = load_checkpoint(tmp_path / "e" / "model.npz", device="cpu").meta
-    assert meta["trainer"]["iters"] == 60000 // (300 * 2) and meta["trainer"]["processes"] == 2
-    one = subprocess.run([sys.executable, "-m", "xpnet", "train", "--iters", "200", "--resume", str(tmp_path / "e")],
+    assert meta["trainer"]["iters"] == 2 * (300 // (50 * 2)) and meta["trainer"]["processes"] == 2  # 300 images
+    one = subprocess.run([sys.executable, "-m", "xpnet", "train", "--data-dir", str(tiny), "--iters", "200", "--resume",
+                          str(tmp_path / "e")],
                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
     assert one.returncode == 2 and "trained by 2 process(es) and this resume has 1" in one.stderr
 
 
 @needs_mpi
-def test_a_python_api_fault_on_rank_0_ends_every_rank(tmp_path):
+def test_a_python_api_fault_on_rank_0_ends_every_rank(tmp_path, tiny):
     (tmp_path / "afile").write_text("not a folder")
     (tmp_path / "f.py").write_text(
-        "import xpnet\nfrom xpnet.trainer import Trainer\n(x, t), (xt, tt) = xpnet.load_mnist()\n"
-        "net = xpnet.TwoLayerNet(784, 10, 10, device='cpu', dtype='float32', seed=0)\n"
-        "tr = Trainer(net, x[:2000], t[:2000], xt[:500], tt[:500], batch_size=50, iters=100, log=None,\n"
+        f"import xpnet\nfrom xpnet.trainer import Trainer\n(x, t), (xt, tt) = xpnet.load_idx_dataset({str(tiny)!r})\n"
+        "net = xpnet.TwoLayerNet(64, 10, 3, device='cpu', dtype='float32', seed=0)\n"
+        "tr = Trainer(net, x, t, xt, tt, batch_size=50, iters=100, log=None,\n"
         "             progress=False, communicator=xpnet.device('cpu').communicator())\n"
         f"tr.fit(checkpoint={str(tmp_path / 'afile' / 'ck.npz')!r})\n")
     r = ends_at_once(tmp_path / "f.py")

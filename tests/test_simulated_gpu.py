@@ -18,8 +18,11 @@ import numpy as np
 import pytest
 
 from xpnet.checkpoint import load_checkpoint
+from xpnet.cli import main
 
 from mpi_launcher import MPIEXEC, needs_mpi
+
+pytestmark = pytest.mark.slow  # every test here starts processes
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE = ROOT / "tests" / "fakecupy"
@@ -69,25 +72,23 @@ def test_devices_make_no_cuda_context_until_they_compute(tmp_path):
     assert r.stdout.split() == ["[]", "True"]
 
 
-def test_a_cpu_run_resumes_on_a_gpu_machine_on_its_own_device(tmp_path):
-    whole = run(["-m", "xpnet", "train", "--device", "cpu", "--iters", "400", *TRAIN, "--out", "whole"], tmp_path,
-                gpus=False)
-    assert whole.returncode == 0, whole.stderr
-    cut = run(["-m", "xpnet", "train", "--device", "cpu", "--iters", "200", *TRAIN, "--out", "cut"], tmp_path,
-              gpus=False)
-    assert cut.returncode == 0, cut.stderr
+def test_a_cpu_run_resumes_on_a_gpu_machine_on_its_own_device(tmp_path, tiny, monkeypatch):
+    data = ["--data-dir", str(tiny)]
+    monkeypatch.chdir(tmp_path)  # two runs on this machine, which shows no GPU: in this process
+    assert main(["train", "--device", "cpu", "--iters", "400", *data, *TRAIN, "--out", "whole"]) == 0
+    assert main(["train", "--device", "cpu", "--iters", "200", *data, *TRAIN, "--out", "cut"]) == 0
     # the machine now shows GPUs: the default device is cuda:0, but the run continues on the CPU
-    resumed = run(["-m", "xpnet", "train", "--resume", "cut", "--iters", "400", "--no-plot"], tmp_path)
+    resumed = run(["-m", "xpnet", "train", "--resume", "cut", *data, "--iters", "400", "--no-plot"], tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming cut at step 200 of 400" in resumed.stdout and "on cpu" in resumed.stdout
     a, b = (load_checkpoint(tmp_path / d / "model.npz", device="cpu") for d in ("whole", "cut"))
     for k in a.net.params:
         np.testing.assert_array_equal(a.net.params[k], b.net.params[k])
-    moved = run(["-m", "xpnet", "train", "--resume", "cut", "--iters", "600", "--device", "cuda:0"], tmp_path)
+    moved = run(["-m", "xpnet", "train", "--resume", "cut", *data, "--iters", "600", "--device", "cuda:0"], tmp_path)
     assert moved.returncode == 2 and len(moved.stderr.strip().splitlines()) == 1
     assert "was trained on cpu and cannot continue on cuda:0" in moved.stderr
     # the Python API says the same; a net alone moves freely
-    code = ("import xpnet\n(x, t), (xt, tt) = xpnet.load_mnist()\n"
+    code = (f"import xpnet\n(x, t), (xt, tt) = xpnet.load_idx_dataset({str(tiny)!r})\n"
             "tr = xpnet.Trainer.resume('cut/model.npz', x, t, xt, tt, log=None, progress=False)\n"
             "print(tr.device.name, xpnet.load_net('cut/model.npz').device.name)\n")
     api = run(["-c", code], tmp_path)
@@ -173,9 +174,9 @@ def test_two_processes_on_one_gpu_are_refused_before_nccl_starts(tmp_path):
 
 
 @needs_mpi
-def test_xpnet_train_distributed_on_two_simulated_gpus(tmp_path):
-    r = mpirun(2, ["-m", "xpnet", "train", "--distributed", "--device", "cuda", "--iters", "40", *TRAIN,
-                   "--out", "run"], tmp_path, timeout=150)
+def test_xpnet_train_distributed_on_two_simulated_gpus(tmp_path, tiny):
+    r = mpirun(2, ["-m", "xpnet", "train", "--distributed", "--device", "cuda", "--iters", "40",
+                   "--data-dir", str(tiny), *TRAIN, "--out", "run"], tmp_path, timeout=150)
     assert r.returncode == 0, r.stderr
     ck = load_checkpoint(tmp_path / "run" / "model.npz", device="cpu")
     assert ck.meta["step"] == 40 and ck.meta["trainer"]["processes"] == 2
