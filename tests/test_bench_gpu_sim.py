@@ -11,10 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 FAKECUPY = ROOT / "tests" / "fakecupy"
 
 
+@pytest.mark.slow
 def test_quick_benchmark_on_the_second_gpu_stays_on_it(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(FAKECUPY), FAKE_CUPY_STRICT="1", FAKE_CUPY_REPORT=str(tmp_path / "r"))
     env.pop("XPNET_DEVICE", None)

@@ -215,6 +215,7 @@ def test_empty_update_is_a_clear_error():
 
 
 # -- the book's own gradient_check.py gives the book's precision ---------------------------
+@pytest.mark.slow
 def test_the_books_gradient_check_script_prints_the_books_precision():
     r = subprocess.run([sys.executable, str(ROOT / "examples" / "book_gradient_check.py")], capture_output=True,
                        text=True, timeout=300, env={**__import__("os").environ, "XPNET_DEVICE": "cpu"})

@@ -210,6 +210,7 @@ def test_relative_imports_resolve():
 
 
 # -- at run time ------------------------------------------------------------------------
+@pytest.mark.slow
 def test_import_xpnet_loads_no_gpu_library():
     code = textwrap.dedent("""
         import sys

@@ -318,6 +318,7 @@ def test_plot_labels_the_run_and_shows_test_loss(tmp_path):
     assert (Path(plot_history(h, tmp_path / "c.png"))).read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_busy_cpu_spinners_are_killed_at_the_end():
     sys.path.insert(0, str(ROOT))
     try:

@@ -16,6 +16,8 @@ import xpnet
 
 from mpi_launcher import MPIEXEC, needs_mpi
 
+pytestmark = pytest.mark.slow  # every test here starts the CI scripts as processes
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "ci" / "gpu_checks.py"
 

@@ -130,6 +130,7 @@ def peak_growth(kind: str, path) -> tuple[str, int]:
 
 
 # -- checkpoints: bombs and sizes ------------------------------------------------------------
+@pytest.mark.slow
 def test_zip_bomb_member_is_refused_from_its_declared_size(tmp_path):
     """W1 declares 1.5 GiB of zeros deflated into ~2 MB; the architecture says 784x50."""
     net = xpnet.TwoLayerNet(784, 50, 10, device="cpu", seed=0)
@@ -147,6 +148,7 @@ def test_zip_bomb_member_is_refused_from_its_declared_size(tmp_path):
     assert growth < 150 << 20, f"RSS grew {growth >> 20} MiB for a refused file"
 
 
+@pytest.mark.slow
 def test_zip_bomb_agreeing_with_its_architecture_is_refused(tmp_path):
     """Record, header and zip directory all agree on a 1 GiB W1 -- but it is 1 MB on disk."""
     sizes = [16384, 16384, 10]
@@ -619,6 +621,7 @@ def gzip_of(prefix: bytes, zeros: int) -> bytes:
     return b"\x1f\x8b\x08\x00\0\0\0\0\x00\xff" + deflate_zeros(zeros, prefix) + struct.pack("<II", 0, size)
 
 
+@pytest.mark.slow
 def test_gzip_idx_bomb_declaring_terabytes(tmp_path):
     fashion_like(tmp_path, sums=False)
     dims = (1 << 20, 1 << 10, 1 << 10)  # 1 TiB of images
@@ -640,6 +643,7 @@ def test_gzip_idx_declaring_more_than_the_file_can_hold(tmp_path):
         load_idx_dataset(tmp_path)
 
 
+@pytest.mark.slow
 def test_gzip_stream_longer_than_declared_stops_at_the_declared_size(tmp_path):
     fashion_like(tmp_path, sums=False)
     header = struct.pack(">II", 2049, 30)  # 30 labels, then 2 GiB more zeros
