@@ -249,15 +249,16 @@ def time_protocol(make, repeats, pause=0.05):
                 "last_epoch_test_acc": v["last_epoch_test_acc"]} for k, v in out.items()}
 
 
-def xpnet_memory(data, params, iters, eval_interval):
-    """Peak traced memory of xpnet's protocol, and growth of the step once warm (bytes)."""
+def xpnet_memory(data, params, iters, eval_interval, block=1000):
+    """Peak traced memory of xpnet's protocol, and growth of the step once warm (bytes per 1000
+    steps, measured over two blocks of ``block`` steps)."""
     c = XpnetContender(params, data, 0.1, 100, 0, iters=iters, eval_interval=eval_interval)
-    c.steps(200)
+    c.steps(max(block // 5, 1))
     tracemalloc.start()
-    c.steps(1000)  # each call keeps its own 1000 recorded losses: equal calls, equal memory
+    c.steps(block)  # each call keeps its own recorded losses: equal calls, equal memory
     after_warm = tracemalloc.get_traced_memory()[0]
-    c.steps(1000)
-    c.steps(1000)
+    c.steps(block)
+    c.steps(block)
     after_more = tracemalloc.get_traced_memory()[0]
     tracemalloc.reset_peak()
     c.protocol()
@@ -269,7 +270,8 @@ def xpnet_memory(data, params, iters, eval_interval):
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # whole process, all contenders
     except ImportError:  # not on Windows
         rss = 0
-    return {"step_growth_bytes_per_1000_steps": (after_more - after_warm) / 2.0, "protocol_peak_bytes": peak,
+    return {"step_growth_bytes_per_1000_steps": (after_more - after_warm) / 2.0 * 1000 / block,
+            "protocol_peak_bytes": peak,
             "process_max_rss_bytes": rss}
 
 
@@ -415,8 +417,8 @@ def run(quick=False, repeats=3, steps=2000, devices=None, protocol=True, with_ja
                                                       with_jax=why_no_jax is None, rate_n=1024 if quick else 4096)
     # 4. the whole protocol
     if protocol:
-        iters = 200 if quick else 10000
-        interval = 50 if quick else 600
+        iters = 60 if quick else 10000
+        interval = 20 if quick else 600
         fp = contenders(book_sizes, 100, 0.01, True, proto=(iters, interval))
         for name in (BOOK_LOOP_LOSS, TUNED_NET_LOOP, LEAN_NET_LOOP, LEAN_NET_LOOP_1T):  # the per-step table's
             fp.pop(name, None)  # business: the second pass's cost, the loop's bounds
@@ -426,7 +428,7 @@ def run(quick=False, repeats=3, steps=2000, devices=None, protocol=True, with_ja
         flops = iters * step_flops(book_sizes, 100) + evals * (x.shape[0] + xt.shape[0]) * 2 * (784 * 50 + 50 * 10)
         tables["protocol"] = _table(f"book protocol: {iters} steps + {evals} evaluations of "
                                     f"{x.shape[0] + xt.shape[0]} images, whole run", tp, flops, rate, log, unit="s")
-        mem = xpnet_memory(data, _init_params(book_sizes, 0.01, 0), iters, interval)
+        mem = xpnet_memory(data, _init_params(book_sizes, 0.01, 0), iters, interval, block=100 if quick else 1000)
         tables["memory"] = mem
         log(f"xpnet memory: step growth {format_bytes(mem['step_growth_bytes_per_1000_steps'])} per 1000 steps "
             f"(after warm-up); protocol peak {format_bytes(mem['protocol_peak_bytes'])} above the loaded "
