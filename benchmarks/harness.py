@@ -438,7 +438,7 @@ def run(quick=False, repeats=3, steps=2000, devices=None, protocol=True, with_ja
 
 
 def _targets(table, log):
-    """The issue's two speed targets, read off the book-step table (same process, same rounds)."""
+    """The two speed targets (benchmarks/README.md), read off the book-step table (same process, same rounds)."""
     rows = table["rows"]
     out = {"reference": table["reference"], "reference_median_s": rows[table["reference"]]["median"]}
     loop = rows[BOOK_LOOP]["ratio_to_tuned"]
