@@ -219,7 +219,8 @@ class TunedNumpyContender:
     def steps(self, k):
         X, T1, B, scale = self.x, self.t1, self.B, self.scale
         Ws, bs, acts, douts, masks, dWs, dbs = self.Ws, self.bs_, self.acts, self.douts, self.masks, self.dWs, self.dbs
-        xb, tb, ones, ones_b, ones_c, col, rcol = self.xb, self.tb, self.ones, self.ones_b, self.ones_c, self.col, self.rcol
+        xb, tb, ones, ones_b, ones_c = self.xb, self.tb, self.ones, self.ones_b, self.ones_c
+        col, rcol = self.col, self.rcol
         take, matmul, add, sub, mul, maximum = np.take, np.matmul, np.add, np.subtract, np.multiply, np.maximum
         rowmax, exp, log, vdot, greater = np.maximum.reduce, np.exp, np.log, np.vdot, np.greater
         L = len(Ws)
@@ -681,7 +682,8 @@ class JaxContender:
 
     def evaluate(self):
         def acc(x, t):
-            c = sum(int(self._correct(self.params, x[j:j + 10000], t[j:j + 10000])) for j in range(0, x.shape[0], 10000))
+            c = sum(int(self._correct(self.params, x[j:j + 10000], t[j:j + 10000]))
+                    for j in range(0, x.shape[0], 10000))
             return c / x.shape[0]
 
         return acc(self.x, self.t), acc(self.xt, self.tt)

@@ -93,7 +93,7 @@ ACCEL_MLP, ACCEL_BATCH = [784, 4096, 4096, 10], 4096  # the large MLP measured o
 
 
 def is_accelerator(device: str) -> bool:
-    return device.startswith("cuda") or device.startswith("torch:cuda")
+    return device.startswith(("cuda", "torch:cuda"))
 
 
 def device_matmul_rate(device, n=4096, seconds=0.5) -> float:
