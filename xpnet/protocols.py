@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = ["Layer", "BookNet", "FastNet", "LayeredNet", "is_layer", "is_book_net", "is_fast_net", "is_layered_net",
-           "takes_onehot"]
+           "takes_onehot", "require_book_net"]
 
 
 @runtime_checkable
@@ -102,3 +102,16 @@ def takes_onehot(layer) -> bool:
     """Whether a loss layer offers ``forward_onehot(x, t_onehot)`` (xpnet's SoftmaxWithLoss): the
     trusted forward on one-hot rows made once, its loss computed when first read."""
     return callable(getattr(layer, "forward_onehot", None))
+
+
+def require_book_net(net, who: str) -> None:
+    """Raise ``TypeError`` naming what ``net`` lacks of what ``who`` needs: a non-empty ``params``
+    dict and ``gradient``/``accuracy`` methods (the loss may come from the loss layer instead)."""
+    if net is None:
+        raise TypeError(f"{who} needs a net (the book's network) as its first argument")
+    params = getattr(net, "params", None)
+    lacks = ["params"] if not isinstance(params, dict) or not params else []
+    lacks += [m for m in ("gradient", "accuracy") if not callable(getattr(net, m, None))]
+    if lacks:
+        raise TypeError(f"{who} needs a net in the book's form: a params dict of arrays and gradient(x, t), "
+                        f"accuracy(x, t) methods; {type(net).__name__} lacks {', '.join(lacks)}")
