@@ -3,7 +3,8 @@
 Parameters are saved as host NumPy arrays and the architecture as a JSON string, so a net
 trained on a GPU loads onto a laptop's CPU (or any other device) with ``load_net``. A checkpoint
 can also carry training state (``save_net(net, path, state={"arrays": ..., "meta": ...})``, read
-back with ``load_checkpoint``).
+back with ``load_checkpoint``); ``save_run``/``load_run`` write and read a whole training run that
+way (optimizer state, step, random-generator state, history), which ``Trainer`` resumes from.
 
 Loading treats the file as hostile: before a member is decompressed, its declared size (zip
 directory) and its ``.npy`` header (shape, dtype) are checked against what the architecture

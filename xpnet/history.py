@@ -45,6 +45,15 @@ class History:
     def test_acc_list(self) -> list:
         return self.test_acc
 
+    def record_eval(self, step: int, train_acc: float, test_acc=None, test_loss=None) -> None:
+        """An evaluation after ``step`` steps (a test accuracy and loss when there is a test set)."""
+        self.eval_iters.append(step)
+        self.train_acc.append(train_acc)
+        if test_acc is not None:
+            self.test_acc.append(test_acc)
+        if test_loss is not None:
+            self.test_loss.append(test_loss)
+
     def to_dict(self) -> dict:
         return asdict(self)
 

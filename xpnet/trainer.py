@@ -1,19 +1,12 @@
 """Mini-batch training that stays on the device: the book's ``common/trainer.py``, and more.
 
-Two ways in (``trainer_args`` tells them apart). The book's: ``Trainer(network, x_train,
-t_train, x_test, t_test, epochs=20, mini_batch_size=100, optimizer='SGD', optimizer_param={'lr':
-0.01}, evaluate_sample_num_per_epoch=None, verbose=True)``, then ``train()`` or ``train_step()``,
-printing and recording what the book's does. xpnet's: keywords (``iters``, ``batch_size``,
-``lr``, ...) and ``fit()``, with checkpoints, ``resume``, a progress bar and data parallelism.
-
-Either speaks the book's protocol to any net -- ``params``, ``gradient(x, t)``,
-``accuracy(x, t)``, the loss from ``lastLayer.loss`` (or ``loss(x, t)``) -- so a reader's own
-net trains too. A net with xpnet's fast path (``protocols.FastNet``: ``backprop``,
-``count_correct``) gets it: no checks in the step, and SGD's learning rate folded into the loss
-gradient when the optimizer offers it (``scaled_update``). The data goes to the device once;
-mini-batch indices are drawn there; the per-step losses stay there until a reporting point,
-where one transfer brings a whole chunk back (and is checked for NaN/inf). Evaluation runs in
-batches, so memory stays bounded.
+Two ways in (``trainer_args`` tells them apart): the book's call, then ``train()`` or
+``train_step()``, printing and recording what the book's does; or xpnet's keywords and ``fit()``,
+with checkpoints, ``resume``, a progress bar and data parallelism. Either speaks the book's
+protocol to any net, so a reader's own net trains too; a net with xpnet's fast path
+(``protocols.FastNet``) gets it: no checks in the step, SGD's learning rate folded into the loss
+gradient (``scaled_update``). The data goes to the device once, batches are drawn there, and the
+per-step losses stay there until one transfer brings a chunk back to be checked for NaN/inf.
 """
 
 from __future__ import annotations
@@ -216,11 +209,9 @@ class Trainer:
                 self._book_epoch(j)
 
     def _book_epoch(self, i):
-        m, h = self.evaluate_sample_num_per_epoch, self.history
+        m = self.evaluate_sample_num_per_epoch
         train_acc, test_acc = self._accuracy(self.train_set.head(m)), self._accuracy(self.test_set.head(m))
-        h.eval_iters.append(i)
-        h.train_acc.append(train_acc)
-        h.test_acc.append(test_acc)
+        self.history.record_eval(i, train_acc, test_acc)
         if self.verbose:
             print("=== epoch:" + str(self.current_epoch) + ", train acc:" + str(train_acc) + ", test acc:"
                   + str(test_acc) + " ===")
@@ -299,8 +290,7 @@ class Trainer:
         opt = self.optimizer
         if not callable(getattr(opt, "state_dict", None)):
             raise TypeError(f"checkpoints need an optimizer with state_dict(); {type(opt).__name__} has none")
-        self._rng = self._rng or self.device.rng(self.seed)
-        written = save_run(self.net, path, step=self.step, device=self.device, rng_state=self._rng.get_state(),
+        written = save_run(self.net, path, step=self.step, device=self.device, rng_state=self._generator().get_state(),
                            optimizer_state=opt.state_dict(), history=self.history, settings=self._settings(),
                            last_saved=self._last_saved)
         self._last_saved = self.step
@@ -354,7 +344,7 @@ class Trainer:
         """
         net, opt, data = self.net, self.optimizer, self.train_set
         X, n, bs = data.x, len(data), self.batch_size
-        rng = self._rng = self._rng or self.device.rng(self.seed)
+        rng = self._generator()
         params, take, record = net.params, self.device.take_rows, self.record_loss
         losses = []
         block = max(1, min(k, 256))  # indices for up to 256 steps drawn in one call, then sliced
@@ -391,6 +381,12 @@ class Trainer:
                         losses.append(last.loss if read_last else net.loss(x, t))
         return losses
 
+    def _generator(self):
+        """The device generator drawing the batches, made from ``seed`` at the first step."""
+        if self._rng is None:
+            self._rng = self.device.rng(self.seed)
+        return self._rng
+
     def _largest_product(self) -> int:
         widths = [w.shape for w in self.net.params.values() if getattr(w, "ndim", 0) == 2]
         return max((a * b for a, b in widths), default=0) * 2 * self.batch_size
@@ -424,11 +420,6 @@ class Trainer:
         self._check_params_finite(i)
         tr = self._accuracy(self.train_set)
         te, te_loss = self.evaluate_test() if self.test_set is not None else (None, None)
-        h = self.history
-        h.eval_iters.append(i)
-        h.train_acc.append(tr)
-        if te is not None:
-            h.test_acc.append(te)
-            h.test_loss.append(te_loss)
+        self.history.record_eval(i, tr, te, te_loss)
         if self.log is not None:
             (bar.write if bar is not None else self.log)(epoch_line(i, self.iter_per_epoch, tr, te, te_loss))
