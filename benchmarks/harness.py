@@ -26,6 +26,7 @@ import numpy as np
 
 import xpnet
 from xpnet.atomic import write_atomic
+from xpnet.validation import format_bytes
 
 from .contenders import (LEAN_NET_LOOP, LEAN_NET_LOOP_1T, TUNED_NET_LOOP, BookContender, JaxContender,
                          NumpyNetLoopContender, PreviousTunedNumpyContender, TorchContender, TorchGraphContender,
@@ -417,9 +418,9 @@ def run(quick=False, repeats=3, steps=2000, devices=None, protocol=True, with_ja
                                     f"{x.shape[0] + xt.shape[0]} images, whole run", tp, flops, rate, log, unit="s")
         mem = xpnet_memory(data, _init_params(book_sizes, 0.01, 0), iters, interval)
         tables["memory"] = mem
-        log(f"xpnet memory: step growth {mem['step_growth_bytes_per_1000_steps']:.0f} B per 1000 steps "
-            f"(after warm-up); protocol peak {mem['protocol_peak_bytes'] / 2**20:.1f} MiB above the loaded "
-            f"data (tracemalloc); whole benchmark process max RSS {mem['process_max_rss_bytes'] / 2**20:.0f} MiB")
+        log(f"xpnet memory: step growth {format_bytes(mem['step_growth_bytes_per_1000_steps'])} per 1000 steps "
+            f"(after warm-up); protocol peak {format_bytes(mem['protocol_peak_bytes'])} above the loaded "
+            f"data (tracemalloc); whole benchmark process max RSS {format_bytes(mem['process_max_rss_bytes'])}")
     res["tables"] = tables
     return res
 

@@ -216,8 +216,8 @@ def check_resume(dev, data, iters, folder) -> dict:
             return False, f"resumed on {dev.name} but its parameters differ from the uninterrupted run's"
         net = xpnet.load_net(dev_path, device="cpu")
         if net.device.name != "cpu" or not same({k: np.asarray(v) for k, v in net.params.items()}, got):
-            return False, f"bit-identical on {dev.name}, but its checkpoint loads on {net.device.name} or with " \
-                          "other parameters"
+            return False, (f"bit-identical on {dev.name}, but its checkpoint loads on {net.device.name} or with "
+                           "other parameters")
         return True, f"resumed on {dev.name}, bit-identical; its checkpoint loads on the CPU with the same parameters"
 
     def moved_run():  # (c)

@@ -42,8 +42,8 @@ def main() -> int:
     if over or total > MAX_TOTAL:
         what = [f"{', '.join(over)} over {MAX_PER_MODULE} lines"] if over else []
         what += [f"the package over {MAX_TOTAL} lines"] if total > MAX_TOTAL else []
-        print(f"line budget exceeded: {'; '.join(what)}. Split the module by concept (or delete code); raise the budget in "
-              f"{Path(__file__).name} only with a reason in the commit.", file=sys.stderr)
+        print(f"line budget exceeded: {'; '.join(what)}. Split the module by concept (or delete code); raise the "
+              f"budget in {Path(__file__).name} only with a reason in the commit.", file=sys.stderr)
         return 1
     return 0
 

@@ -1,5 +1,6 @@
 """The book's NumPy Affine and ReLU as a careful reader writes them: the tests' reader nets and
-reader-mistake layers build on these (ReLU copies ``dout`` instead of the book's in-place mask).
+reader-mistake layers build on these (``NpRelu`` copies ``dout`` instead of the book's in-place
+mask). ``BookRelu`` and ``BookSoftmaxWithLoss`` are the book's own, line for line.
 
 Adapted from Deep Learning from Scratch's ``common/layers.py`` (MIT, Copyright (c) 2016 Koki
 Saitoh; the notice is in THIRD_PARTY_NOTICES.md)."""
@@ -35,6 +36,68 @@ class NpRelu:
     def backward(self, dout):
         dx = dout.copy()
         dx[self.mask] = 0
+        return dx
+
+
+class BookRelu:
+    """The book's Relu exactly: its backward writes into ``dout`` (``dout[self.mask] = 0``)."""
+
+    def __init__(self):
+        self.mask = None
+
+    def forward(self, x):
+        self.mask = (x <= 0)
+        out = x.copy()
+        out[self.mask] = 0
+
+        return out
+
+    def backward(self, dout):
+        dout[self.mask] = 0
+        dx = dout
+
+        return dx
+
+
+def softmax(x):
+    x = x - np.max(x, axis=-1, keepdims=True)
+    return np.exp(x) / np.sum(np.exp(x), axis=-1, keepdims=True)
+
+
+def cross_entropy_error(y, t):
+    if y.ndim == 1:
+        t = t.reshape(1, t.size)
+        y = y.reshape(1, y.size)
+    if t.size == y.size:
+        t = t.argmax(axis=1)
+    batch_size = y.shape[0]
+    return -np.sum(np.log(y[np.arange(batch_size), t] + 1e-7)) / batch_size
+
+
+class BookSoftmaxWithLoss:
+    """The book's SoftmaxWithLoss exactly (labels one-hot or as indices)."""
+
+    def __init__(self):
+        self.loss = None
+        self.y = None
+        self.t = None
+
+    def forward(self, x, t):
+        self.t = t
+        self.y = softmax(x)
+        self.loss = cross_entropy_error(self.y, self.t)
+
+        return self.loss
+
+    def backward(self, dout=1):
+        batch_size = self.t.shape[0]
+        if self.t.size == self.y.size:
+            dx = (self.y - self.t) / batch_size
+        else:
+            dx = self.y.copy()
+            dx[np.arange(batch_size), self.t] -= 1
+            dx = dx / batch_size
+
         return dx
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from book_layers import BookTwoLayerNetMethods, NpAffine, NpRelu
+from book_layers import BookSoftmaxWithLoss, BookTwoLayerNetMethods, NpAffine, NpRelu
 
 import xpnet
-from xpnet.layers import Affine, Relu, SoftmaxWithLoss, Tanh
+from xpnet.layers import Affine, Relu, Tanh
 from xpnet.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,18 +110,6 @@ def test_gradients_are_never_scaled_by_the_trainer(mnist):
 
 
 # -- a reader's own net trains -----------------------------------------------------------
-class BookSoftmaxWithLoss:
-    def forward(self, x, t):
-        self.t = t
-        e = np.exp(x - x.max(axis=1, keepdims=True))
-        self.y = e / e.sum(axis=1, keepdims=True)
-        self.loss = -np.sum(t * np.log(self.y + 1e-7)) / x.shape[0]
-        return self.loss
-
-    def backward(self, dout=1):
-        return (self.y - self.t) / self.t.shape[0]
-
-
 class ReaderNet(BookTwoLayerNetMethods):
     """The book's two_layer_net.py (5.7.2) as a reader types it, in NumPy float64."""
 

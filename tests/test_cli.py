@@ -82,6 +82,7 @@ def test_train_deeper_net_with_adam(tmp_path, capsys):
     (["--optimizer", "rmsprop"], "invalid choice"),
     (["--sizes", "784"], "at least two"),
     (["--seed", "-1"], "non-negative integer"),
+    (["--weight-init", "glorot"], "expected a positive number"),
 ])
 def test_bad_options_give_a_message_not_a_traceback(args, msg, capsys):
     with pytest.raises(SystemExit) as e:

@@ -150,7 +150,8 @@ def test_checksums_from_a_sums_file(tmp_path):
     (tmp_path / "SHA256SUMS").write_text("\n".join(lines) + "\n")
     with pytest.raises(DatasetError, match="t10k-labels-idx1-ubyte has SHA-256"):
         load_idx_dataset(tmp_path)
-    lines[-1] = f"{hashlib.sha256((tmp_path / 't10k-labels-idx1-ubyte').read_bytes()).hexdigest()}  t10k-labels-idx1-ubyte"
+    digest = hashlib.sha256((tmp_path / "t10k-labels-idx1-ubyte").read_bytes()).hexdigest()
+    lines[-1] = f"{digest}  t10k-labels-idx1-ubyte"
     (tmp_path / "SHA256SUMS").write_text("\n".join(lines) + "\n")  # plain sha256sum lines work too
     data = load_idx_dataset(tmp_path)
     assert data.verified and data.verified_by.endswith("SHA256SUMS")

@@ -1,10 +1,8 @@
-import sys
-
 import numpy as np
 import pytest
 
 import xpnet
-from xpnet.device import DeviceUnavailableError
+from xpnet.backend import DeviceUnavailableError
 
 
 def test_devices_lists_the_always_available_ones():
@@ -96,7 +94,7 @@ def test_numpy_arrays_do_not_belong_to_strict():
 
 # -- one class per backend ------------------------------------------------------------
 def test_each_backend_is_a_device_subclass_with_a_read_only_kind():
-    from xpnet.device import Device, NumpyDevice, StrictDevice
+    from xpnet.backend import Device, NumpyDevice, StrictDevice
 
     cpu, strict = xpnet.device("cpu"), xpnet.device("array_api_strict")
     assert type(cpu) is NumpyDevice and type(strict) is StrictDevice
@@ -111,21 +109,31 @@ def test_device_module_never_switches_on_kind():
     import ast
     import inspect
 
-    tree = ast.parse(inspect.getsource(sys.modules["xpnet.device"]))
-    uses = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr == "kind"]
-    assert uses == [], f"device.py reads .kind at lines {uses}"
+    import xpnet.backend
+    import xpnet.backends.base
+    import xpnet.backends.cpu
+    import xpnet.backends.cuda
+    import xpnet.backends.pytorch
+    import xpnet.backends.strict
+
+    for module in (xpnet.backend, xpnet.backends.base, xpnet.backends.cpu, xpnet.backends.cuda,
+                   xpnet.backends.pytorch, xpnet.backends.strict):
+        tree = ast.parse(inspect.getsource(module))
+        uses = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr == "kind"]
+        assert uses == [], f"{module.__name__} reads .kind at lines {uses}"
 
 
 def test_device_of_finds_devices_not_yet_built(monkeypatch):
-    D = sys.modules["xpnet.device"]
-    monkeypatch.setattr(D, "_CACHE", {})
+    import xpnet.backend
+
+    monkeypatch.setattr(xpnet.backend, "_CACHE", {})
     assert xpnet.device_of(np.ones(2)) is xpnet.device("cpu")
     with pytest.raises(TypeError, match="expected an array, got str"):
         xpnet.device_of("x")
 
 
 def test_to_host_takes_numbers_and_any_device(dev):
-    from xpnet.device import to_host
+    from xpnet.backend import to_host
 
     assert to_host(2.5).dtype == np.float64 and to_host([1, 2]).tolist() == [1, 2]
     a = to_host(dev.asarray([1.0, 2.0], dtype="float32"))
@@ -133,7 +141,7 @@ def test_to_host_takes_numbers_and_any_device(dev):
 
 
 def test_scope_is_the_shared_null_scope_off_cupy(dev):
-    from xpnet.device import null_scope
+    from xpnet.backend import null_scope
 
     if dev.kind != "cupy":
         assert dev.scope() is null_scope()
@@ -143,7 +151,7 @@ def test_scope_is_the_shared_null_scope_off_cupy(dev):
 
 # -- BLAS threads -----------------------------------------------------------------------
 def test_blas_thread_limit_validates_and_reports():
-    from xpnet.device import blas_thread_limit
+    from xpnet.threads import blas_thread_limit
 
     for bad in (0, -1, 1.5, True, "1"):
         with pytest.raises(ValueError, match=r"blas_thread_limit\(n\): n must be a positive integer"):
@@ -157,7 +165,7 @@ def test_blas_thread_limit_validates_and_reports():
 
 
 def test_step_scope_policy(monkeypatch):
-    from xpnet.device import null_scope
+    from xpnet.backend import null_scope
 
     cpu = xpnet.device("cpu")
     monkeypatch.delenv("XPNET_BLAS_THREADS", raising=False)
@@ -174,7 +182,7 @@ def test_step_scope_policy(monkeypatch):
 
 
 def test_blas_controller_kept_for_the_benchmark():
-    from xpnet.device import _blas_controller
+    from xpnet.threads import _blas_controller
 
     ctl = _blas_controller()
     if ctl is not None:
@@ -183,7 +191,7 @@ def test_blas_controller_kept_for_the_benchmark():
 
 
 def test_thread_chooser_keeps_the_faster_count_and_races_again():
-    from xpnet.device import ThreadChooser
+    from xpnet.threads import ThreadChooser
 
     c = ThreadChooser(full=2, probes=3, every=10)
     seen = []
@@ -210,7 +218,7 @@ def test_small_steps_are_timed_and_get_a_thread_count_when_asked(monkeypatch):
     for _ in range(12):
         with cpu.step_scope(1234567.0, steps=4):
             pass
-    from xpnet.device import _CHOOSERS
+    from xpnet.backends.cpu import _CHOOSERS
 
     assert _CHOOSERS[1234567.0].choice in _CHOOSERS[1234567.0].arms
     after = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
@@ -218,7 +226,7 @@ def test_small_steps_are_timed_and_get_a_thread_count_when_asked(monkeypatch):
 
 
 def test_thread_chooser_races_again_when_its_choice_turns_slow():
-    from xpnet.device import ThreadChooser
+    from xpnet.threads import ThreadChooser
 
     c = ThreadChooser(full=2, probes=3, every=1000)
     for _ in range(6):
@@ -234,7 +242,7 @@ def test_thread_chooser_races_again_when_its_choice_turns_slow():
 
 
 def test_products_openblas_never_threads_get_no_thread_scope(monkeypatch):
-    from xpnet.device import null_scope
+    from xpnet.backend import null_scope
 
     monkeypatch.setenv("XPNET_BLAS_THREADS", "1")
     assert xpnet.device("cpu").step_scope(1e3) is null_scope()  # 4x16x8: nothing to hold back

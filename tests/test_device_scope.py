@@ -3,17 +3,16 @@
 that: a fake ``cuda:1`` on NumPy whose arrays record any operation made outside its scope.
 """
 
-import sys
 import threading
 
 import numpy as np
 import pytest
 
 import xpnet
-from xpnet.device import Device
+import xpnet.backend as D
+from xpnet.backend import Device
 from xpnet.trainer import Trainer
 
-D = sys.modules["xpnet.device"]  # the module; ``xpnet.device`` is also the selector function
 _state = threading.local()
 
 

@@ -14,7 +14,7 @@ import pytest
 from array_api_compat import array_namespace
 
 import xpnet
-from xpnet.gradient import GradResult
+from xpnet.gradient_check import GradResult
 
 N, D, M = 4, 3, 5  # batch, inputs, outputs: all different, so a wrong axis shows in the shape
 
@@ -808,6 +808,21 @@ def test_numerical_gradient_restores_x_bit_for_bit(dev):
     assert g.dtype == x.dtype and tuple(g.shape) == (3, 2)
 
 
+def test_numerical_gradient_restores_x_when_f_raises():
+    from xpnet.gradient import numerical_gradient
+
+    x = np.array([1.0, 2.0, 3.0])
+
+    def f(v):
+        if v[1] != 2.0:
+            raise RuntimeError("boom")
+        return float(np.sum(v))
+
+    with pytest.raises(RuntimeError, match="boom"):
+        numerical_gradient(f, x)
+    assert x.tolist() == [1.0, 2.0, 3.0]
+
+
 def test_float32_check_has_tolerances_that_fit(dev):
     W, b, x = affine_args(dev)
     assert xpnet.gradcheck(Affine(W, b), x, dtype="float32").passed
@@ -836,16 +851,22 @@ def test_the_report_prints_every_reason():
     assert "FAILED" in text and "db has shape (4,) but b has shape (5,)" in text
 
 
-def test_gradient_module_imports_no_backend():
+@pytest.mark.parametrize("module", ["xpnet.gradient", "xpnet.gradient_check"])
+def test_gradient_modules_import_no_backend(module):
     import ast
+    import importlib
     import inspect
 
-    import xpnet.gradient
-
-    tree = ast.parse(inspect.getsource(xpnet.gradient))
+    tree = ast.parse(inspect.getsource(importlib.import_module(module)))
     names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert not names & {"numpy", "cupy", "torch"}, names
+
+
+def test_the_check_is_xpnet_gradcheck():
+    from xpnet.gradient_check import GradcheckReport, gradcheck
+
+    assert gradcheck is xpnet.gradcheck and GradcheckReport is xpnet.GradcheckReport
 
 
 def test_a_kink_does_not_hide_a_wrong_gradient_elsewhere(dev):

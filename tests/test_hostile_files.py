@@ -10,7 +10,6 @@ import gzip
 import hashlib
 import io
 import json
-import math
 import os
 import struct
 import subprocess
@@ -255,6 +254,18 @@ def with_record(tmp_path, record, name="m.npz"):
     return path
 
 
+def test_a_corrupt_deflate_stream_is_a_checkpoint_error(tmp_path):
+    data = npy_bytes(np.zeros((4, 3)))
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    stream = bytearray(c.compress(data) + c.flush())
+    stream[2:-2] = bytes(b ^ 0xFF for b in stream[2:-2])  # zlib.error inside zipfile, not a bad CRC
+    members = {n: d for n, d in members_of(good_checkpoint(tmp_path)).items() if n != "param/W1.npy"}
+    write_zip(tmp_path / "z.npz", [stored(n, d) for n, d in members.items()]
+              + [("param/W1.npy", bytes(stream), zipfile.ZIP_DEFLATED, zlib.crc32(data), len(data))])
+    with pytest.raises(CheckpointError, match="z.npz is damaged: error: Error -3 while decompressing"):
+        load_net(tmp_path / "z.npz")
+
+
 @pytest.mark.parametrize("config,message", [
     ({"activation": "swish"}, "records the unknown activation 'swish'; this xpnet knows relu, sigmoid, tanh"),
     ({"activation": ["relu"]}, "unknown activation"),
@@ -334,7 +345,8 @@ def test_extra_missing_and_duplicate_members(tmp_path):
     with pytest.raises(CheckpointError, match=r"unexpected members \['evil.npy'\]"):
         load_net(path)
     rewrite(path, {k: v for k, v in m.items() if k != "param/b2.npy"})
-    with pytest.raises(CheckpointError, match=r"holds parameters \['W1', 'W2', 'b1'\].*missing members \['param/b2.npy'\]"):
+    with pytest.raises(CheckpointError,
+                       match=r"holds parameters \['W1', 'W2', 'b1'\].*missing members \['param/b2.npy'\]"):
         load_net(path)
     rewrite(path, {**m, "state/x.npy": npy_bytes(np.ones(2))})  # state the record does not list
     with pytest.raises(CheckpointError, match=r"unexpected members \['state/x.npy'\]"):
@@ -368,7 +380,8 @@ def test_unsupported_compression_and_encryption(tmp_path):
 def test_today_format_without_state_still_loads(tmp_path):
     net = small_net()
     meta = {"format": "xpnet-checkpoint-1", "config": net.config}  # as xpnet wrote before state existed
-    np.savez(tmp_path / "old.npz", __meta__=np.array(json.dumps(meta)), **{f"param/{k}": v for k, v in net.params.items()})
+    np.savez(tmp_path / "old.npz", __meta__=np.array(json.dumps(meta)),
+             **{f"param/{k}": v for k, v in net.params.items()})
     ck = load_checkpoint(tmp_path / "old.npz", device="cpu")
     assert isinstance(ck, Checkpoint) and ck.arrays == {} and ck.meta == {}
     for k in net.params:
@@ -470,7 +483,8 @@ def test_fuzzed_metadata_records_never_escape_as_other_errors():
         "activation": st.sampled_from(["relu", "tanh", "nope"]) | json_values,
         "weight_init": st.sampled_from([0.01, "he", -1.0, float("nan")]) | json_values,
         "dtype": st.sampled_from(["float32", "float64", "int8", "O"]) | json_values})
-    record = st.fixed_dictionaries({"format": st.just("xpnet-checkpoint-1") | json_values, "config": config | json_values},
+    record = st.fixed_dictionaries({"format": st.just("xpnet-checkpoint-1") | json_values,
+                                    "config": config | json_values},
                                    optional={"state": json_values, "state_arrays": json_values})
     text = record.map(json.dumps) | st.text(max_size=40)
     net = small_net()
@@ -562,7 +576,8 @@ def corrupt(d: Path, name: str, data: bytes, gz=True):
     (lambda d, data: (d / f"{NAMES[3]}.gz").write_bytes(gzip.compress(idx_bytes(data[NAMES[3]])) + b"trailing"),
      "not a readable gzip file \\(unexpected bytes after the end"),
     (lambda d, data: corrupt(d, NAMES[1], idx_bytes(data[NAMES[1]][:29])), "29 labels but .* 30 images"),
-    (lambda d, data: corrupt(d, NAMES[3], idx_bytes(np.full(12, 10))), r"holds the label 10; labels must lie in \[0, 9\]"),
+    (lambda d, data: corrupt(d, NAMES[3], idx_bytes(np.full(12, 10))),
+     r"holds the label 10; labels must lie in \[0, 9\]"),
     (lambda d, data: corrupt(d, NAMES[2], idx_bytes(np.zeros((12, 28, 27)))), "28x28 images but .* 28x27"),
     (lambda d, data: corrupt(d, NAMES[0], idx_bytes(np.zeros((30, 784)), magic=2050)),
      "magic number 2050, expected 2051"),
@@ -600,7 +615,8 @@ def test_plain_idx_longer_than_declared_is_refused_unread(tmp_path):
 def gzip_of(prefix: bytes, zeros: int) -> bytes:
     """A gzip file of ``prefix`` and ``zeros`` zero bytes, built cheaply (trailer CRC left 0:
     a bomb is refused long before the trailer)."""
-    return b"\x1f\x8b\x08\x00\0\0\0\0\x00\xff" + deflate_zeros(zeros, prefix) + struct.pack("<II", 0, (len(prefix) + zeros) % (1 << 32))
+    size = (len(prefix) + zeros) % (1 << 32)  # gzip's ISIZE: the uncompressed length modulo 2**32
+    return b"\x1f\x8b\x08\x00\0\0\0\0\x00\xff" + deflate_zeros(zeros, prefix) + struct.pack("<II", 0, size)
 
 
 def test_gzip_idx_bomb_declaring_terabytes(tmp_path):

@@ -1,6 +1,7 @@
 """The bugs readers of the book really made (see shared/seeds), written as their NumPy layers.
 
-gradcheck must fail on each and name the layer whose backward is wrong.
+gradcheck must fail on each and name the layer whose backward is wrong; the book's own Relu,
+which writes into its dout but gives right gradients, passes with a warning.
 """
 
 from collections import OrderedDict
@@ -10,7 +11,7 @@ import numpy as np
 import xpnet
 from xpnet.layers import Affine, MulLayer, Relu, SoftmaxWithLoss
 
-from book_layers import BookTwoLayerNetMethods
+from book_layers import BookRelu, BookSoftmaxWithLoss, BookTwoLayerNetMethods, NpAffine
 
 
 class MulLayerPlus(MulLayer):
@@ -100,23 +101,87 @@ def test_forgotten_reverse_is_blamed_on_the_wiring():
     assert any("reverse" in n for n in report.notes), str(report)
 
 
-def test_backward_that_writes_into_dout_is_reported():
-    class BookRelu:  # the book's common/layers.py Relu, verbatim: dout[self.mask] = 0 writes into dout
-        def forward(self, x):
-            self.mask = (x <= 0)
-            out = x.copy()
-            out[self.mask] = 0
-            return out
+class BookLayerNet(BookTwoLayerNetMethods):
+    """The book's TwoLayerNet of the book's own layers: its Relu writes into dout, harmlessly here."""
 
+    def __init__(self, relu=BookRelu, seed=0):
+        rng = np.random.default_rng(seed)
+        self.params = {"W1": 0.5 * rng.standard_normal((6, 5)), "b1": np.zeros(5),
+                       "W2": 0.5 * rng.standard_normal((5, 5)), "b2": np.zeros(5)}
+        self.layers = OrderedDict()
+        self.layers["Affine1"] = NpAffine(self.params["W1"], self.params["b1"])
+        self.layers["Relu1"] = relu()
+        self.layers["Affine2"] = NpAffine(self.params["W2"], self.params["b2"])
+        self.lastLayer = BookSoftmaxWithLoss()
+
+
+def test_the_books_relu_passes_with_a_warning_about_its_dout():
+    report = xpnet.gradcheck(BookRelu(), np.linspace(-1, 1, 6))
+    assert report.passed and report["x"].passed and list(report) == ["x"], str(report)
+    (warning,) = report.warnings
+    assert "BookRelu.backward modified its input dout" in warning
+    assert "a caller that reuses dout" in warning and "dx = dout.copy()" in warning and "dout * keep" in warning
+    assert "PASSED" in str(report) and "warning: BookRelu.backward modified its input dout" in str(report)
+
+
+def test_the_books_own_net_passes_with_the_warning_shown():
+    report = xpnet.gradcheck(BookLayerNet(), *data())
+    assert report.passed and bool(report) and report.culprits == [], str(report)
+    assert str(report).startswith("gradient check (float64): PASSED")
+    assert len(report.warnings) == 1 and report.warnings[0].startswith("Relu1.backward modified its input dout")
+    assert "warning: Relu1.backward modified its input dout" in str(report)
+    assert not report.notes, str(report)
+
+
+def test_a_wrong_book_style_relu_still_fails_naming_the_layer():
+    class InvertedMaskRelu(BookRelu):
         def backward(self, dout):
-            dout[self.mask] = 0
-            dx = dout
-            return dx
+            dout[~self.mask] = 0  # zeroes what it should pass on
+            return dout
 
-    book_relu = BookRelu()
-    report = xpnet.gradcheck(book_relu, np.linspace(-1, 1, 6))
-    assert report["x"].passed  # the values are right ...
-    assert not report.passed and "wrote into its dout" in report["backward"].reason  # ... but it fails, saying why
+    report = xpnet.gradcheck(BookLayerNet(relu=InvertedMaskRelu), *data())
+    assert not report.passed and report.culprits == ["Relu1"], str(report)
+    assert "Relu1.backward gives a wrong gradient of input x" in report.layers["Relu1"]["x"].reason
+    assert "FAILED" in str(report) and "warning: Relu1.backward modified its input dout" in str(report)
+
+
+class LazyBias:
+    """out = x + b, with db summed from the dout it keeps: right alone, wrong once dout changes later."""
+
+    def __init__(self, b):
+        self.b = b
+
+    def forward(self, x):
+        return x + self.b
+
+    def backward(self, dout):
+        self.dout = dout
+        return dout
+
+    @property
+    def db(self):
+        return np.sum(self.dout, axis=0)
+
+
+class KeptDoutNet(BookLayerNet):
+    def __init__(self):
+        super().__init__()
+        self.params["c"] = 0.1 * np.arange(5.0)
+        self.layers = OrderedDict(Affine1=self.layers["Affine1"], Relu1=self.layers["Relu1"],
+                                  Bias1=LazyBias(self.params["c"]), Affine2=self.layers["Affine2"])
+
+    def gradient(self, x, t):
+        grads = super().gradient(x, t)
+        grads["c"] = self.layers["Bias1"].db  # read after Relu1.backward zeroed the dout it kept
+        return grads
+
+
+def test_a_dout_write_that_changes_the_nets_gradient_fails():
+    report = xpnet.gradcheck(KeptDoutNet(), *data())
+    assert not report.passed and not report["c"].passed and report.culprits == [], str(report)
+    assert all(report[k].passed for k in ("W1", "b1", "W2", "b2")), str(report)
+    assert any("Relu1.backward then modified" in n for n in report.notes), str(report)
+    assert report.warnings[0].startswith("Relu1.backward modified its input dout")
 
 
 def test_a_float32_reader_net_is_flagged_not_silently_checked():

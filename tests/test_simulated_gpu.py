@@ -147,8 +147,8 @@ def test_each_process_computes_on_its_own_gpu_and_nowhere_else(tmp_path, dtype):
                     "rank 1 nccl cuda:1 0000:19:00.0 [1] [2.0, 4.0]"], r.stderr
 
 
-LAUNCHER = "import os, sys\nos.environ['CUDA_VISIBLE_DEVICES'] = os.environ['OMPI_COMM_WORLD_LOCAL_RANK']\n" \
-           "sys.argv = sys.argv[1:]\nexec(open(sys.argv[0]).read())\n"
+LAUNCHER = ("import os, sys\nos.environ['CUDA_VISIBLE_DEVICES'] = os.environ['OMPI_COMM_WORLD_LOCAL_RANK']\n"
+            "sys.argv = sys.argv[1:]\nexec(open(sys.argv[0]).read())\n")
 
 
 @needs_mpi
@@ -168,8 +168,8 @@ def test_two_processes_on_one_gpu_are_refused_before_nccl_starts(tmp_path):
                    "--out", "run"], tmp_path, FAKE_CUPY_GPUS="1")
     said = [line for line in r.stderr.splitlines() if line.startswith("xpnet train")]
     assert r.returncode != 0 and len(said) == 1, r.stderr
-    assert "2 processes on this machine from cuda:0 need cuda:0..cuda:1, but only 1 GPU(s) are visible: launch " \
-           "at most 1 per machine (mpiexec -n 1), one GPU each" in said[0]
+    assert ("2 processes on this machine from cuda:0 need cuda:0..cuda:1, but only 1 GPU(s) are visible: launch "
+            "at most 1 per machine (mpiexec -n 1), one GPU each") in said[0]
 
 
 @needs_mpi

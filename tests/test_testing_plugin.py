@@ -116,6 +116,13 @@ def test_assert_gradcheck_message_is_the_report(dev):
         assert_gradcheck(WrongSigmoid(), x)
 
 
+def test_assert_gradcheck_passes_a_dout_writer_and_warns():
+    from book_layers import BookRelu  # the book's Relu: right gradients, dout[self.mask] = 0 in place
+
+    with pytest.warns(UserWarning, match=r"BookRelu.backward modified its input dout.*dx = dout.copy\(\)"):
+        assert_gradcheck(BookRelu(), np.linspace(-1, 1, 6))
+
+
 def test_assert_same_on_every_device_finds_a_backend_difference():
     from array_api_compat import array_namespace, is_array_api_strict_namespace
 

@@ -6,8 +6,9 @@ strict reference namespace; ``xpnet.device(...)`` picks where.
 
 from .exceptions import (CheckpointError, CheckpointWriteError, DatasetError, DeviceUnavailableError, DistributedError,
                          TrainingDivergedError, TrainingInterrupted)
-from .device import Device, device, device_of, device_report, devices, use_device
-from .gradient import GradcheckReport, gradcheck, numerical_gradient
+from .backend import Device, device, device_of, device_report, devices, use_device
+from .gradient import numerical_gradient
+from .gradient_check import GradcheckReport, gradcheck
 from .layers import Affine, AddLayer, MulLayer, Relu, Sigmoid, SoftmaxWithLoss, Tanh
 from .nets import MultiLayerNet, Net, TwoLayerNet
 from .datasets import load_idx_dataset, load_mnist

@@ -55,7 +55,9 @@ def _sizes(s):
 
 
 def _weight_init(s):
-    if s.lower() in ("he", "xavier"):
+    from .nets import WEIGHT_INITS
+
+    if s.lower() in WEIGHT_INITS:
         return s.lower()
     return _positive_float(s)
 
@@ -122,7 +124,7 @@ def _parser():
                    help="all layer sizes, e.g. 784,100,100,10: a MultiLayerNet (overrides --hidden)")
     t.add_argument("--activation", choices=["relu", "sigmoid"], default="relu", help="activation (--sizes nets)")
     t.add_argument("--weight-init", type=_weight_init, default=0.01, help="std of the initial weights, "
-                   "'he' or 'xavier'")
+                   "'he' (or 'relu') or 'xavier' (or 'sigmoid')")
     length = t.add_mutually_exclusive_group()
     length.add_argument("--iters", type=_positive_int, default=None,
                         help="training iterations (default: 10000, the book's protocol)")
@@ -527,7 +529,7 @@ def cmd_predict(a) -> int:
 
 
 def cmd_devices(a) -> int:
-    from .device import device_report
+    from .backend import device_report
 
     try:
         dev, why = _default_device()

@@ -270,3 +270,11 @@ def _nccl_bindings():
         return None, ("CuPy was installed without NCCL, which GPU data parallelism needs: pip install "
                       "nvidia-nccl-cu12 (or -cu13, matching your CuPy), or pip install 'xpnet[cuda12]'")
     return nccl, ""
+
+
+def mpi_communicator(dev):
+    """The MPI communicator of a CPU device's distributed run (``Device.communicator``)."""
+    if not launched_by_mpi():
+        raise DistributedError("--distributed needs an MPI launcher: mpiexec -n 2 xpnet train --distributed "
+                               "(pip install 'xpnet[mpi]' brings mpiexec); without it, train without --distributed")
+    return MpiCommunicator(dev)

@@ -58,7 +58,7 @@ class History:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "History":
+    def from_dict(cls, d: dict) -> History:
         """A history saved by ``to_dict`` (a checkpoint's); unknown keys are refused."""
         if not isinstance(d, dict):
             raise ValueError(f"a saved history must be a dict, got {type(d).__name__}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from array_api_compat import array_namespace
 
-from .device import scope_of
+from .backend import scope_of
 from .fast import Kept, column_sums, row_sums, zero_of
 from .validation import check_features, check_labels, check_samples, shape_str
 from .functions import one_hot, sigmoid

@@ -21,7 +21,7 @@ import numbers
 from collections import OrderedDict
 from collections.abc import Mapping
 
-from .device import device as get_device, device_of, dtype_name, host_rng, scoped
+from .backend import device as get_device, device_of, dtype_name, host_rng, scoped
 from .fast import Kept
 from .functions import one_hot
 from .layers import Affine, Relu, Sigmoid, SoftmaxWithLoss, Tanh, layer_param_names
@@ -29,9 +29,12 @@ from .protocols import takes_onehot
 from .validation import (check_array, check_features, check_finite, check_labels, check_net_size, check_samples,
                          index_labels, is_array, is_kind, positive_int)
 
-__all__ = ["Net", "MultiLayerNet", "TwoLayerNet", "ACTIVATIONS", "last_layer_of"]
+__all__ = ["Net", "MultiLayerNet", "TwoLayerNet", "ACTIVATIONS", "WEIGHT_INITS", "is_weight_init", "last_layer_of"]
 
 ACTIVATIONS = {"relu": Relu, "sigmoid": Sigmoid, "tanh": Tanh}
+# weight_init by name -> k of the std sqrt(k / fan_in): He's for ReLU, Xavier's for sigmoid (the book's
+# weight_init_std takes 'relu' and 'sigmoid'; 'he' and 'xavier' say the same by the method's name)
+WEIGHT_INITS = {"he": 2.0, "relu": 2.0, "xavier": 1.0, "sigmoid": 1.0}
 
 def on_batch(method):
     """For a net's public method over a batch ``x``: it runs inside the device's scope and the
@@ -196,7 +199,7 @@ class Net:
                 if k is not None:
                     slots.append((k, layer, "d" + attr))
                 elif id(arr) in known:  # the layer kept the array; params got a new one
-                    held = {id(getattr(l, n)) for l in layers.values() for n in layer_param_names(l)}
+                    held = {id(getattr(lay, n)) for lay in layers.values() for n in layer_param_names(lay)}
                     lost = next((k for k, p in params.items() if id(p) not in held), "?")
                     raise ValueError(
                         f"net.params[{lost!r}] is held by no layer, so it does not influence the loss: it was "
@@ -379,17 +382,20 @@ class Net:
                 f"device={self.device.name!r}, dtype={dtype_name(self.dtype)})")
 
 
-def _init_scale(weight_init, fan_in: int) -> float:
+def is_weight_init(weight_init) -> bool:
+    """A name of ``WEIGHT_INITS`` (any case) or a positive finite standard deviation."""
     if isinstance(weight_init, str):
-        w = weight_init.lower()
-        if w in ("he", "relu"):
-            return math.sqrt(2.0 / fan_in)
-        if w in ("xavier", "sigmoid"):
-            return math.sqrt(1.0 / fan_in)
-    elif not isinstance(weight_init, bool) and isinstance(weight_init, numbers.Real) \
-            and math.isfinite(weight_init) and weight_init > 0:
-        return float(weight_init)
-    raise ValueError(f"weight_init must be a positive finite number, 'he' or 'xavier', got {weight_init!r}")
+        return weight_init.lower() in WEIGHT_INITS
+    return not isinstance(weight_init, bool) and isinstance(weight_init, numbers.Real) \
+        and math.isfinite(weight_init) and weight_init > 0
+
+
+def _init_scale(weight_init, fan_in: int) -> float:
+    if not is_weight_init(weight_init):
+        raise ValueError(f"weight_init must be a positive finite number, 'he' or 'xavier', got {weight_init!r}")
+    if isinstance(weight_init, str):
+        return math.sqrt(WEIGHT_INITS[weight_init.lower()] / fan_in)
+    return float(weight_init)
 
 
 class MultiLayerNet(Net):
@@ -496,7 +502,8 @@ class MultiLayerNet(Net):
         if not self._as_built():
             return super().__repr__()
         arch = "-".join(str(s) for s in self.sizes)
-        return f"{type(self).__name__}({arch}, {self.activation}, device={self.device.name!r}, dtype={dtype_name(self.dtype)})"
+        return (f"{type(self).__name__}({arch}, {self.activation}, device={self.device.name!r}, "
+                f"dtype={dtype_name(self.dtype)})")
 
 
 _ACTIVATION_KEYS = {"xpnet": None, "book": "Activation_function"}  # None: the activation's class name

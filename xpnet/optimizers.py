@@ -18,7 +18,7 @@ __all__ = ["Optimizer", "SGD", "Momentum", "AdaGrad", "Adam", "get_optimizer", "
 
 def _zeros_like_all(params):
     """Optimizer state on the parameters' device (CuPy allocates on the *current* GPU)."""
-    from .device import device_of  # looked up per call: tests stand a fake GPU in for it
+    from .backend import device_of  # looked up per call: tests stand a fake GPU in for it
 
     first = _first(params)
     xp = array_namespace(*params.values())
@@ -34,7 +34,7 @@ def _first(params):
 
 def _scope(params):
     """The device scope of the parameters (CuPy runs kernels on the *current* GPU)."""
-    from .device import device_of
+    from .backend import device_of
 
     return device_of(_first(params)).scope()
 
@@ -72,7 +72,7 @@ class Optimizer:
         return {"meta": meta, "arrays": arrays}
 
     @staticmethod
-    def from_state(meta: dict, arrays: dict) -> "Optimizer":
+    def from_state(meta: dict, arrays: dict) -> Optimizer:
         """The optimizer a ``state_dict`` describes; ``arrays`` already on the parameters' device."""
         cls = _BY_NAME.get(str(meta.get("class", "")).lower())
         if cls is None:
@@ -162,7 +162,8 @@ class Adam(Optimizer):
     settings, buffers, counters = ("lr", "beta1", "beta2"), ("m", "v"), ("iter",)
 
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999):
-        self.lr, self.beta1, self.beta2 = positive_number("lr", lr), unit_interval("beta1", beta1), unit_interval("beta2", beta2)
+        self.lr, self.beta1 = positive_number("lr", lr), unit_interval("beta1", beta1)
+        self.beta2 = unit_interval("beta2", beta2)
         self.iter = 0
         self.m = self.v = None
 

@@ -78,7 +78,7 @@ def plot_history(history, path) -> str:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.6))
     fig.suptitle(run_label(history), fontsize=10)
 
-    loss = [v for v in history.loss]
+    loss = list(history.loss)
     if loss:
         xs = [i / per_epoch for i in range(len(loss))]
         positive = all(v > 0 and math.isfinite(v) for v in loss)

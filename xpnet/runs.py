@@ -36,7 +36,7 @@ class RunFolder:
 
     # -- opening -----------------------------------------------------------------------
     @classmethod
-    def new(cls, out=None, *, label: str = "run", overwrite: bool = False) -> "RunFolder":
+    def new(cls, out=None, *, label: str = "run", overwrite: bool = False) -> RunFolder:
         """A folder for a fresh run: ``out``, or a new timestamped one under ``runs/``.
 
         An ``out`` holding an earlier run is refused unless ``overwrite`` (then its run files
@@ -65,7 +65,7 @@ class RunFolder:
         return folder
 
     @classmethod
-    def resume(cls, path) -> "RunFolder":
+    def resume(cls, path) -> RunFolder:
         """The folder of an earlier run to continue (it must hold its checkpoint)."""
         path = Path(path)
         if not path.is_dir():

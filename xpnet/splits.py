@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .device import is_host_data
+from .backend import is_host_data
 from .functions import one_hot
 from .validation import check_features, check_finite, check_labels, index_labels
 
@@ -31,14 +31,14 @@ class Split:
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
-    def head(self, m: int | None) -> "Split":
+    def head(self, m: int | None) -> Split:
         """The first ``m`` samples (all for None), as the book's ``x_train[:m]``."""
         if m is None or m >= len(self):
             return self
         return Split(self.x[:m, ...], self.t[:m, ...], self.labels[:m],
                      None if self.onehot is None else self.onehot[:m, ...])
 
-    def with_onehot(self, num_classes: int, dtype, xp) -> "Split":
+    def with_onehot(self, num_classes: int, dtype, xp) -> Split:
         self.onehot = one_hot(self.labels, num_classes, dtype, xp)
         return self
 

@@ -25,11 +25,12 @@ fixtures are session-scoped, so they work inside hypothesis' ``@given`` and unde
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 import pytest
 
-from .device import device as get_device, device_of, dtype_name
+from .backend import device as get_device, device_of, dtype_name
 from .exceptions import DeviceUnavailableError
 from .validation import is_array
 
@@ -116,11 +117,14 @@ def _host(a) -> np.ndarray:
 
 def assert_gradcheck(target, *inputs, **options) -> None:
     """``xpnet.gradcheck(target, *inputs, **options)`` must pass; else an AssertionError whose
-    message is the report: each wrong gradient with its reason and, for a net, the layer."""
+    message is the report: each wrong gradient with its reason and, for a net, the layer. The
+    report's warnings (right gradients, risky habits) become Python warnings, so the test run shows them."""
     __tracebackhide__ = True
-    from .gradient import gradcheck
+    from .gradient_check import gradcheck
 
     report = gradcheck(target, *inputs, **options)
+    for text in report.warnings:
+        warnings.warn(f"gradient check: {text}", UserWarning, stacklevel=2)
     if not report.passed:
         wrong = [f"{k}: {r.reason}" if r.reason else k for k, r in report.items() if not r.passed]
         head = "gradient check failed" + (f" in layer {', '.join(report.culprits)}" if report.culprits else "")
@@ -201,7 +205,7 @@ def selected_devices(config=None) -> list:
 
 
 def _cuda_names() -> list:
-    from .device import devices as usable
+    from .backend import devices as usable
 
     return [d for d in usable() if d.startswith("cuda:")]
 
@@ -209,7 +213,7 @@ def _cuda_names() -> list:
 def _selected_or_usable() -> list:
     if _STATE["selected"] is not None:
         return _STATE["selected"]
-    from .device import devices as usable
+    from .backend import devices as usable
 
     return usable()
 
@@ -316,4 +320,5 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         return
     terminalreporter.section("xpnet devices left out", sep="-")
     for name, count in sorted(left.items()):
-        terminalreporter.write_line(f"{name}: {count} test function(s) not run -- {_STATE['unavailable'].get(name, '')}")
+        why = _STATE["unavailable"].get(name, "")
+        terminalreporter.write_line(f"{name}: {count} test function(s) not run -- {why}")

@@ -14,8 +14,8 @@ from __future__ import annotations
 import time
 import warnings
 
+from .backend import device_of, scoped
 from .checkpoint import load_run, save_run
-from .device import device_of, scoped
 from .distributed import Communicator, averaging, fault_ends_job
 from .evaluation import accuracy, accuracy_and_loss
 from .exceptions import CheckpointWriteError, TrainingDivergedError, TrainingInterrupted
@@ -66,12 +66,12 @@ class Trainer:
                  seed=_D(0), progress=_D(None), log=_D(print), communicator=_D(None), network=None,
                  epochs=_D(20), mini_batch_size=_D(100), optimizer_param=_D({"lr": 0.01}),
                  evaluate_sample_num_per_epoch=_D(None), verbose=_D(True)):
-        self.book, o, given = split_forms(book_args, dict(
-            optimizer=optimizer, lr=lr, batch_size=batch_size, iters=iters, eval_interval=eval_interval,
-            eval_batch_size=eval_batch_size, record_loss=record_loss, report_every=report_every,
-            final_eval=final_eval, seed=seed, progress=progress, log=log, communicator=communicator, epochs=epochs,
-            mini_batch_size=mini_batch_size, optimizer_param=optimizer_param,
-            evaluate_sample_num_per_epoch=evaluate_sample_num_per_epoch, verbose=verbose))
+        self.book, o, given = split_forms(book_args, {
+            "optimizer": optimizer, "lr": lr, "batch_size": batch_size, "iters": iters, "eval_interval": eval_interval,
+            "eval_batch_size": eval_batch_size, "record_loss": record_loss, "report_every": report_every,
+            "final_eval": final_eval, "seed": seed, "progress": progress, "log": log, "communicator": communicator,
+            "epochs": epochs, "mini_batch_size": mini_batch_size, "optimizer_param": optimizer_param,
+            "evaluate_sample_num_per_epoch": evaluate_sample_num_per_epoch, "verbose": verbose})
         if network is not None and net is not None:
             raise TypeError("Trainer got net and network (the book's name for it): pass the net once")
         self.net = net = network if network is not None else net
@@ -304,7 +304,7 @@ class Trainer:
 
     @classmethod
     def resume(cls, path, x_train, t_train, x_test=None, t_test=None, *, device=None, iters=None,
-               progress=None, log=print, communicator=None) -> "Trainer":
+               progress=None, log=print, communicator=None) -> Trainer:
         """A trainer that continues the run saved at ``path`` (by ``fit(checkpoint=...)``) on the
         same data: its next ``fit()`` picks up at the saved step with the saved optimizer state,
         random generator and history. ``iters`` may extend the run.

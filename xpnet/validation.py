@@ -45,7 +45,7 @@ def is_array(v) -> bool:
 
 
 def is_kind(xp, dtype, kind: str) -> bool:
-    """``xp.isdtype(dtype, kind)``, remembered per dtype: NumPy's costs 1.4 us a call, and the
+    """``xp.isdtype(dtype, kind)``, remembered per dtype: NumPy's is slow enough to matter, and the
     checks of every public call ask it two or three times."""
     key = (id(xp), kind, dtype)  # one library's dtypes never compared with another's
     hit = _KINDS.get(key)
@@ -99,7 +99,7 @@ def check_array(a, name: str, device) -> None:
     if not is_array(a):
         raise TypeError(f"{name} must be an array on {device.name}, got {type(a).__name__}; "
                         f"put data there with dev.asarray(data, dtype=...) (dev = xpnet.device({device.name!r}))")
-    from .device import device_of
+    from .backend import device_of
 
     given = type(a).__module__ + "." + type(a).__qualname__
     try:
@@ -218,7 +218,7 @@ def check_distribution(t, xp, name: str = "t") -> None:
     labels (label smoothing); all-zero rows, doubled ones (``2 * t``), negative entries and
     NaN do not. One reduction and one host synchronisation."""
     tol = distribution_tolerance(xp, t.dtype)
-    s = t @ xp.ones(t.shape[1], dtype=t.dtype, device=t.device)  # row sums: one BLAS call, 4x cheaper than sum
+    s = t @ xp.ones(t.shape[1], dtype=t.dtype, device=t.device)  # row sums: one BLAS call, cheaper than sum
     # NaN anywhere propagates into both numbers and fails both comparisons
     if float(xp.max(xp.abs(s - 1.0))) <= tol and float(xp.min(t)) >= -tol:
         return
@@ -259,10 +259,12 @@ def check_samples(n: int, name: str, what: str) -> None:
 
 
 def format_bytes(n: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
-        if abs(n) < 1000 or unit == "PB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1000.0
+    """``n`` bytes for a message, in binary units (``1.5 GiB``): memory and the file caps are
+    powers of two, so a cap of ``1 << 30`` reads as ``1.0 GiB``."""
+    for unit, k in (("PiB", 50), ("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if abs(n) >= 1 << k:
+            return f"{n / (1 << k):.1f} {unit}"
+    return f"{n:.0f} bytes"
 
 
 def check_net_size(sizes, itemsize: int, device, host=None, host_itemsize: int = 8, name: str = "sizes") -> int:
@@ -271,7 +273,8 @@ def check_net_size(sizes, itemsize: int, device, host=None, host_itemsize: int =
     memory of ``device`` (``Device.memory_bytes()``; no check where it is unknown), nor their
     initial draws (``host_itemsize`` bytes each) in ``host``'s memory. Before any allocation."""
     count = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
-    for dev, size, what in ((device, itemsize, "parameters"), (host, host_itemsize, "initial weights, drawn on the host")):
+    places = ((device, itemsize, "parameters"), (host, host_itemsize, "initial weights, drawn on the host"))
+    for dev, size, what in places:
         if dev is None:
             continue
         limit = dev.memory_bytes()

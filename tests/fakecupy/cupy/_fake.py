@@ -354,7 +354,8 @@ class ndarray:
     def __repr__(self):
         return f"array({self.get()!r}, device={self._dev})".replace("\n", " ")
 
-    __str__ = lambda s: str(s.get())
+    def __str__(self):
+        return str(self.get())
 
     def __format__(self, spec):
         return format(self.get(), spec)
