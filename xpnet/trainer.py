@@ -199,7 +199,8 @@ class Trainer:
         end, period = self.step + k, self.eval_interval
         while self.step < end:
             i = self.step
-            j = min(end, -(-i // period) * period + 1, i + self.report_every)
+            check = -(-i // period) * period  # the first step from i on whose epoch check passes
+            j = min(end, check + 1, i + self.report_every)
             losses = self._report(self.run_steps(j - i), i, None)
             self.step = self.history.step = j
             if self.verbose:
