@@ -156,6 +156,21 @@ def test_train_step_is_one_step_and_its_epoch_check(mnist, capsys):
     assert tr.current_iter == len(tr.train_loss_list) == 2 + tr.max_iter
 
 
+@pytest.mark.parametrize("book_net", [False, True], ids=["xpnet-net", "reader-net"])
+def test_the_loss_recorded_is_the_books_after_the_update(mnist, book_net):
+    """The book's train_step records ``network.loss(x_batch, t_batch)`` after the update: with every
+    sample the same, any batch is the first 100, so each recorded loss is the net's loss right after."""
+    (x, t), _ = mnist
+    x1, t1 = np.repeat(x[:1], 100, axis=0), np.repeat(t[:1], 100)
+    net = ReaderNet(784, 20, 10, weight_init_std=0.1) if book_net else xpnet.TwoLayerNet(784, 20, 10, seed=0)
+    tr = Trainer(net, x1, t1, x1, t1, epochs=3, optimizer_param={'lr': 0.1}, verbose=False)
+    before = float(net.loss(x1, t1))
+    for _ in range(3):
+        tr.train_step()
+        assert tr.train_loss_list[-1] == pytest.approx(float(net.loss(x1, t1)), rel=1e-6, abs=1e-7)
+    assert tr.train_loss_list[0] < before  # the loss after the first update, not the one it started from
+
+
 def test_evaluate_sample_num_per_epoch_evaluates_the_first_samples(mnist):
     (x, t), (xt, tt) = mnist
     net = xpnet.TwoLayerNet(784, 20, 10, seed=0)

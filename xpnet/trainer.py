@@ -47,9 +47,8 @@ class Trainer:
     ``max_iter = int(epochs * iter_per_epoch)`` steps, ``iter_per_epoch = max(train_size /
     mini_batch_size, 1)``; ``mini_batch_size`` (100); ``optimizer_param`` (``{'lr': 0.01}``), the
     optimizer's settings; ``evaluate_sample_num_per_epoch`` (None: all), how many samples of each
-    set the epoch check evaluates; ``verbose`` (True): print the book's lines. Where the book
-    computes each step's loss once more after the update, this one records the loss the step's
-    own forward pass computed (one forward pass less per step).
+    set the epoch check evaluates; ``verbose`` (True): print the book's lines. As in the book,
+    each step's loss is computed once more after the update, and that is the one recorded.
 
     xpnet's form (``fit()``; the defaults are the book's ``train_neuralnet.py``): ``lr`` (0.1
     for SGD, the optimizer's own default otherwise); ``batch_size`` (100, drawn with
@@ -347,6 +346,7 @@ class Trainer:
         X, n, bs = data.x, len(data), self.batch_size
         rng = self._generator()
         params, take, record = net.params, self.device.take_rows, self.record_loss
+        after = self.book  # the book records each step's loss after its update, from one more forward pass
         losses = []
         block = max(1, min(k, 256))  # indices for up to 256 steps drawn in one call, then sliced
         comm = self.comm
@@ -375,11 +375,13 @@ class Trainer:
                 if self.fast:
                     apply(params, step(x, t, scale))
                     if record:
+                        if after:
+                            last.forward_onehot(net.forward(x), t)
                         losses.append(last.loss)
                 else:
                     opt.update(params, net.gradient(x, t))
                     if record:
-                        losses.append(last.loss if read_last else net.loss(x, t))
+                        losses.append(last.loss if read_last and not after else net.loss(x, t))
         return losses
 
     def _generator(self):
