@@ -89,7 +89,7 @@ class LayeredNet(Protocol):
 
 
 def is_layer(obj) -> bool:
-    return isinstance(obj, Layer) and not isinstance(obj, type)
+    return isinstance(obj, Layer) and not isinstance(obj, type) and callable(obj.forward) and callable(obj.backward)
 
 
 def is_grad_net(obj) -> bool:
