@@ -4,13 +4,16 @@ and ``load_weights``), no pickle, written atomically, read back as a hostile fil
 Parameters are saved as host NumPy arrays and the architecture as a JSON string, so a net
 trained on a GPU loads onto a laptop's CPU (or any other device) with ``load_net``. A checkpoint
 can also carry training state (``save_net(net, path, state={"arrays": ..., "meta": ...})``, read
-back with ``load_checkpoint``). Loading refuses a damaged or hostile file before it costs memory
-(``xpnet.io.npz``: every member's declared size, shape and dtype checked before it is read); the
-layout and the checks of the record are ``xpnet.io.checkpoint_format``.
+back with ``load_checkpoint``); ``save_run``/``load_run`` write and read a whole training run that
+way (optimizer state, step, random-generator state, history), which ``Trainer`` resumes from.
+Loading refuses a damaged or hostile file before it costs memory (``xpnet.io.npz``: every
+member's declared size, shape and dtype checked before it is read); the layout and the checks of
+the record are ``xpnet.io.checkpoint_format``.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass, field
 
@@ -18,14 +21,15 @@ import numpy as np
 
 from .atomic import write_atomic
 from .backend import device as get_device
-from .exceptions import CheckpointError
+from .exceptions import CheckpointError, CheckpointWriteError, DeviceUnavailableError
+from .history import History
 from .io.checkpoint_format import (FORMAT, MAX_META_BYTES, MAX_PARAM_BYTES, MAX_STATE_BYTES, META, check_members,
                                    check_state, config_of, param_shapes, read_record, record_text, state_spec)
 from .io.npz import open_npz
 from .nets import MultiLayerNet, TwoLayerNet
 
 __all__ = ["save_net", "load_net", "load_checkpoint", "checkpoint_meta", "Checkpoint", "CheckpointError",
-           "MAX_PARAM_BYTES", "MAX_STATE_BYTES", "MAX_META_BYTES"]
+           "save_run", "load_run", "SavedRun", "RUN_FORMAT", "MAX_PARAM_BYTES", "MAX_STATE_BYTES", "MAX_META_BYTES"]
 
 
 @dataclass
@@ -100,3 +104,101 @@ def _rebuild(arch: dict, params: dict, dev, dtype, path: str):
                              params=params, layer_names=arch["layer_names"])
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: cannot rebuild the saved net ({e})") from None
+
+
+# -- training runs: a net's checkpoint that also holds where its training stood --------------
+RUN_FORMAT = "xpnet-run-1"
+
+
+@dataclass
+class SavedRun:
+    """What ``load_run`` returns: everything a trainer needs to continue a run."""
+
+    net: object
+    optimizer: object      # rebuilt with its state (velocities, moments), on the net's device
+    history: History
+    step: int
+    rng_state: dict        # the random generator's state, for ``Device.rng(...).set_state``
+    settings: dict         # the trainer's own settings (batch size, iters, ...)
+    n_train: int           # the samples it was trained and tested on
+    n_test: int
+    path: str = ""
+
+    def check_data(self, n_train: int, n_test: int) -> None:
+        """Refuse to continue on other data than the run's (by the number of samples)."""
+        if (n_train, n_test) != (self.n_train, self.n_test):
+            raise ValueError(f"{self.path} was trained on {self.n_train} training and {self.n_test} test samples, "
+                             f"not {n_train} and {n_test}: resume on the same data")
+
+
+def save_run(net, path, *, step: int, device, rng_state: dict, optimizer_state: dict, history: History,
+             settings: dict, last_saved: int | None = None) -> str:
+    """Write a whole training run -- parameters, architecture, optimizer state (``state_dict()``),
+    step, random-generator state, history, trainer settings -- in one atomic write; returns the
+    path written. A failed write raises ``CheckpointWriteError`` naming the step and whether an
+    earlier checkpoint of the run (``last_saved``, its step) is still there."""
+    meta = {"format": RUN_FORMAT, "step": step, "device": device.name, "rng": rng_state,
+            "optimizer": optimizer_state["meta"], "history": history.to_dict(), "trainer": settings}
+    arrays = {f"optimizer/{k}": device.to_numpy(v) for k, v in optimizer_state["arrays"].items()}
+    try:
+        return save_net(net, path, state={"arrays": arrays, "meta": meta})
+    except OSError as e:
+        kept = f"the last good checkpoint (step {last_saved}) is kept" if last_saved is not None \
+            else "no earlier checkpoint of this run exists"
+        why = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+        raise CheckpointWriteError(e.errno, f"could not write the checkpoint at step {step} to {path}: "
+                                            f"{why}; {kept}") from None
+
+
+def load_run(path, device=None, communicator=None) -> SavedRun:
+    """The run ``save_run`` wrote at ``path``, on the device it was trained on (with a
+    ``communicator``: this process's ``communicator.device``) or on ``device``, which must be one
+    whose random generator continues the saved one; trained by as many processes as
+    ``communicator`` has (the global batch would change otherwise)."""
+    from .optimizers import Optimizer
+
+    meta = checkpoint_meta(path)
+    if meta.get("format") != RUN_FORMAT:
+        raise ValueError(f"{path} holds a net but no training run to resume (saved by save_net, not by "
+                         f"Trainer.fit(checkpoint=...)); train it anew with Trainer(load_net(path), ...)")
+    ck = load_checkpoint(path, device=_run_device(path, meta, device, communicator))
+    meta = ck.meta
+    try:
+        settings, step = dict(meta["trainer"]), int(meta["step"])
+        n_train, n_test = int(settings.pop("n_train")), int(settings.pop("n_test"))
+        dev = ck.net.device
+        opt = Optimizer.from_state(meta["optimizer"], {k.split("/", 1)[1]: dev.asarray(v) for k, v in
+                                                       ck.arrays.items() if k.startswith("optimizer/")})
+        history = History.from_dict(meta["history"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: the saved training state is damaged ({type(e).__name__}: {e})") from None
+    saved_world, world = settings.pop("processes", 1), (communicator.size if communicator is not None else 1)
+    if saved_world != world:
+        raise ValueError(f"{path} was trained by {saved_world} process(es) and this resume has {world}: the global "
+                         f"batch would change; resume with the same number (mpiexec -n {saved_world}"
+                         f"{' ... --distributed' if saved_world > 1 else ', or without mpiexec'})")
+    return SavedRun(ck.net, opt, history, step, meta["rng"], settings, n_train, n_test, os.fspath(path))
+
+
+def _run_device(path, meta, device, communicator):
+    """The device a saved run continues on: its own unless told otherwise, and only one whose
+    random generator continues the saved state (so the resumed run draws the same batches)."""
+    saved = meta.get("device") or (meta.get("history") or {}).get("config", {}).get("device")
+    if device is None and communicator is not None and communicator.device is not None:
+        device = communicator.device
+    if device is None:
+        if not isinstance(saved, str):
+            raise ValueError(f"{path} does not say which device it was trained on; pass device=")
+        try:
+            return get_device(saved)
+        except (DeviceUnavailableError, ValueError) as e:
+            raise DeviceUnavailableError(f"{path} was trained on {saved}, which is not usable here ({e}); resume "
+                                         f"it where {saved} is, or pass device= of the same kind") from None
+    dev = get_device(device)
+    rng = meta.get("rng")
+    kind = rng.get("kind") if isinstance(rng, dict) else None
+    if kind is not None and kind != dev.rng_kind:
+        raise ValueError(f"{path} was trained on {saved} and cannot continue on {dev.name}: its random batches "
+                         f"continue only where the generator draws alike; resume it on {saved} (leave out device) "
+                         f"or train its net on as a new run: Trainer(load_net(path, device={dev.name!r}), ...)")
+    return dev

@@ -10,15 +10,17 @@ and the Open MPI wheels; no system MPI is needed).
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import sys
 
 import numpy as np
 
-from .exceptions import DistributedError
+from .exceptions import DistributedError, TrainingInterrupted
 
 __all__ = ["Communicator", "MpiCommunicator", "NcclCommunicator", "DistributedError", "launched_by_mpi",
-           "gpu_of_process", "one_gpu_each", "choose_gpu"]
+           "gpu_of_process", "one_gpu_each", "choose_gpu", "averaging", "shard", "fault_ends_job"]
 
 _LAUNCHER_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS", "SLURM_NTASKS")
 
@@ -70,6 +72,53 @@ def choose_gpu(mpi, first: int, visible: int, bus_id) -> int:
     except DistributedError as e:
         raise DistributedError(str(e), rank=mpi.rank) from None
     return gpu
+
+
+def shard(n: int, comm) -> tuple[int, int]:
+    """The rows ``[lo, hi)`` of ``n`` that process ``comm.rank`` of ``comm.size`` evaluates."""
+    return n * comm.rank // comm.size, n * (comm.rank + 1) // comm.size
+
+
+@contextlib.contextmanager
+def fault_ends_job(comm):
+    """A fault inside the block on one of several processes ends them all (the others would wait
+    in their next collective forever), saying which process failed and why. An orderly stop --
+    ``SystemExit``, or ``TrainingInterrupted``, on which every process agrees -- goes through."""
+    if comm.size == 1:
+        yield
+        return
+    try:
+        yield
+    except (SystemExit, TrainingInterrupted):
+        raise
+    except BaseException as e:
+        print(f"xpnet: rank {comm.rank} of {comm.size} failed: {type(e).__name__}: {e}; ending the job",
+              file=sys.stderr)
+        comm.abort(1)
+        raise
+
+
+def averaging(apply, comm, device):
+    """``apply(params, grads)`` after one allreduce of every gradient, packed in a single buffer
+    of ``device`` (allocated at the first step: every step then writes into the same memory).
+    The sum is what the update sees; the trainer folds the 1/size into the loss gradient."""
+    xp = device.xp
+    flat, views = None, None
+
+    def reduced(params, grads):
+        nonlocal flat, views
+        if flat is None:
+            keys = list(grads)
+            sizes = [math.prod(grads[key].shape) for key in keys]
+            flat = xp.empty((sum(sizes),), dtype=grads[keys[0]].dtype, device=device.native)
+            bounds = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+            views = [(key, bounds[i], bounds[i + 1], grads[key].shape) for i, key in enumerate(keys)]
+        for key, a, b, _ in views:
+            flat[a:b] = xp.reshape(grads[key], (-1,))
+        comm.allreduce_sum_(flat, device)
+        apply(params, {key: xp.reshape(flat[a:b], shape) for key, a, b, shape in views})
+
+    return reduced
 
 
 class Communicator:

@@ -28,6 +28,7 @@ from .backend import device_of, dtype_name, host_rng, null_scope, scope_of
 from .gradient import evaluate_around, numerical_gradient, step_for
 from .layers import layer_param_names
 from .nets import last_layer_of
+from .protocols import is_grad_net, is_layer, is_layered_net
 
 __all__ = ["GradResult", "GradcheckReport", "gradcheck"]
 
@@ -128,11 +129,6 @@ class GradcheckReport(Mapping):
 
 
 # -- the entry point ----------------------------------------------------------------------
-def _is_net(obj) -> bool:
-    return isinstance(getattr(obj, "params", None), dict) and callable(getattr(obj, "gradient", None)) \
-        and callable(getattr(obj, "loss", None))
-
-
 def gradcheck(target, *inputs, h=None, atol=None, rtol=None, dtype="float64", locate=True, seed=0):
     """Check backprop against central differences, in float64.
 
@@ -150,8 +146,8 @@ def gradcheck(target, *inputs, h=None, atol=None, rtol=None, dtype="float64", lo
     atol = d_atol if atol is None else float(atol)
     rtol = d_rtol if rtol is None else float(rtol)
     report = GradcheckReport(dtype=dtype)
-    is_net = _is_net(target)
-    if not is_net and not (callable(getattr(target, "forward", None)) and callable(getattr(target, "backward", None))):
+    is_net = is_grad_net(target)
+    if not is_net and not is_layer(target):
         raise TypeError(
             "gradcheck needs a net (params, loss, gradient) or a layer (forward, backward), "
             f"got {type(target).__name__}"
@@ -345,7 +341,7 @@ def _unheld_params(net) -> list:
     """Keys of ``net.params`` whose array no layer holds (``params[k] = params[k] - lr*g`` rebinds).
 
     Empty when the net shows no layers to look into (then nothing can be said)."""
-    if not isinstance(getattr(net, "layers", None), Mapping):
+    if not is_layered_net(net):
         return []
     layers = list(net.layers.values()) + [last_layer_of(net)]
     held = set()
@@ -383,7 +379,7 @@ def _net_what(key, shape, unheld):
 
 
 def _has_layers(net) -> bool:
-    return hasattr(net, "layers") and last_layer_of(net) is not None
+    return is_layered_net(net) and last_layer_of(net) is not None
 
 
 def _check_net(net, inputs, report, tol, dtype, locate, seed):

@@ -25,7 +25,7 @@ from .backend import device as get_device, device_of, dtype_name, host_rng, scop
 from .fast import Kept
 from .functions import one_hot
 from .layers import Affine, Relu, Sigmoid, SoftmaxWithLoss, Tanh, layer_param_names
-from .protocols import takes_onehot
+from .protocols import is_layer, takes_onehot
 from .validation import (check_array, check_features, check_finite, check_labels, check_net_size, check_samples,
                          index_labels, is_array, is_kind, positive_int)
 
@@ -85,7 +85,7 @@ class Net:
         else:
             raise TypeError(f"layers must be a list or an OrderedDict of layer objects, got {type(layers).__name__}")
         for name, layer in layers.items():
-            if not (callable(getattr(layer, "forward", None)) and callable(getattr(layer, "backward", None))):
+            if not is_layer(layer):
                 raise TypeError(f"layer {name!r} ({type(layer).__name__}) has no forward/backward methods")
         if params is None:
             params, k = {}, 0

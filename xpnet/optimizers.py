@@ -13,7 +13,7 @@ from array_api_compat import array_namespace
 
 from .validation import positive_number, unit_interval
 
-__all__ = ["Optimizer", "SGD", "Momentum", "AdaGrad", "Adam", "get_optimizer"]
+__all__ = ["Optimizer", "SGD", "Momentum", "AdaGrad", "Adam", "get_optimizer", "optimizer_class"]
 
 
 def _zeros_like_all(params):
@@ -72,7 +72,7 @@ class Optimizer:
         return {"meta": meta, "arrays": arrays}
 
     @staticmethod
-    def from_state(meta: dict, arrays: dict) -> "Optimizer":
+    def from_state(meta: dict, arrays: dict) -> Optimizer:
         """The optimizer a ``state_dict`` describes; ``arrays`` already on the parameters' device."""
         cls = _BY_NAME.get(str(meta.get("class", "")).lower())
         if cls is None:
@@ -162,7 +162,8 @@ class Adam(Optimizer):
     settings, buffers, counters = ("lr", "beta1", "beta2"), ("m", "v"), ("iter",)
 
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999):
-        self.lr, self.beta1, self.beta2 = positive_number("lr", lr), unit_interval("beta1", beta1), unit_interval("beta2", beta2)
+        self.lr, self.beta1 = positive_number("lr", lr), unit_interval("beta1", beta1)
+        self.beta2 = unit_interval("beta2", beta2)
         self.iter = 0
         self.m = self.v = None
 
@@ -184,6 +185,19 @@ class Adam(Optimizer):
 
 
 _BY_NAME = {"sgd": SGD, "momentum": Momentum, "adagrad": AdaGrad, "adam": Adam}
+_NOT_IN_XPNET = {"nesterov": "Nesterov", "rmsprop": "RMSprop"}  # in the book's common/optimizer.py
+
+
+def optimizer_class(name, argument: str = "optimizer") -> type:
+    """The optimizer class a name stands for, in any case (the book's ``'SGD'``, ``'Adam'``);
+    ``argument`` is what the caller called it, for the message when there is none."""
+    cls = _BY_NAME.get(name.lower()) if isinstance(name, str) else None
+    if cls is None:
+        known = ", ".join(c.__name__ for c in _BY_NAME.values())
+        book = _NOT_IN_XPNET.get(name.lower()) if isinstance(name, str) else None
+        why = f"xpnet has no {book} yet (the book's common/optimizer.py has it)" if book else "no such optimizer"
+        raise ValueError(f"{argument}={name!r}: unknown optimizer, {why}; choose one of {known} (any case)")
+    return cls
 
 
 def get_optimizer(name_or_optimizer, lr=None):
@@ -192,7 +206,5 @@ def get_optimizer(name_or_optimizer, lr=None):
         if not callable(getattr(name_or_optimizer, "update", None)):
             raise TypeError("optimizer must be a name or an object with update(params, grads)")
         return name_or_optimizer
-    cls = _BY_NAME.get(name_or_optimizer.lower())
-    if cls is None:
-        raise ValueError(f"unknown optimizer {name_or_optimizer!r}; choose one of {', '.join(_BY_NAME)}")
+    cls = optimizer_class(name_or_optimizer)
     return cls() if lr is None else cls(lr=lr)

@@ -4,9 +4,10 @@ Three shapes of object meet in xpnet, and each part asks for the smallest one it
 
 - a ``Layer``: the book's ``forward``/``backward`` pair (parameters ``W``, ``b``, ... with
   gradients ``dW``, ``db``, ..., or the names it declares in ``param_names``);
-- a ``BookNet``: what the book's own ``common/trainer.py`` and gradient check use of a net --
-  ``params``, ``gradient(x, t)``, ``loss(x, t)``, ``accuracy(x, t)``. A reader's net written as the
-  book writes it is one; the trainer and ``gradcheck`` accept it as it is;
+- a ``GradNet``: what a gradient check uses of a net -- ``params``, ``loss(x, t)``,
+  ``gradient(x, t)``; a ``BookNet`` also has ``accuracy(x, t)``, which the book's own
+  ``common/trainer.py`` calls. A reader's net written as the book writes it is one; ``gradcheck``
+  and the trainer accept it as it is;
 - a ``FastNet``: a ``BookNet`` that also offers the trusted step the trainer runs -- ``backprop``
   and ``count_correct`` on inputs already checked once where they entered -- and says where it
   computes (``device``, ``dtype``) and what it expects (``n_features``, ``num_classes``).
@@ -21,8 +22,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Layer", "BookNet", "FastNet", "LayeredNet", "is_layer", "is_book_net", "is_fast_net", "is_layered_net",
-           "takes_onehot"]
+__all__ = ["Layer", "GradNet", "BookNet", "FastNet", "LayeredNet", "is_layer", "is_grad_net", "is_book_net",
+           "is_fast_net", "is_layered_net", "takes_onehot", "require_book_net"]
 
 
 @runtime_checkable
@@ -35,14 +36,19 @@ class Layer(Protocol):
 
 
 @runtime_checkable
-class BookNet(Protocol):
-    """The book's net contract: what its trainer and gradient check call."""
+class GradNet(Protocol):
+    """What a gradient check needs of a net: its ``params``, its ``loss`` and their ``gradient``."""
 
     params: dict
 
     def gradient(self, x: Any, t: Any) -> dict: ...
 
     def loss(self, x: Any, t: Any) -> Any: ...
+
+
+@runtime_checkable
+class BookNet(GradNet, Protocol):
+    """The book's net contract: what its trainer calls (a ``GradNet`` that also reports accuracy)."""
 
     def accuracy(self, x: Any, t: Any) -> float: ...
 
@@ -83,7 +89,11 @@ class LayeredNet(Protocol):
 
 
 def is_layer(obj) -> bool:
-    return isinstance(obj, Layer) and not isinstance(obj, type)
+    return isinstance(obj, Layer) and not isinstance(obj, type) and callable(obj.forward) and callable(obj.backward)
+
+
+def is_grad_net(obj) -> bool:
+    return isinstance(obj, GradNet) and isinstance(obj.params, dict) and not isinstance(obj, type)
 
 
 def is_book_net(obj) -> bool:
@@ -102,3 +112,16 @@ def takes_onehot(layer) -> bool:
     """Whether a loss layer offers ``forward_onehot(x, t_onehot)`` (xpnet's SoftmaxWithLoss): the
     trusted forward on one-hot rows made once, its loss computed when first read."""
     return callable(getattr(layer, "forward_onehot", None))
+
+
+def require_book_net(net, who: str) -> None:
+    """Raise ``TypeError`` naming what ``net`` lacks of what ``who`` needs: a non-empty ``params``
+    dict and ``gradient``/``accuracy`` methods (the loss may come from the loss layer instead)."""
+    if net is None:
+        raise TypeError(f"{who} needs a net (the book's network) as its first argument")
+    params = getattr(net, "params", None)
+    lacks = ["params"] if not isinstance(params, dict) or not params else []
+    lacks += [m for m in ("gradient", "accuracy") if not callable(getattr(net, m, None))]
+    if lacks:
+        raise TypeError(f"{who} needs a net in the book's form: a params dict of arrays and gradient(x, t), "
+                        f"accuracy(x, t) methods; {type(net).__name__} lacks {', '.join(lacks)}")
