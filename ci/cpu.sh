@@ -21,3 +21,5 @@ PYTHONPATH=tests/fakecupy python -c "import xpnet; print('simulated:', xpnet.dev
 FAKE_CUPY_STRICT=1 PYTHONPATH=tests/fakecupy python -m pytest -q -p no:cacheprovider --xpnet-devices cuda \
     --xpnet-device-tests-only
 python ci/line_budget.py   # the package held to its line budget
+python -m pip install --quiet 'ruff>=0.6'
+ruff check xpnet tests benchmarks examples ci   # the lint configured in pyproject.toml

@@ -63,7 +63,8 @@ def test_checkpoint_holds_the_whole_run(tmp_path, data):
     tr.fit(checkpoint=tmp_path / "c.npz")
     ck = load_checkpoint(tmp_path / "c.npz", device="cpu")  # the run's device, whatever the default is here
     meta = ck.meta
-    assert meta["step"] == 80 and meta["device"] == "cpu" and meta["optimizer"]["class"] == "Adam" and meta["optimizer"]["iter"] == 80
+    assert meta["step"] == 80 and meta["device"] == "cpu"
+    assert meta["optimizer"]["class"] == "Adam" and meta["optimizer"]["iter"] == 80
     assert {k.split("/")[1] for k in ck.arrays} == {"m", "v"} and meta["rng"]["kind"] == "pcg64"
     assert meta["history"]["eval_iters"] == [0, 40] and len(meta["history"]["loss"]) == 80
     assert len(meta["history"]["test_loss"]) == 2 and all(np.isfinite(meta["history"]["test_loss"]))
@@ -100,7 +101,8 @@ def test_a_full_disk_keeps_the_last_good_checkpoint(tmp_path, data, monkeypatch)
         return real(fd)
 
     monkeypatch.setattr(atomic.os, "fsync", full_after_two)
-    with pytest.raises(CheckpointWriteError, match=r"step 80 .*the disk is full; the last good checkpoint \(step 40\) is kept"):
+    with pytest.raises(CheckpointWriteError,
+                       match=r"step 80 .*the disk is full; the last good checkpoint \(step 40\) is kept"):
         tr.fit(checkpoint=tmp_path / "c.npz")
     assert checkpoint_meta(tmp_path / "c.npz")["step"] == 40
     assert [p.name for p in tmp_path.iterdir()] == ["c.npz"]  # no temporary left behind

@@ -82,7 +82,8 @@ def test_sgd_update_is_exact(dev):
 def test_divergence_stops_with_the_iteration(mnist):
     net = xpnet.TwoLayerNet(784, 50, 10, weight_init_std=1.0, device="cpu", dtype="float32", seed=0)
     tr = Trainer(net, *small(mnist, 2000), iters=300, lr=1e10, log=None, progress=False)
-    with np.errstate(all="ignore"), pytest.raises(TrainingDivergedError, match=r"at iteration \d+.*smaller learning rate"):
+    with np.errstate(all="ignore"), \
+            pytest.raises(TrainingDivergedError, match=r"at iteration \d+.*smaller learning rate"):
         tr.fit()
 
 
