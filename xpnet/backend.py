@@ -168,7 +168,7 @@ def devices() -> list[str]:
     return [name for name, ok, _ in device_report() if ok]
 
 
-def device_of(x, xp=None) -> Device:
+def device_of(x) -> Device:
     """The xpnet Device an array lives on (used to check that inputs are not mixed).
 
     The devices already in use are asked first (``owns``: a type test), so the
