@@ -8,7 +8,7 @@ every backend; ``benchmarks/README.md`` says what each saves and how it was meas
 
 from __future__ import annotations
 
-__all__ = ["Kept", "column_sums", "row_sums", "zero_of"]
+__all__ = ["Kept", "column_sums", "row_sums", "total", "zero_of"]
 
 
 class Kept(dict):
@@ -46,6 +46,14 @@ def row_sums(a, xp, kept: Kept | None):
     if kept is None:
         return xp.sum(a, axis=1, keepdims=True)
     return a @ _ones(kept, (a.shape[1], 1), a, xp)
+
+
+def total(v, xp, kept: Kept | None):
+    """``xp.sum(v)`` for a 1-d ``v``, as ``ones @ v``: a BLAS dot instead of a reduction (see
+    column_sums)."""
+    if kept is None:
+        return xp.sum(v)
+    return _ones(kept, (v.shape[0],), v, xp) @ v
 
 
 def zero_of(x, xp, kept: Kept | None):
