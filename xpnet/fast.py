@@ -1,4 +1,4 @@
-"""The speed tricks of the layers, each a named helper beside the plain expression it stands for.
+"""The speed tricks of the layers and nets, each a named helper beside the plain expression it stands for.
 
 The layers read as the book's maths (``self.db = column_sums(dout, ...)`` where the book writes
 ``np.sum(dout, axis=0)``); how it is made fast lives here, once (scikit-learn's ``_array_api.py``
@@ -8,7 +8,9 @@ every backend; ``benchmarks/README.md`` says what each saves and how it was meas
 
 from __future__ import annotations
 
-__all__ = ["Kept", "column_sums", "row_sums", "total", "zero_of"]
+from operator import is_
+
+__all__ = ["Kept", "column_sums", "row_sums", "same_objects", "total", "zero_of"]
 
 
 class Kept(dict):
@@ -66,3 +68,10 @@ def zero_of(x, xp, kept: Kept | None):
     if z is None or z.dtype != x.dtype or z.device != x.device:
         z = kept[()] = xp.zeros((), dtype=x.dtype, device=x.device)
     return z
+
+
+def same_objects(now, seen) -> bool:
+    """Whether the collection ``now`` holds the very objects of the tuple ``seen``, in order: the
+    validity test of what a net remembers about its layers and parameters (identity tests run
+    in C, a fraction of building a tuple of ids to compare)."""
+    return len(now) == len(seen) and all(map(is_, now, seen))
