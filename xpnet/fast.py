@@ -1,4 +1,4 @@
-"""The speed tricks of the layers, each a named helper beside the plain expression it stands for.
+"""The speed tricks of the layers and nets, each a named helper beside the plain expression it stands for.
 
 The layers read as the book's maths (``self.db = column_sums(dout, ...)`` where the book writes
 ``np.sum(dout, axis=0)``); how it is made fast lives here, once (scikit-learn's ``_array_api.py``
@@ -8,7 +8,9 @@ every backend; ``benchmarks/README.md`` says what each saves and how it was meas
 
 from __future__ import annotations
 
-__all__ = ["Kept", "column_sums", "row_sums", "zero_of"]
+from operator import is_
+
+__all__ = ["Kept", "column_sums", "row_sums", "same_objects", "total", "zero_of"]
 
 
 class Kept(dict):
@@ -48,6 +50,14 @@ def row_sums(a, xp, kept: Kept | None):
     return a @ _ones(kept, (a.shape[1], 1), a, xp)
 
 
+def total(v, xp, kept: Kept | None):
+    """``xp.sum(v)`` for a 1-d ``v``, as ``ones @ v``: a BLAS dot instead of a reduction (see
+    column_sums)."""
+    if kept is None:
+        return xp.sum(v)
+    return _ones(kept, (v.shape[0],), v, xp) @ v
+
+
 def zero_of(x, xp, kept: Kept | None):
     """A 0-d zero of ``x``'s dtype and device, for ``xp.maximum(x, zero)``: a Python ``0.0``
     there becomes a new device array on every call under array-api-compat's torch (a
@@ -58,3 +68,10 @@ def zero_of(x, xp, kept: Kept | None):
     if z is None or z.dtype != x.dtype or z.device != x.device:
         z = kept[()] = xp.zeros((), dtype=x.dtype, device=x.device)
     return z
+
+
+def same_objects(now, seen) -> bool:
+    """Whether the collection ``now`` holds the very objects of the tuple ``seen``, in order: the
+    validity test of what a net remembers about its layers and parameters (identity tests run
+    in C, a fraction of building a tuple of ids to compare)."""
+    return len(now) == len(seen) and all(map(is_, now, seen))

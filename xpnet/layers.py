@@ -11,7 +11,7 @@ from __future__ import annotations
 from array_api_compat import array_namespace
 
 from .backend import scope_of
-from .fast import Kept, column_sums, row_sums, zero_of
+from .fast import Kept, column_sums, row_sums, total, zero_of
 from .validation import check_features, check_labels, check_samples, shape_str
 from .functions import one_hot, sigmoid
 
@@ -237,9 +237,11 @@ class SoftmaxWithLoss(_LazyNamespace):
         """The last batch's mean cross entropy (a 0-d array of the scores' dtype and device)."""
         if self._loss is None and self._pieces is not None:
             z, s = self._pieces
+            xp = self.xp
             with scope_of(z):  # read by the book's loop, outside any scope: on cuda:N, on GPU N
                 # -sum(t * log softmax) with log softmax = z - log(s), for rows of t that sum to 1
-                self._loss = (self.xp.sum(self.xp.log(s)) - self.xp.sum(self._t_onehot * z)) / z.shape[0]
+                per_row = xp.log(s)[:, 0] - xp.vecdot(self._t_onehot, z)
+                self._loss = total(per_row, xp, self._kept) / z.shape[0]
             self._pieces = None
         return self._loss
 

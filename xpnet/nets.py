@@ -22,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 
 from .backend import device as get_device, device_of, dtype_name, host_rng, scoped
-from .fast import Kept
+from .fast import Kept, same_objects
 from .functions import one_hot
 from .layers import Affine, Relu, Sigmoid, SoftmaxWithLoss, Tanh, layer_param_names
 from .protocols import is_layer, takes_onehot
@@ -56,6 +56,26 @@ def last_layer_of(net):
     ``last_layer`` (its ``MultiLayerNet`` and the nets of chapters 6-8); None when it has none."""
     last = getattr(net, "lastLayer", None)
     return last if last is not None else getattr(net, "last_layer", None)
+
+
+def _same_layers_and_weights(layers, seen) -> bool:
+    """Whether ``layers`` holds the very layers of ``seen`` [(layer, its W)], in order, each with
+    the same W: identity tests, cheap enough for every call."""
+    if seen is None or len(layers) != len(seen):
+        return False
+    for layer, (was, w) in zip(layers.values(), seen):
+        if layer is not was or getattr(layer, "W", None) is not w:
+            return False
+    return True
+
+
+def _layers_hold(slots, params) -> bool:
+    """Whether each layer of ``slots`` [(params key, layer, gradient attribute)] still computes
+    with its parameter, ``params[key]`` (the attribute's name without the ``d``)."""
+    for k, layer, attr in slots:
+        if getattr(layer, attr[1:]) is not params[k]:
+            return False
+    return True
 
 
 class Net:
@@ -102,18 +122,17 @@ class Net:
         self.layers = layers
         self.lastLayer = last_layer if last_layer is not None else SoftmaxWithLoss(dev.xp)
         self.grads = None  # the gradients of the last gradient() call, as the book's nets return them
-        self._slots_key, self._slots = None, None
-        self._weights_key, self._weights_list, self._largest_weight = None, None, 0
+        self._slots_seen, self._slots = None, None
+        self._weights_seen, self._weights_list, self._largest_weight = None, None, 0
         self._eye = None
         self._grad_slots()  # fails now, not at the first gradient, when layers and params disagree
 
     # -- what the layers say about the shapes ----------------------------------------
     def _weights(self):
         """The layers' 2-d weight matrices, in order (remembered while the layers and their W stay)."""
-        ws = [getattr(layer, "W", None) for layer in self.layers.values()]
-        key = tuple(map(id, ws))
-        if key != self._weights_key:
-            self._weights_key, self._weights_list = key, [w for w in ws if is_array(w) and w.ndim == 2]
+        if not _same_layers_and_weights(self.layers, self._weights_seen):
+            self._weights_seen = [(layer, getattr(layer, "W", None)) for layer in self.layers.values()]
+            self._weights_list = [w for _, w in self._weights_seen if is_array(w) and w.ndim == 2]
             self._largest_weight = max((w.shape[0] * w.shape[1] for w in self._weights_list), default=0)
         return self._weights_list
 
@@ -185,12 +204,12 @@ class Net:
         Also the place where a net that no longer trains what it claims is caught: a parameter
         no layer holds (``params[k] = params[k] - lr * g`` rebinds it), or a layer parameter
         missing from ``params`` (a replaced layer on new arrays)."""
-        layers, params = self.layers, self.params
-        key = (tuple(map(id, layers.values())), tuple(map(id, params.values())))
-        if key == self._slots_key and all(getattr(layer, attr[1:]) is params[k] for k, layer, attr in self._slots):
+        layers, params, seen = self.layers, self.params, self._slots_seen
+        if seen is not None and same_objects(layers.values(), seen[0]) and same_objects(params.values(), seen[1]) \
+                and _layers_hold(self._slots, params):
             return self._slots  # (a layer's W replaced in place, net.layers['Affine1'].W = ..., is caught too)
         by_id = {id(p): k for k, p in params.items()}
-        known = set(self._slots_key[1]) if self._slots_key else set()  # the params' arrays last time
+        known = {id(p) for p in seen[1]} if seen else set()  # the params' arrays last time
         slots = []
         for lname, layer in layers.items():
             for attr in layer_param_names(layer):
@@ -214,7 +233,7 @@ class Net:
         if lost:
             raise ValueError(f"net.params[{lost[0]!r}] is held by no layer, so it does not influence the loss: "
                              f"update parameters in place (params[k] -= lr * g) so the layers keep computing with them")
-        self._slots_key, self._slots = key, slots
+        self._slots_seen, self._slots = (tuple(layers.values()), tuple(params.values())), slots
         return slots
 
     def backward(self, dout=1.0):
@@ -365,7 +384,7 @@ class Net:
         new.params = new_params
         new.layers = OrderedDict((k, clone(v)) for k, v in self.layers.items())
         new.lastLayer = clone(self.lastLayer)
-        new.grads, new._slots_key, new._slots, new._eye, new._weights_key = None, None, None, None, None
+        new.grads, new._slots_seen, new._slots, new._eye, new._weights_seen = None, None, None, None, None
         return new
 
     @property

@@ -169,22 +169,31 @@ _INT_MAX: dict = {}
 
 
 def _count_out_of_range(t, c: int, xp) -> int:
-    """How many signed labels lie outside [0, c-1] (``t >= c`` is skipped when c exceeds the
-    dtype's range, which the strict namespace refuses to compare). ``count_nonzero`` of the
-    operators' mask: half the cost of ``xp.any(xp.logical_or(...))`` on NumPy, where the check
-    runs in every ``gradient()``."""
+    """How many signed labels lie outside [0, c-1]. ``t // c`` is nonzero exactly there: one
+    operation where ``(t < 0) | (t >= c)`` takes three, on a check that runs in every
+    ``gradient()``. When c exceeds the dtype's range (which the strict namespace refuses to
+    divide or compare by) every value lies below c and ``t < 0`` is the whole test."""
     key = (id(xp), t.dtype)
     top = _INT_MAX.get(key)
     if top is None:
         top = _INT_MAX[key] = int(xp.iinfo(t.dtype).max)
-    bad = (t < 0) | (t >= c) if c <= top else t < 0
-    count = getattr(xp, "count_nonzero", None)  # a newer standard's function: array_api_strict
-    if count is not None:                       # set to an older API version refuses it
+    if c > top:
+        return _count_nonzero(t < 0, xp)
+    if c < 1:  # (no class at all: every label is out of range)
+        return t.shape[0]
+    return _count_nonzero(t // c, xp)
+
+
+def _count_nonzero(a, xp) -> int:
+    """``count_nonzero(a)`` as an int, or 1/0 (any nonzero) where the namespace lacks it: a newer
+    standard's function, which array_api_strict set to an older API version refuses."""
+    count = getattr(xp, "count_nonzero", None)
+    if count is not None:
         try:
-            return int(count(bad))
+            return int(count(a))
         except RuntimeError:
             pass
-    return int(bool(xp.any(bad)))
+    return int(bool(xp.any(a)))
 
 
 def index_labels(t, xp):
@@ -218,10 +227,12 @@ def check_distribution(t, xp, name: str = "t") -> None:
     labels (label smoothing); all-zero rows, doubled ones (``2 * t``), negative entries and
     NaN do not. One reduction and one host synchronisation."""
     tol = distribution_tolerance(xp, t.dtype)
-    s = t @ xp.ones(t.shape[1], dtype=t.dtype, device=t.device)  # row sums: one BLAS call, cheaper than sum
-    # NaN anywhere propagates into both numbers and fails both comparisons
-    if float(xp.max(xp.abs(s - 1.0))) <= tol and float(xp.min(t)) >= -tol:
+    s = t @ xp.ones((t.shape[1], 1), dtype=t.dtype, device=t.device)  # row sums: one BLAS call, cheaper than sum
+    # one count for both conditions: an entry below -tol, or a row whose sum is not within tol of
+    # 1 (NaN anywhere makes its row's sum NaN, which fails ``<=``)
+    if t.shape[1] and not _count_nonzero((t < -tol) | xp.logical_not(xp.abs(s - 1.0) <= tol), xp):
         return
+    s = xp.reshape(s, (-1,))
     row_bad = xp.logical_not(xp.abs(s - 1.0) <= tol)
     row_bad = xp.logical_or(row_bad, xp.logical_not(xp.all(t >= -tol, axis=1)))
     k = int(xp.sum(xp.astype(row_bad, xp.int64)))
