@@ -27,7 +27,7 @@ import numpy as np
 
 import xpnet
 from xpnet.atomic import write_atomic
-from xpnet.validation import format_bytes
+from xpnet.validation import format_bytes, int_at_least
 
 from .contenders import (LEAN_NET_LOOP, LEAN_NET_LOOP_1T, TUNED_NET_LOOP, BookContender, JaxContender,
                          NumpyNetLoopContender, TorchContender, TorchGraphContender, TunedNumpyContender,
@@ -554,24 +554,9 @@ def _fmt(seconds, unit):
     return f"{seconds * 1e6:.0f} us" if unit == "us" else f"{seconds:.2f} s"
 
 
-def _count(low: int, what: str):
-    """An argparse type for integers >= ``low``, with a message instead of a traceback."""
-
-    def parse(s):
-        try:
-            v = int(s)
-        except ValueError:
-            v = None
-        if v is None or v < low:
-            raise argparse.ArgumentTypeError(f"expected a {what} integer, got {s!r}")
-        return v
-
-    return parse
-
-
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The benchmark's options (``python -m benchmarks``, and ``xpnet bench``, which hands them here)."""
-    positive = _count(1, "positive")
+    positive = int_at_least(1, "positive")
     p.add_argument("--quick", action="store_true", help="a tiny configuration (seconds): checks that it runs")
     p.add_argument("--repeats", type=positive, default=3)
     p.add_argument("--steps", type=positive, default=2000, help="timed steps per per-step measurement")
@@ -580,7 +565,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--no-jax", action="store_true", help="leave out the jitted JAX contender")
     p.add_argument("--json", default="bench-results.json", help="where to write the table as JSON")
     p.add_argument("--only", choices=["book"], default=None, help="time only the book net's per-step table")
-    p.add_argument("--busy", type=_count(0, "non-negative"), default=0, metavar="N",
+    p.add_argument("--busy", type=int_at_least(0, "non-negative"), default=0, metavar="N",
                    help="also time the book net's step with N processes spinning on the CPU (a busy machine)")
     return p
 

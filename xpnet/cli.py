@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from .validation import int_at_least
+
 __all__ = ["main"]
 
 
@@ -15,23 +17,8 @@ class _Fail(Exception):
     """A user-facing error: printed as one line, exit status 2."""
 
 
-def _int_at_least(low: int, what: str):
-    """An argparse type for integers >= ``low``, with a message instead of a traceback."""
-
-    def parse(s):
-        try:
-            v = int(s)
-        except ValueError:
-            v = None
-        if v is None or v < low:
-            raise argparse.ArgumentTypeError(f"expected a {what} integer, got {s!r}")
-        return v
-
-    return parse
-
-
-_positive_int = _int_at_least(1, "positive")
-_seed = _int_at_least(0, "non-negative")
+_positive_int = int_at_least(1, "positive")
+_seed = int_at_least(0, "non-negative")
 
 
 def _positive_float(s):

@@ -20,6 +20,7 @@ __all__ = [
     "shape_str",
     "positive_int",
     "non_negative_int",
+    "int_at_least",
     "positive_number",
     "unit_interval",
     "check_array",
@@ -297,3 +298,20 @@ def check_net_size(sizes, itemsize: int, device, host=None, host_itemsize: int =
                 f"device {dev.name!r} (training needs about 3x more: gradients, optimizer state); choose "
                 f"smaller layer widths")
     return count
+
+
+def int_at_least(low: int, what: str):
+    """An argparse type for integers >= ``low`` (the command line's and the benchmark's counts):
+    a bad value is a one-line usage error, not a traceback."""
+    import argparse
+
+    def parse(s):
+        try:
+            v = int(s)
+        except ValueError:
+            v = None
+        if v is None or v < low:
+            raise argparse.ArgumentTypeError(f"expected a {what} integer, got {s!r}")
+        return v
+
+    return parse
