@@ -296,8 +296,10 @@ def test_the_books_multi_layer_net_call_is_checked(dev):
         xpnet.MultiLayerNet(input_size=784, output_size=10, device=dev)
     with pytest.raises(TypeError, match="not both"):
         xpnet.MultiLayerNet([784, 10], input_size=784, device=dev)
-    with pytest.raises(ValueError, match="weight_decay_lambda=0.1: this xpnet trains without weight decay"):
-        xpnet.MultiLayerNet(input_size=784, hidden_size_list=[10], output_size=10, weight_decay_lambda=0.1)
+    with pytest.raises(ValueError, match="weight_decay_lambda.*>= 0"):
+        xpnet.MultiLayerNet(input_size=784, hidden_size_list=[10], output_size=10, weight_decay_lambda=-0.1)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'use_dropout'"):
+        xpnet.MultiLayerNet(input_size=784, hidden_size_list=[10], output_size=10, use_dropout=True)
 
 
 def test_a_book_form_net_saves_and_loads_with_its_layer_names(tmp_path):

@@ -220,18 +220,16 @@ def test_a_diverging_book_run_says_so(mnist):
 
 
 # -- what is refused ---------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["Nesterov", "RMSprop", "rmsprop", "NESTEROV"])
-def test_the_books_optimizers_xpnet_lacks_are_refused_by_name(name):
+def test_an_unknown_optimizer_is_refused_by_name():
     x, t = tiny()
-    with pytest.raises(ValueError, match=rf"optimizer='{name}': unknown optimizer, xpnet has no (Nesterov|RMSprop) "
-                                         r"yet.*choose one of SGD, Momentum, AdaGrad, Adam"):
-        Trainer(xpnet.TwoLayerNet(4, 5, 2, seed=0), x, t, x, t, epochs=1, optimizer=name)
-    with pytest.raises(ValueError, match="optimizer='foo': unknown optimizer, no such optimizer"):
+    with pytest.raises(ValueError, match="optimizer='foo': unknown optimizer.*Nesterov.*RMSprop"):
         Trainer(xpnet.TwoLayerNet(4, 5, 2, seed=0), x, t, x, t, epochs=1, optimizer="foo")
 
 
 @pytest.mark.parametrize("name,cls", [("SGD", xpnet.SGD), ("sgd", xpnet.SGD), ("Momentum", xpnet.Momentum),
-                                      ("AdaGrad", xpnet.AdaGrad), ("adagrad", xpnet.AdaGrad), ("ADAM", xpnet.Adam)])
+                                      ("AdaGrad", xpnet.AdaGrad), ("adagrad", xpnet.AdaGrad), ("ADAM", xpnet.Adam),
+                                      ("Nesterov", xpnet.Nesterov), ("rmsprop", xpnet.RMSprop),
+                                      ("RMSprop", xpnet.RMSprop)])
 def test_the_books_optimizer_names_in_any_case(name, cls):
     x, t = tiny()
     tr = Trainer(xpnet.TwoLayerNet(4, 5, 2, seed=0), x, t, x, t, epochs=1, optimizer=name, optimizer_param={'lr': 0.02})

@@ -143,7 +143,7 @@ def test_trainer_rejects_bad_data_and_settings(mnist):
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
         Trainer(net, x, t, batch_size=0)
     with pytest.raises(ValueError, match="unknown optimizer"):
-        Trainer(net, x, t, optimizer="rmsprop")
+        Trainer(net, x, t, optimizer="lbfgs")
     with pytest.raises(ValueError, match="lr must be a positive"):
         Trainer(net, x, t, lr=-1.0)
 

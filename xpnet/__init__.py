@@ -9,10 +9,10 @@ from .exceptions import (CheckpointError, CheckpointWriteError, DatasetError, De
 from .backend import Device, device, device_of, device_report, devices, use_device
 from .gradient import numerical_gradient
 from .gradient_check import GradcheckReport, gradcheck
-from .layers import Affine, AddLayer, MulLayer, Relu, Sigmoid, SoftmaxWithLoss, Tanh
-from .nets import MultiLayerNet, Net, TwoLayerNet
+from .layers import Affine, AddLayer, BatchNormalization, Dropout, MulLayer, Relu, Sigmoid, SoftmaxWithLoss, Tanh
+from .nets import MultiLayerNet, MultiLayerNetExtend, Net, TwoLayerNet
 from .datasets import load_idx_dataset, load_mnist
-from .optimizers import SGD, AdaGrad, Adam, Momentum
+from .optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
 from .trainer import History, Trainer
 from .checkpoint import Checkpoint, load_checkpoint, load_net, save_net
 
@@ -21,10 +21,10 @@ __version__ = "0.1.0"
 __all__ = [
     "Device", "DeviceUnavailableError", "device", "device_of", "device_report", "devices", "use_device",
     "GradcheckReport", "gradcheck", "numerical_gradient",
-    "Affine", "AddLayer", "MulLayer", "Relu", "Sigmoid", "SoftmaxWithLoss", "Tanh",
-    "MultiLayerNet", "Net", "TwoLayerNet",
+    "Affine", "AddLayer", "BatchNormalization", "Dropout", "MulLayer", "Relu", "Sigmoid", "SoftmaxWithLoss", "Tanh",
+    "MultiLayerNet", "MultiLayerNetExtend", "Net", "TwoLayerNet",
     "DatasetError", "load_idx_dataset", "load_mnist",
-    "SGD", "AdaGrad", "Adam", "Momentum",
+    "SGD", "AdaGrad", "Adam", "Momentum", "Nesterov", "RMSprop",
     "History", "Trainer", "TrainingDivergedError", "TrainingInterrupted", "CheckpointWriteError",
     "Checkpoint", "CheckpointError", "load_checkpoint", "load_net", "save_net",
     "DistributedError",

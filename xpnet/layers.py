@@ -1,21 +1,26 @@
-"""Computational-graph layers of the book's chapter 5, written once for every Array API backend.
+"""Computational-graph layers of the book's chapters 5 and 6, written once for every Array API backend.
 
 Each layer keeps the book's names and signatures (``forward(...)``, ``backward(dout)``), minus
 its traps: ``backward`` never writes into the caller's ``dout``; no Python-scalar-vs-array
 dependence; no float64 upcasts.  Parameterised layers resolve their namespace once, from their
-parameters; parameter-free layers resolve it on their first call and keep it.
+parameters; parameter-free layers resolve it on their first call and keep it. Layers that
+behave differently in training and in testing (``Dropout``, ``BatchNormalization``) take the
+book's ``forward(x, train_flg=True)``; nets pass the flag to every layer whose forward has it.
 """
 
 from __future__ import annotations
 
 from array_api_compat import array_namespace
 
-from .backend import scope_of
+import contextlib
+
+from .backend import device_of, scope_of
 from .fast import Kept, column_sums, row_sums, total, zero_of
-from .validation import check_features, check_labels, check_samples, shape_str
+from .validation import check_features, check_labels, check_samples, shape_str, unit_interval
 from .functions import one_hot, sigmoid
 
-__all__ = ["MulLayer", "AddLayer", "Relu", "Sigmoid", "Tanh", "Affine", "SoftmaxWithLoss", "layer_param_names"]
+__all__ = ["MulLayer", "AddLayer", "Relu", "Sigmoid", "Tanh", "Affine", "SoftmaxWithLoss", "Dropout",
+           "BatchNormalization", "layer_param_names", "layer_state_names"]
 
 BOOK_PARAM_NAMES = ("W", "b", "gamma", "beta")
 
@@ -37,6 +42,39 @@ def layer_param_names(layer) -> list:
             except TypeError:
                 pass
     return names
+
+
+def layer_state_names(layer) -> list:
+    """The arrays a layer learns without gradients and needs at test time (BatchNormalization's
+    running statistics): what it declares in ``state_names``. Checkpoints save them; the
+    gradient check puts them back after its trial forward passes."""
+    return list(getattr(layer, "state_names", ()))
+
+
+@contextlib.contextmanager
+def held(layers):
+    """While entered, forward passes through ``layers`` repeat their random choices (each layer
+    with ``hold_mask``, as Dropout, keeps its mask) and leave no trace: the layers' state arrays
+    (``layer_state_names``: running statistics) are put back on exit. What a gradient check needs
+    to compare losses of one function."""
+    layers = list(layers)
+    saved = []
+    for layer in layers:
+        state = {}
+        for name in layer_state_names(layer):
+            v = getattr(layer, name, None)
+            state[name] = v if v is None else array_namespace(v).asarray(v, copy=True)
+        saved.append((layer, state))
+    with contextlib.ExitStack() as stack:
+        for layer in layers:
+            if callable(getattr(layer, "hold_mask", None)):
+                stack.enter_context(layer.hold_mask())
+        try:
+            yield
+        finally:
+            for layer, state in saved:
+                for name, v in state.items():
+                    setattr(layer, name, v)
 
 
 def _unbroadcast(grad, like):
@@ -283,4 +321,153 @@ class SoftmaxWithLoss(_LazyNamespace):
         y = self.y
         dx = y - self._t_onehot
         dx *= dout / y.shape[0]
+        return dx
+
+
+class Dropout(_LazyNamespace):
+    """The book's dropout: in training, ``x * mask`` with ``mask = rand(*x.shape) > dropout_ratio``
+    (no rescaling); in testing, ``x * (1 - dropout_ratio)``.
+
+    The standard has no random numbers, so the mask is drawn with the device's own generator
+    (``Device.rng``), made at the first forward from ``seed`` (or given as ``rng``): one seed gives
+    the same masks run after run, and a checkpoint saves the generator's state so a resumed run
+    draws the masks it would have drawn. ``hold_mask()`` keeps one mask while it is entered (the
+    gradient check compares losses at the same mask).
+    """
+
+    def __init__(self, dropout_ratio=0.5, *, seed=None, rng=None):
+        self.dropout_ratio = unit_interval("dropout_ratio", dropout_ratio)
+        self.seed, self.rng = seed, rng
+        self.xp = None
+        self._keep = None  # the mask as 0/1 numbers of the input's dtype: what the maths multiplies by
+        self._held = False
+
+    @property
+    def mask(self):
+        """The book's attribute: True where the input is kept (None before the first training forward)."""
+        if self._keep is None:
+            return None
+        with scope_of(self._keep):
+            return self._keep > 0
+
+    @mask.setter
+    def mask(self, mask):
+        """Sets the mask to use (a boolean or 0/1 array of the input's shape), e.g. to repeat one."""
+        xp = array_namespace(mask)
+        self._keep = mask if xp.isdtype(mask.dtype, "real floating") else xp.astype(mask, xp.float64)
+        self.xp = xp
+
+    def generator(self, x):
+        """The generator the masks come from, made on ``x``'s device at the first use."""
+        if self.rng is None:
+            self.rng = device_of(x).rng(self.seed)
+        return self.rng
+
+    @contextlib.contextmanager
+    def hold_mask(self):
+        """While entered, a training forward reuses the last mask (drawing one if there is none,
+        or none of the input's shape)."""
+        self._held = True
+        try:
+            yield self
+        finally:
+            self._held = False
+
+    def forward(self, x, train_flg=True):
+        xp = self.xp or self._bind(x)
+        if not train_flg:
+            return x * (1.0 - self.dropout_ratio)
+        keep = self._keep
+        if not (self._held and keep is not None and keep.shape == x.shape):
+            keep = self._keep = xp.astype(self.generator(x).uniform(x.shape, x.dtype) > self.dropout_ratio, x.dtype)
+        elif keep.dtype != x.dtype:
+            keep = self._keep = xp.astype(keep, x.dtype)
+        return x * keep
+
+    def backward(self, dout):
+        return dout * self._keep
+
+
+class BatchNormalization:
+    """The book's batch normalisation (Ioffe & Szegedy): ``gamma * (x - mu) / sqrt(var + 10e-7) + beta``.
+
+    As in the book: input of rank 4 is flattened to (N, C*H*W) and normalised per feature; the
+    variance is the biased one; in training the running statistics move by ``running = momentum *
+    running + (1 - momentum) * batch``, and testing (``train_flg=False``) uses them. torch's
+    ``BatchNorm1d`` differs: momentum 0.1 on the other side, the unbiased variance in the running
+    statistic, epsilon 1e-5. Backward is the book's full chain (dmu's two terms included).
+    """
+
+    state_names = ("running_mean", "running_var")
+    eps = 10e-7  # the book's
+
+    def __init__(self, gamma, beta, momentum=0.9, running_mean=None, running_var=None):
+        xp = array_namespace(gamma, beta)
+        if gamma.ndim != 1 or beta.shape != gamma.shape:
+            raise ValueError(f"BatchNormalization needs gamma and beta of one shape (D,), got gamma "
+                             f"{shape_str(gamma.shape)} and beta {shape_str(beta.shape)}")
+        self.xp, self.gamma, self.beta = xp, gamma, beta
+        self.momentum = unit_interval("momentum", momentum)
+        self.input_shape = None  # rank 4 after a convolution, rank 2 after an Affine
+        self.running_mean, self.running_var = running_mean, running_var  # what testing uses
+        self.batch_size = self.xc = self.xn = self.std = None  # what backward needs
+        self.dgamma = self.dbeta = None
+
+    def forward(self, x, train_flg=True):
+        self.input_shape = x.shape
+        if x.ndim != 2:
+            x = self.xp.reshape(x, (x.shape[0], -1))
+        out = self._forward(x, train_flg)
+        return self.xp.reshape(out, self.input_shape) if out.shape != self.input_shape else out
+
+    def _forward(self, x, train_flg):
+        xp = self.xp
+        if x.shape[1] != self.gamma.shape[0]:
+            raise ValueError(f"BatchNormalization has {self.gamma.shape[0]} features (gamma's length) but its "
+                             f"input has {x.shape[1]} per sample, shape {shape_str(self.input_shape)}")
+        if self.running_mean is None:
+            D = x.shape[1]
+            self.running_mean = xp.zeros(D, dtype=x.dtype, device=x.device)
+            self.running_var = xp.zeros(D, dtype=x.dtype, device=x.device)
+
+        if train_flg:
+            if x.shape[0] < 1:
+                check_samples(x.shape[0], "x", "the batch statistics")
+            mu = xp.mean(x, axis=0)
+            xc = x - mu
+            var = xp.mean(xc**2, axis=0)
+            std = xp.sqrt(var + self.eps)
+            xn = xc / std
+
+            self.batch_size = x.shape[0]
+            self.xc, self.xn, self.std = xc, xn, std
+            m = self.momentum
+            self.running_mean = m * self.running_mean + (1 - m) * mu
+            self.running_var = m * self.running_var + (1 - m) * var
+        else:
+            xc = x - self.running_mean
+            xn = xc / xp.sqrt(self.running_var + self.eps)
+
+        return self.gamma * xn + self.beta
+
+    def backward(self, dout):
+        if dout.ndim != 2:
+            dout = self.xp.reshape(dout, (dout.shape[0], -1))
+        dx = self._backward(dout)
+        return self.xp.reshape(dx, self.input_shape) if dx.shape != self.input_shape else dx
+
+    def _backward(self, dout):
+        xp = self.xp
+        dbeta = xp.sum(dout, axis=0)
+        dgamma = xp.sum(self.xn * dout, axis=0)
+        dxn = self.gamma * dout
+        dxc = dxn / self.std
+        dstd = -xp.sum((dxn * self.xc) / (self.std * self.std), axis=0)
+        dvar = 0.5 * dstd / self.std
+        dxc += (2.0 / self.batch_size) * self.xc * dvar
+        dmu = xp.sum(dxc, axis=0)
+        dx = dxc - dmu / self.batch_size
+
+        self.dgamma = dgamma
+        self.dbeta = dbeta
         return dx

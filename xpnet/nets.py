@@ -21,15 +21,19 @@ import numbers
 from collections import OrderedDict
 from collections.abc import Mapping
 
+from array_api_compat import array_namespace
+
 from .backend import device as get_device, device_of, dtype_name, host_rng, scoped
 from .fast import Kept, same_objects
 from .functions import one_hot
-from .layers import Affine, Relu, Sigmoid, SoftmaxWithLoss, Tanh, layer_param_names
-from .protocols import is_layer, takes_onehot
+from .layers import (Affine, BatchNormalization, Dropout, Relu, Sigmoid, SoftmaxWithLoss, Tanh, held,
+                     layer_param_names)
+from .protocols import is_layer, takes_onehot, takes_train_flg
 from .validation import (check_array, check_features, check_finite, check_labels, check_net_size, check_samples,
-                         index_labels, is_array, is_kind, positive_int)
+                         index_labels, is_array, is_kind, positive_int, unit_interval)
 
-__all__ = ["Net", "MultiLayerNet", "TwoLayerNet", "ACTIVATIONS", "WEIGHT_INITS", "is_weight_init", "last_layer_of"]
+__all__ = ["Net", "MultiLayerNet", "MultiLayerNetExtend", "TwoLayerNet", "ACTIVATIONS", "WEIGHT_INITS",
+           "is_weight_init", "last_layer_of"]
 
 ACTIVATIONS = {"relu": Relu, "sigmoid": Sigmoid, "tanh": Tanh}
 # weight_init by name -> k of the std sqrt(k / fan_in): He's for ReLU, Xavier's for sigmoid (the book's
@@ -49,6 +53,13 @@ def on_batch(method):
             return method(self, x, *args, **kwargs)
 
     return on_device
+
+
+def _decay(lam) -> float:
+    """A weight decay strength: a finite number >= 0."""
+    if isinstance(lam, bool) or not isinstance(lam, numbers.Real) or not math.isfinite(lam) or lam < 0:
+        raise ValueError(f"weight_decay_lambda must be a finite number >= 0 (0: no weight decay), got {lam!r}")
+    return float(lam)
 
 
 def last_layer_of(net):
@@ -92,7 +103,7 @@ class Net:
     the same computations on trusted inputs, the fast path ``Trainer`` uses.
     """
 
-    def __init__(self, layers, last_layer=None, *, params=None, device=None):
+    def __init__(self, layers, last_layer=None, *, params=None, device=None, weight_decay_lambda=0):
         if isinstance(layers, Mapping):
             layers = OrderedDict(layers)
         elif isinstance(layers, (list, tuple)):
@@ -120,6 +131,7 @@ class Net:
         self.device, self.xp, self.dtype = dev, dev.xp, first.dtype
         self.params = params
         self.layers = layers
+        self.weight_decay_lambda = _decay(weight_decay_lambda)
         self.lastLayer = last_layer if last_layer is not None else SoftmaxWithLoss(dev.xp)
         self.grads = None  # the gradients of the last gradient() call, as the book's nets return them
         self._slots_seen, self._slots = None, None
@@ -192,11 +204,38 @@ class Net:
         return one_hot(t, c, self.dtype, xp, eye, check=False)  # validated by _labels
 
     # -- forward and backward --------------------------------------------------------
-    def forward(self, x):
-        """The layers in order, on trusted input (predict without the checks)."""
+    def forward(self, x, train_flg=False):
+        """The layers in order, on trusted input (predict without the checks); ``train_flg`` goes
+        to the layers whose forward takes it (Dropout, BatchNormalization)."""
         for layer in self.layers.values():
-            x = layer.forward(x)
+            x = layer.forward(x, train_flg) if takes_train_flg(layer) else layer.forward(x)
         return x
+
+    def held(self):
+        """While entered, forward passes repeat their random choices (dropout masks held) and leave
+        no trace (running statistics put back on exit): one function to compare losses of."""
+        return held(self.layers.values())
+
+    @scoped
+    def penalty(self):
+        """The weight decay's ``0.5 * weight_decay_lambda * sum(W**2)`` over every layer's W (not
+        b, gamma, beta): what ``loss`` adds to the data loss; 0.0 without weight decay."""
+        lam = self.weight_decay_lambda
+        if not lam:
+            return 0.0
+        xp, total = self.xp, 0.0
+        for k, _, attr in self._grad_slots():
+            if attr == "dW":
+                w = self.params[k]
+                total = total + xp.sum(w * w)
+        return 0.5 * lam * total
+
+    @scoped
+    def last_loss(self):
+        """The last batch's loss as ``loss`` defines it: the loss layer's value plus ``penalty()``
+        (after ``gradient``/``backprop``; computed when read)."""
+        loss = self.lastLayer.loss
+        return loss + self.penalty() if self.weight_decay_lambda else loss
 
     def _grad_slots(self):
         """[(params key, layer, gradient attribute)], rebuilt when layers or params change.
@@ -240,38 +279,49 @@ class Net:
         """Backpropagate ``dout`` (the loss's gradient scale) from the last layer to the first;
         returns the gradients ``{W1: dW, ...}`` of ``dout * loss`` from the layers."""
         slots = self._grad_slots()
+        scale = dout
         dout = self.lastLayer.backward(dout)
         for layer in reversed(self.layers.values()):
             dout = layer.backward(dout)
-        return {k: getattr(layer, attr) for k, layer, attr in slots}
+        grads = {k: getattr(layer, attr) for k, layer, attr in slots}
+        if self.weight_decay_lambda:  # the penalty's gradient, lambda * W, for every W
+            decay = scale * self.weight_decay_lambda
+            for k, _, attr in slots:
+                if attr == "dW":
+                    grads[k] = grads[k] + decay * self.params[k]
+        return grads
 
     @scoped
     def backprop(self, x, t_onehot, dout=1.0):
         """The gradient of ``dout * loss`` on trusted inputs: ``x`` of shape (N, D) in the net's
         dtype and device, ``t_onehot`` one-hot rows of that dtype. No checks; ``net.grads`` is
-        left alone. ``lastLayer.loss`` holds the batch's loss when read. The trainer's step."""
-        self._forward_loss_layer(self.forward(x), t_onehot)
+        left alone. ``last_loss()`` gives the batch's loss when read. The trainer's step, in
+        training mode (``train_flg=True``)."""
+        self._forward_loss_layer(self.forward(x, True), t_onehot)
         return self.backward(dout)
 
     # -- the book's API ----------------------------------------------------------------
     @scoped
-    def predict(self, x):
-        """Scores (before softmax) for a batch ``x`` of this device."""
-        return self.forward(self._input(x, finite=True))
+    def predict(self, x, train_flg=False):
+        """Scores (before softmax) for a batch ``x`` of this device; in testing mode unless told."""
+        return self.forward(self._input(x, finite=True), train_flg)
 
     @on_batch
-    def loss(self, x, t):
-        """The mean loss of a batch, integer or one-hot labels ``t``."""
+    def loss(self, x, t, train_flg=False):
+        """The mean loss of a batch, integer or one-hot labels ``t``, weight decay included; in
+        testing mode unless told (as the book's ``MultiLayerNetExtend.loss``)."""
         x = self._input(x, finite=True)
         check_samples(x.shape[0], "x", "the mean loss")
-        y = self.forward(x)
+        y = self.forward(x, train_flg)
         out = self._forward_loss_layer(y, self._targets(t, y.shape[0], y.shape[1]))
-        return self.lastLayer.loss if out is None else out
+        loss = self.lastLayer.loss if out is None else out
+        return loss + self.penalty() if self.weight_decay_lambda else loss
 
     @on_batch
     def gradient(self, x, t):
         """Backprop gradients of the loss, a dict like ``params``; also kept in ``net.grads``.
-        Afterwards ``net.lastLayer.loss`` holds this batch's loss, as in the book.
+        Afterwards ``net.lastLayer.loss`` holds this batch's loss, as in the book (``last_loss()``
+        adds the weight decay's penalty). Computed in training mode, as the book's nets do.
 
         The checks are those a step can afford: shapes, dtypes, devices, the labels' range or
         one-hot rows summing to 1; not the NaN scan of ``x`` (``loss``, ``accuracy``,
@@ -285,7 +335,7 @@ class Net:
         return grads
 
     def _gradient_by_scores(self, x, t):
-        y = self.forward(x)
+        y = self.forward(x, True)
         self._forward_loss_layer(y, self._targets(t, y.shape[0], y.shape[1]))
         self.grads = grads = self.backward(1.0)
         return grads
@@ -335,7 +385,10 @@ class Net:
 
     @scoped
     def numerical_gradient(self, x, t):
-        """The book's numerical gradient of every parameter (slow: two losses per entry)."""
+        """The book's numerical gradient of every parameter (slow: two losses per entry), of the
+        loss ``gradient`` differentiates: in training mode, weight decay included, each dropout
+        mask held at the last one drawn (so call ``gradient`` first to compare with it), the
+        running statistics put back afterwards."""
         from .gradient import numerical_gradient
 
         x = self._input(x, finite=True)
@@ -344,10 +397,12 @@ class Net:
         t1 = self._targets(t, x.shape[0], c)
 
         def loss_W(W):  # the book's name; W is perturbed in place, so the loss just recomputes
-            out = self._forward_loss_layer(self.forward(x), t1)
-            return self.lastLayer.loss if out is None else out
+            out = self._forward_loss_layer(self.forward(x, True), t1)
+            loss = self.lastLayer.loss if out is None else out
+            return loss + self.penalty() if self.weight_decay_lambda else loss
 
-        return {k: numerical_gradient(loss_W, p) for k, p in self.params.items()}
+        with self.held():
+            return {k: numerical_gradient(loss_W, p) for k, p in self.params.items()}
 
     # -- copies --------------------------------------------------------------------------
     def to(self, device=None, dtype=None):
@@ -425,37 +480,71 @@ class MultiLayerNet(Net):
     defaults (He's initial weights for 'relu'/'he', Xavier's for 'sigmoid'/'xavier') and its
     layer names (Affine1, Activation_function1, ..., AffineL). xpnet's: ``MultiLayerNet([784,
     100, 100, 10], activation='relu', weight_init=0.01)``, the widths input first, layers named
-    Affine1, Relu1, .... ``activation`` is relu, sigmoid or tanh. The book's attributes are all
-    here: ``params`` (W1, b1, ...), ordered ``layers``, ``lastLayer`` (``last_layer``).
-    ``params=`` starts from given host arrays (a checkpoint's) instead of drawing them.
+    Affine1, Relu1, .... ``activation`` is relu, sigmoid or tanh; ``weight_decay_lambda`` adds
+    ``0.5 * lambda * sum(W**2)`` to the loss (``lambda * W`` to W's gradients). The book's
+    attributes are all here: ``params`` (W1, b1, ...), ordered ``layers``, ``lastLayer``
+    (``last_layer``). ``params=`` starts from given host arrays (a checkpoint's) instead of
+    drawing them.
     """
 
     def __init__(self, sizes=None, activation="relu", weight_init=None, *book_args, input_size=None,
                  hidden_size_list=None, output_size=None, weight_init_std=None, weight_decay_lambda=0,
-                 device=None, dtype="float64", seed=None, params=None, layer_names="xpnet"):
-        book = _book_arguments(sizes, activation, weight_init, book_args, input_size, hidden_size_list,
-                               output_size, weight_init_std, weight_decay_lambda)
+                 device=None, dtype="float64", seed=None, params=None, layer_names="xpnet", **extend):
+        book = _book_arguments(type(self).__name__, sizes, activation, weight_init, book_args, dict(
+            input_size=input_size, hidden_size_list=hidden_size_list, output_size=output_size,
+            weight_init_std=weight_init_std, weight_decay_lambda=weight_decay_lambda, **extend), self._book_names)
         if book is not None:
-            sizes, activation, weight_init = book
+            sizes, activation, weight_init = book.pop("sizes"), book.pop("activation"), book.pop("weight_init")
+            weight_decay_lambda = book.pop("weight_decay_lambda")
+            extend = book
             layer_names = "book"
         elif weight_init is None:
             weight_init = 0.01
+        unknown = sorted(set(extend) - set(self._option_names))
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got an unexpected keyword argument {unknown[0]!r}")
+        self._options(**extend)
         dev, dt = self._describe(sizes, activation, weight_init, seed, layer_names, device, dtype, params is None)
-        sizes = self.sizes
-        if params is None:  # drawn on the host: one seed gives the same net on every backend
-            rng = host_rng(seed)
-            params = {}
-            for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
-                params[f"W{i}"] = self._init_std(n_in) * rng.standard_normal((n_in, n_out))
-                params[f"b{i}"] = [0.0] * n_out  # zeros
+        rng = host_rng(seed)  # drawn on the host: one seed gives the same net on every backend
+        if params is None:
+            params = self._draw(rng)
         params = {k: dev.asarray(v, dtype=dt) for k, v in params.items()}
-        n = len(sizes) - 1
-        layers = OrderedDict()
-        for i in range(1, n + 1):  # the first layer's input gradient is read by nobody: skip it
-            layers[f"Affine{i}"] = Affine(params[f"W{i}"], params[f"b{i}"], compute_dx=(i > 1))
+        with dev.scope():  # what a layer allocates (running statistics) goes to the net's GPU
+            layers = OrderedDict((name, self._make_layer(kind, i, params, rng)) for name, kind, i in self._plan())
+        super().__init__(layers, SoftmaxWithLoss(), params=params, device=dev, weight_decay_lambda=weight_decay_lambda)
+
+    _book_names = ("input_size", "hidden_size_list", "output_size", "activation", "weight_init_std",
+                   "weight_decay_lambda")  # the book's positional order
+
+    _option_names = ()
+
+    def _options(self):
+        """The options a subclass adds (MultiLayerNetExtend: dropout, batch norm)."""
+
+    def _draw(self, rng) -> dict:
+        """The initial parameters as host data: W ~ N(0, std^2), b = 0, in the book's order."""
+        params = {}
+        for i, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:]), start=1):
+            params[f"W{i}"] = self._init_std(n_in) * rng.standard_normal((n_in, n_out))
+            params[f"b{i}"] = [0.0] * n_out  # zeros
+        return params
+
+    def _plan(self) -> list:
+        """[(layer name, kind, i)] in order: what this class builds (and ``_as_built`` checks)."""
+        n = len(self.sizes) - 1
+        plan = []
+        for i in range(1, n + 1):
+            plan.append((f"Affine{i}", "affine", i))
             if i < n:
-                layers[self._activation_key(i)] = ACTIVATIONS[activation]()
-        super().__init__(layers, SoftmaxWithLoss(), params=params, device=dev)
+                plan.append((self._activation_key(i), "activation", i))
+        return plan
+
+    def _make_layer(self, kind: str, i: int, params: dict, rng):
+        if kind == "affine":  # the first layer's input gradient is read by nobody: skip it
+            return Affine(params[f"W{i}"], params[f"b{i}"], compute_dx=(i > 1))
+        return ACTIVATIONS[self.activation]()
+
+    _LAYER_TYPES = {"affine": Affine, "activation": None, "batchnorm": BatchNormalization, "dropout": Dropout}
 
     def _describe(self, sizes, activation, weight_init, seed, layer_names, device, dtype, drawing=True):
         """Checks the architecture's description and keeps it (``sizes``, ``activation``,
@@ -494,16 +583,16 @@ class MultiLayerNet(Net):
 
     def _as_built(self) -> bool:
         """Whether the layers are still the ones this class builds (nobody replaced one)."""
-        n = len(self.sizes) - 1
-        act = ACTIVATIONS[self.activation]
-        expected = []
-        for i in range(1, n + 1):
-            expected.append((f"Affine{i}", Affine))
-            if i < n:
-                expected.append((self._activation_key(i), act))
-        return [(k, type(v)) for k, v in self.layers.items()] == expected and type(self.lastLayer) is SoftmaxWithLoss \
-            and all(self.layers[f"Affine{i}"].W is self.params[f"W{i}"] and self.layers[f"Affine{i}"].b is
-                    self.params[f"b{i}"] for i in range(1, n + 1))
+        types = dict(self._LAYER_TYPES, activation=ACTIVATIONS[self.activation])
+        expected = [(name, types[kind]) for name, kind, _ in self._plan()]
+        if [(k, type(v)) for k, v in self.layers.items()] != expected or type(self.lastLayer) is not SoftmaxWithLoss:
+            return False
+        for name, kind, i in self._plan():
+            layer = self.layers[name]
+            names = {"affine": ("W", "b"), "batchnorm": ("gamma", "beta")}.get(kind, ())
+            if any(getattr(layer, a) is not self.params[f"{a}{i}"] for a in names):
+                return False
+        return True
 
     @property
     def config(self) -> dict:
@@ -515,60 +604,134 @@ class MultiLayerNet(Net):
                "weight_init": self.weight_init, "dtype": dtype_name(self.dtype)}
         if self.layer_names != "xpnet":
             cfg["layer_names"] = self.layer_names
+        if self.weight_decay_lambda:
+            cfg["weight_decay_lambda"] = self.weight_decay_lambda
         return cfg
 
     def __repr__(self) -> str:
         if not self._as_built():
             return super().__repr__()
         arch = "-".join(str(s) for s in self.sizes)
-        return (f"{type(self).__name__}({arch}, {self.activation}, device={self.device.name!r}, "
-                f"dtype={dtype_name(self.dtype)})")
+        extra = f", weight_decay_lambda={self.weight_decay_lambda:g}" if self.weight_decay_lambda else ""
+        return (f"{type(self).__name__}({arch}, {self.activation}{self._repr_options()}{extra}, "
+                f"device={self.device.name!r}, dtype={dtype_name(self.dtype)})")
+
+    def _repr_options(self) -> str:
+        return ""
+
+
+class MultiLayerNetExtend(MultiLayerNet):
+    """The book's extended net (``common/multi_layer_net_extend.py``): ``MultiLayerNet`` with
+    Dropout and batch normalisation -- (Affine -> [BatchNorm] -> activation -> [Dropout]) * (L-1)
+    -> Affine -> SoftmaxWithLoss.
+
+    The book's call: ``MultiLayerNetExtend(input_size=784, hidden_size_list=[100, 100],
+    output_size=10, activation='relu', weight_init_std='relu', weight_decay_lambda=0,
+    use_dropout=False, dropout_ration=0.5, use_batchnorm=False)`` (the book spells it
+    ``dropout_ration``; ``dropout_ratio`` is accepted too), layers ``Affine{i}``, ``BatchNorm{i}``,
+    ``Activation_function{i}``, ``Dropout{i}``, parameters ``W{i}``, ``b{i}``, ``gamma{i}``,
+    ``beta{i}``. As in the book, ``predict(x, train_flg=False)`` and ``loss(x, t,
+    train_flg=False)`` test unless told, and ``gradient`` trains. xpnet's call takes the widths
+    first, as ``MultiLayerNet``. Each Dropout draws its masks from its own device generator, seeded
+    from ``seed``.
+    """
+
+    _book_names = MultiLayerNet._book_names + ("use_dropout", "dropout_ration", "use_batchnorm")
+    _option_names = ("use_dropout", "dropout_ration", "use_batchnorm", "dropout_ratio")
+
+    def _options(self, use_dropout=False, dropout_ration=0.5, use_batchnorm=False, dropout_ratio=None):
+        if dropout_ratio is not None:
+            if dropout_ration != 0.5 and dropout_ration != dropout_ratio:
+                raise TypeError(f"MultiLayerNetExtend got dropout_ration={dropout_ration!r} and dropout_ratio="
+                                f"{dropout_ratio!r}: the book's spelling and xpnet's name one setting, give one")
+            dropout_ration = dropout_ratio
+        for name, v in (("use_dropout", use_dropout), ("use_batchnorm", use_batchnorm)):
+            if not isinstance(v, bool):
+                raise TypeError(f"{name} must be True or False, got {v!r}")
+        self.use_dropout, self.use_batchnorm = use_dropout, use_batchnorm
+        self.dropout_ratio = unit_interval("dropout_ration", dropout_ration)
+
+    def _draw(self, rng) -> dict:
+        params = super()._draw(rng)
+        if self.use_batchnorm:  # after every W and b, as the book's dict
+            for i, width in enumerate(self.sizes[1:-1], start=1):
+                params[f"gamma{i}"] = [1.0] * width
+                params[f"beta{i}"] = [0.0] * width
+        return params
+
+    def _plan(self) -> list:
+        plan = []
+        for name, kind, i in super()._plan():
+            if kind == "activation" and self.use_batchnorm:
+                plan.append((f"BatchNorm{i}", "batchnorm", i))
+            plan.append((name, kind, i))
+            if kind == "activation" and self.use_dropout:
+                plan.append((f"Dropout{i}", "dropout", i))
+        return plan
+
+    def _make_layer(self, kind: str, i: int, params: dict, rng):
+        if kind == "batchnorm":  # running statistics start at 0, as the book's first update makes them
+            g = params[f"gamma{i}"]
+            xp = array_namespace(g)
+            zeros = functools.partial(xp.zeros, g.shape, dtype=g.dtype, device=g.device)
+            return BatchNormalization(g, params[f"beta{i}"], running_mean=zeros(), running_var=zeros())
+        if kind == "dropout":  # its own generator: one seed, the same masks; a CuPy replay stays short
+            return Dropout(self.dropout_ratio, seed=int(rng.integers(2**62)) if self.seed is not None else None)
+        return super()._make_layer(kind, i, params, rng)
+
+    @property
+    def config(self) -> dict:
+        cfg = super().config
+        if cfg.get("class") == type(self).__name__:
+            cfg.update(use_dropout=self.use_dropout, dropout_ratio=self.dropout_ratio,
+                       use_batchnorm=self.use_batchnorm)
+        return cfg
+
+    def _repr_options(self) -> str:
+        return (", batchnorm" if self.use_batchnorm else "") + \
+            (f", dropout {self.dropout_ratio:g}" if self.use_dropout else "")
 
 
 _ACTIVATION_KEYS = {"xpnet": None, "book": "Activation_function"}  # None: the activation's class name
 
 
-def _book_arguments(sizes, activation, weight_init, rest, input_size, hidden_size_list, output_size,
-                    weight_init_std, weight_decay_lambda):
-    """(sizes, activation, weight_init) of a call in the book's form -- keywords input_size,
-    hidden_size_list, output_size, or ``MultiLayerNet(784, [100, 100], 10, ...)`` -- else None."""
-    keywords = (input_size, hidden_size_list, output_size, weight_init_std)
+def _book_arguments(cls: str, sizes, activation, weight_init, rest, keywords: dict, names: tuple):
+    """The book-form call's settings -- {sizes, activation, weight_init, weight_decay_lambda, and
+    the rest of ``names``} -- from keywords input_size, hidden_size_list, output_size, ..., or
+    ``MultiLayerNet(784, [100, 100], 10, ...)`` by position; None for xpnet's form."""
     positional = isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool)
-    if not positional and all(v is None for v in keywords) and not rest and weight_decay_lambda == 0:
+    book_only = ("input_size", "hidden_size_list", "output_size", "weight_init_std")
+    if not positional and all(keywords[k] is None for k in book_only) and not rest:
         return None
-    if positional:  # MultiLayerNet(input_size, hidden_size_list, output_size, activation, weight_init_std, ...)
+    if positional:  # cls(input_size, hidden_size_list, output_size, activation, weight_init_std, ...)
         given = [sizes, activation, weight_init, *rest]
         if not rest:  # the rest by keyword: leave out the defaults standing in for them
             given = given[:3] if weight_init is not None else given[:2] if activation != "relu" else given[:1]
-        if len(given) > 6:
-            raise TypeError(f"MultiLayerNet takes at most 6 positional arguments in the book's form, got {len(given)}")
-        names = ["input_size", "hidden_size_list", "output_size", "activation", "weight_init_std",
-                 "weight_decay_lambda"]
-        book = dict(zip(names, given))
-        for name, v in (("input_size", input_size), ("hidden_size_list", hidden_size_list),
-                        ("output_size", output_size), ("weight_init_std", weight_init_std)):
-            if v is not None and name in book:
-                raise TypeError(f"MultiLayerNet got {name} both by position and by keyword")
-        input_size, hidden_size_list = book["input_size"], book.get("hidden_size_list", hidden_size_list)
-        output_size, activation = book.get("output_size", output_size), book.get("activation", "relu")
-        weight_init_std = book.get("weight_init_std", weight_init_std)
-        weight_decay_lambda = book.get("weight_decay_lambda", weight_decay_lambda)
+        if len(given) > len(names):
+            raise TypeError(f"{cls} takes at most {len(names)} positional arguments in the book's form, "
+                            f"got {len(given)}")
+        for name, v in zip(names, given):
+            default = 0 if name == "weight_decay_lambda" else None
+            if name in keywords and keywords[name] is not None and keywords[name] != default and \
+                    name not in ("activation",):
+                raise TypeError(f"{cls} got {name} both by position and by keyword")
+            keywords[name] = v
+        keywords.setdefault("activation", "relu")
     elif sizes is not None or rest or weight_init is not None:
-        raise TypeError("MultiLayerNet: give either the book's input_size=, hidden_size_list=, output_size= or "
+        raise TypeError(f"{cls}: give either the book's input_size=, hidden_size_list=, output_size= or "
                         "xpnet's sizes list (and weight_init), not both")
-    missing = [n for n, v in (("input_size", input_size), ("hidden_size_list", hidden_size_list),
-                              ("output_size", output_size)) if v is None]
+    else:
+        keywords["activation"] = activation
+    missing = [n for n in ("input_size", "hidden_size_list", "output_size") if keywords[n] is None]
     if missing:
-        raise TypeError(f"MultiLayerNet in the book's form needs {', '.join(missing)}: e.g. MultiLayerNet("
+        raise TypeError(f"{cls} in the book's form needs {', '.join(missing)}: e.g. {cls}("
                         "input_size=784, hidden_size_list=[100, 100], output_size=10)")
-    if not isinstance(hidden_size_list, (list, tuple)):
-        raise TypeError(f"hidden_size_list must be a list of widths such as [100, 100], got "
-                        f"{type(hidden_size_list).__name__}")
-    if weight_decay_lambda != 0:
-        raise ValueError(f"weight_decay_lambda={weight_decay_lambda!r}: this xpnet trains without weight decay "
-                         "(it comes with chapter 6's parts); pass 0, or add the penalty to the loss yourself")
-    return [input_size, *hidden_size_list, output_size], activation, \
-        "relu" if weight_init_std is None else weight_init_std
+    hidden = keywords.pop("hidden_size_list")
+    if not isinstance(hidden, (list, tuple)):
+        raise TypeError(f"hidden_size_list must be a list of widths such as [100, 100], got {type(hidden).__name__}")
+    std = keywords.pop("weight_init_std")
+    return dict(keywords, sizes=[keywords.pop("input_size"), *hidden, keywords.pop("output_size")],
+                weight_init="relu" if std is None else std)
 
 
 class TwoLayerNet(MultiLayerNet):

@@ -2,25 +2,44 @@
 
 In-place operators (``p -= ...``) are part of the Array API standard, so every backend
 updates the very arrays the layers hold: no re-binding, no copies of the parameters.
-State (velocities, moments) is created on the first update, on the parameters' device.
+State (velocities, moments) is created on the first update, on the parameters' device. A dict
+of Python numbers (the book's ``optimizer_compare_naive.py`` minimises a function of two floats)
+is updated too: the same rules, each entry rebound to its new value.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 
 from array_api_compat import array_namespace
 
 from .validation import positive_number, unit_interval
 
-__all__ = ["Optimizer", "SGD", "Momentum", "AdaGrad", "Adam", "get_optimizer", "optimizer_class"]
+__all__ = ["Optimizer", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "get_optimizer",
+           "optimizer_class"]
+
+
+def _numbers(params) -> bool:
+    """Whether ``params`` holds Python numbers (floats, ints) rather than arrays."""
+    first = _first(params)
+    if isinstance(first, numbers.Real) and not isinstance(first, bool):
+        bad = [k for k, v in params.items() if not isinstance(v, numbers.Real) or isinstance(v, bool)]
+        if bad:
+            raise TypeError(f"params mixes numbers and other values ({bad[0]!r} is {type(params[bad[0]]).__name__}): "
+                            "give all numbers or all arrays")
+        return True
+    return False
 
 
 def _zeros_like_all(params):
-    """Optimizer state on the parameters' device (CuPy allocates on the *current* GPU)."""
+    """Optimizer state on the parameters' device (CuPy allocates on the *current* GPU); for a
+    dict of numbers, zeros and ``math`` (its sqrt) as the namespace."""
     from .backend import device_of  # looked up per call: tests stand a fake GPU in for it
 
     first = _first(params)
+    if _numbers(params):
+        return math, dict.fromkeys(params, 0.0)
     xp = array_namespace(*params.values())
     with device_of(first).scope():
         return xp, {k: xp.zeros_like(p) for k, p in params.items()}
@@ -34,9 +53,9 @@ def _first(params):
 
 def _scope(params):
     """The device scope of the parameters (CuPy runs kernels on the *current* GPU)."""
-    from .backend import device_of
+    from .backend import device_of, null_scope
 
-    return device_of(_first(params)).scope()
+    return null_scope() if _numbers(params) else device_of(_first(params)).scope()
 
 
 def _check_grads(params, grads):
@@ -102,6 +121,7 @@ class SGD(Optimizer):
         with _scope(params):
             for key, p in params.items():
                 p -= lr * grads[key]
+                params[key] = p  # the same array; a number's new value
 
     def scaled_update(self):
         """``(scale, apply)`` for a trainer that folds the learning rate into the loss gradient:
@@ -133,6 +153,32 @@ class Momentum(Optimizer):
                 v *= mom
                 v -= lr * grads[key]
                 p += v
+                params[key], self.v[key] = p, v  # the same arrays; numbers' new values
+
+
+class Nesterov(Optimizer):
+    """Nesterov's accelerated gradient in the book's form:
+    p <- p + momentum^2 v - (1 + momentum) lr g;  v <- momentum v - lr g."""
+
+    settings, buffers = ("lr", "momentum"), ("v",)
+
+    def __init__(self, lr=0.01, momentum=0.9):
+        self.lr, self.momentum = positive_number("lr", lr), unit_interval("momentum", momentum)
+        self.v = None
+
+    def update(self, params, grads):
+        _check_grads(params, grads)
+        if self.v is None:
+            self.v = _zeros_like_all(params)[1]
+        lr, mom = self.lr, self.momentum
+        with _scope(params):
+            for key, p in params.items():
+                g, v = grads[key], self.v[key]
+                p += mom * mom * v
+                p -= (1 + mom) * lr * g
+                v *= mom
+                v -= lr * g
+                params[key], self.v[key] = p, v
 
 
 class AdaGrad(Optimizer):
@@ -154,6 +200,30 @@ class AdaGrad(Optimizer):
                 g, h = grads[key], self.h[key]
                 h += g * g
                 p -= self.lr * g / (xp.sqrt(h) + 1e-7)
+                params[key], self.h[key] = p, h
+
+
+class RMSprop(Optimizer):
+    """RMSprop in the book's form: h <- decay h + (1 - decay) g*g;  p <- p - lr g / (sqrt(h) + 1e-7)."""
+
+    settings, buffers = ("lr", "decay_rate"), ("h",)
+
+    def __init__(self, lr=0.01, decay_rate=0.99):
+        self.lr, self.decay_rate = positive_number("lr", lr), unit_interval("decay_rate", decay_rate)
+        self.h = None
+
+    def update(self, params, grads):
+        _check_grads(params, grads)
+        if self.h is None:
+            self._xp, self.h = _zeros_like_all(params)
+        xp, rho = self._xp, self.decay_rate
+        with _scope(params):
+            for key, p in params.items():
+                g, h = grads[key], self.h[key]
+                h *= rho
+                h += (1 - rho) * g * g
+                p -= self.lr * g / (xp.sqrt(h) + 1e-7)
+                params[key], self.h[key] = p, h
 
 
 class Adam(Optimizer):
@@ -182,10 +252,11 @@ class Adam(Optimizer):
                 m += (1 - b1) * (g - m)
                 v += (1 - b2) * (g * g - v)
                 p -= lr_t * m / (xp.sqrt(v) + 1e-7)
+                params[key], self.m[key], self.v[key] = p, m, v
 
 
-_BY_NAME = {"sgd": SGD, "momentum": Momentum, "adagrad": AdaGrad, "adam": Adam}
-_NOT_IN_XPNET = {"nesterov": "Nesterov", "rmsprop": "RMSprop"}  # in the book's common/optimizer.py
+_BY_NAME = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adagrad": AdaGrad, "rmsprop": RMSprop,
+            "adam": Adam}
 
 
 def optimizer_class(name, argument: str = "optimizer") -> type:
@@ -194,14 +265,13 @@ def optimizer_class(name, argument: str = "optimizer") -> type:
     cls = _BY_NAME.get(name.lower()) if isinstance(name, str) else None
     if cls is None:
         known = ", ".join(c.__name__ for c in _BY_NAME.values())
-        book = _NOT_IN_XPNET.get(name.lower()) if isinstance(name, str) else None
-        why = f"xpnet has no {book} yet (the book's common/optimizer.py has it)" if book else "no such optimizer"
-        raise ValueError(f"{argument}={name!r}: unknown optimizer, {why}; choose one of {known} (any case)")
+        raise ValueError(f"{argument}={name!r}: unknown optimizer; choose one of {known} (any case)")
     return cls
 
 
 def get_optimizer(name_or_optimizer, lr=None):
-    """An optimizer from its name (``sgd``, ``momentum``, ``adagrad``, ``adam``) or as given."""
+    """An optimizer from its name (``sgd``, ``momentum``, ``nesterov``, ``adagrad``, ``rmsprop``,
+    ``adam``) or as given."""
     if not isinstance(name_or_optimizer, str):
         if not callable(getattr(name_or_optimizer, "update", None)):
             raise TypeError("optimizer must be a name or an object with update(params, grads)")

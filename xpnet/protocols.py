@@ -19,11 +19,12 @@ layer as ``lastLayer`` or ``last_layer``; ``gradcheck`` then checks it layer by 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = ["Layer", "GradNet", "BookNet", "FastNet", "LayeredNet", "is_layer", "is_grad_net", "is_book_net",
-           "is_fast_net", "is_layered_net", "takes_onehot", "require_book_net"]
+           "is_fast_net", "is_layered_net", "takes_onehot", "takes_train_flg", "require_book_net"]
 
 
 @runtime_checkable
@@ -112,6 +113,23 @@ def takes_onehot(layer) -> bool:
     """Whether a loss layer offers ``forward_onehot(x, t_onehot)`` (xpnet's SoftmaxWithLoss): the
     trusted forward on one-hot rows made once, its loss computed when first read."""
     return callable(getattr(layer, "forward_onehot", None))
+
+
+_TAKES_TRAIN_FLG: dict = {}  # layer class -> whether its forward has train_flg
+
+
+def takes_train_flg(layer) -> bool:
+    """Whether a layer's ``forward`` takes the book's ``train_flg`` (Dropout, BatchNormalization:
+    they act differently in training and in testing); read from the signature once per class."""
+    cls = type(layer)
+    known = _TAKES_TRAIN_FLG.get(cls)
+    if known is None:
+        try:
+            known = "train_flg" in inspect.signature(layer.forward).parameters
+        except (TypeError, ValueError):  # no signature to read (a builtin): called without it
+            known = False
+        _TAKES_TRAIN_FLG[cls] = known
+    return known
 
 
 def require_book_net(net, who: str) -> None:

@@ -175,7 +175,7 @@ class Device:
 
 
 class Generator:
-    """Normal draws and integer sampling on a device, seeded; the standard has no RNG.
+    """Normal and uniform draws and integer sampling on a device, seeded; the standard has no RNG.
 
     This base draws with NumPy's PCG64 on the host and places the result with
     ``device.asarray``: on the CPU and array-api-strict the same seed gives the same numbers.
@@ -196,6 +196,12 @@ class Generator:
         if scale != 1.0:
             a *= scale
         return self.device.asarray(a.astype(dt, copy=False))
+
+    def uniform(self, shape, dtype="float32"):
+        """Draws from U[0, 1) of ``shape`` and ``dtype`` (the book's ``np.random.rand``)."""
+        dt = dtype_name(self.device.dtype(dtype))
+        return self.device.asarray(self._g.random(tuple(shape), dtype=dt if dt in ("float32", "float64") else None)
+                                   .astype(dt, copy=False))
 
     def integers(self, high: int, size: int):
         """``size`` integers drawn uniformly from ``[0, high)``, with replacement."""

@@ -107,7 +107,8 @@ class CupyGenerator(Generator):
 
     CuPy's generators expose no state to save, so this one remembers its seed (drawn from
     host entropy when none is given) and the draws made; ``set_state`` replays them on a fresh
-    generator -- a few dozen calls for a whole training run."""
+    generator -- a few dozen entries for a whole training run (a run of equal draws, such as
+    a dropout mask a step, is one entry with its count)."""
 
     state_kind = "replay"
 
@@ -120,20 +121,33 @@ class CupyGenerator(Generator):
 
     @scoped
     def normal(self, shape, dtype="float32", scale=1.0):
-        self._calls.append(["normal", list(shape), dtype_name(self.device.dtype(dtype))])
+        self._record(["normal", list(shape), dtype_name(self.device.dtype(dtype))])
         a = self._g.standard_normal(tuple(shape), dtype=self.device.dtype(dtype))
         return a * scale if scale != 1.0 else a
 
     @scoped
+    def uniform(self, shape, dtype="float32"):
+        self._record(["uniform", list(shape), dtype_name(self.device.dtype(dtype))])
+        return self._g.random(tuple(shape), dtype=self.device.dtype(dtype))
+
+    @scoped
     def integers(self, high: int, size: int):
-        self._calls.append(["integers", int(high), int(size)])
+        self._record(["integers", int(high), int(size)])
         return self._g.integers(0, int(high), size=int(size))
 
     @scoped
     def permutation(self, n: int):
-        self._calls.append(["permutation", int(n)])
+        self._record(["permutation", int(n)])
         # CuPy's Generator has no permutation: sort uniform keys.
         return self.device._cupy.argsort(self._g.random(int(n)))
+
+    def _record(self, call):
+        """Remembers a draw; a run of equal ones (a dropout mask each step) is one entry with a count."""
+        calls = self._calls
+        if calls and calls[-1][0] == call:
+            calls[-1][1] += 1
+        else:
+            calls.append([call, 1])
 
     def get_state(self) -> dict:
         return {"kind": "replay", "seed": self.seed, "calls": [list(c) for c in self._calls]}
@@ -143,8 +157,14 @@ class CupyGenerator(Generator):
             raise ValueError(f"this generator ({self.device.name}) continues a 'replay' state, got "
                              f"{state.get('kind') if isinstance(state, dict) else type(state).__name__!r}")
         fresh = CupyGenerator(self.device, state["seed"])
-        for call in state["calls"]:
-            getattr(fresh, call[0])(*call[1:])
+        try:
+            for entry in state["calls"]:
+                # [[name, *args], count]; an entry [name, *args] is one draw (states saved before counts)
+                call, count = (entry[0], int(entry[1])) if isinstance(entry[0], list) else (entry, 1)
+                for _ in range(count):
+                    getattr(fresh, call[0])(*call[1:])
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+            raise ValueError(f"damaged random-generator state ({e})") from None
         self.seed, self._calls, self._g = fresh.seed, fresh._calls, fresh._g
 
 

@@ -129,6 +129,10 @@ class TorchGenerator(Generator):
                               dtype=self.device.dtype(dtype))
         return a * scale if scale != 1.0 else a
 
+    def uniform(self, shape, dtype="float32"):
+        return self._torch.rand(tuple(shape), generator=self._g, device=self.device.native,
+                                dtype=self.device.dtype(dtype))
+
     def integers(self, high: int, size: int):
         return self._torch.randint(0, int(high), (int(size),), generator=self._g, device=self.device.native)
 

@@ -1,0 +1,282 @@
+"""Chapter 6's parts on every device: BatchNormalization, Dropout, weight decay,
+MultiLayerNetExtend, Nesterov and RMSprop, util -- against PyTorch's autograd at float64 and
+against the book's own code (copied in this file with its notice until it joins tests/book)."""
+
+import numpy as np
+import pytest
+
+import xpnet
+from xpnet.layers import BatchNormalization, Dropout
+from xpnet.util import shuffle_dataset, smooth_curve
+
+torch = pytest.importorskip("torch")
+
+in_scope = pytest.mark.in_device_scope  # for the tests calling layers directly (see conftest)
+
+
+def host(dev, a):
+    return dev.to_numpy(a)
+
+
+def rand(dev, shape, seed=0, scale=1.0, dtype="float64"):
+    return dev.asarray(np.random.default_rng(seed).standard_normal(shape) * scale, dtype=dtype)
+
+
+def tt(a):
+    return torch.tensor(np.asarray(a), dtype=torch.float64, requires_grad=True)
+
+
+# -- BatchNormalization --------------------------------------------------------------------------
+@in_scope
+@pytest.mark.parametrize("shape", [(7, 5), (4, 2, 3, 3)])
+def test_batchnorm_training_forward_and_backward_agree_with_torch(dev, shape):
+    d = int(np.prod(shape[1:]))
+    x, dout = rand(dev, shape, 1, 3.0), rand(dev, shape, 2)
+    gamma, beta = rand(dev, (d,), 3) + 1.0, rand(dev, (d,), 4)
+    bn = BatchNormalization(gamma, beta)
+    with dev.scope():
+        out = bn.forward(x, train_flg=True)
+        dx = bn.backward(dout)
+    # torch: the book flattens (N, C, H, W) to (N, C*H*W) and normalises each of the C*H*W features
+    xt, gt, bt = tt(host(dev, x).reshape(shape[0], -1)), tt(host(dev, gamma)), tt(host(dev, beta))
+    ref = torch.nn.functional.batch_norm(xt, None, None, gt, bt, training=True, eps=10e-7)
+    ref.backward(torch.tensor(host(dev, dout).reshape(shape[0], -1)))
+    assert out.shape == shape and dx.shape == shape
+    np.testing.assert_allclose(host(dev, out).reshape(shape[0], -1), ref.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(host(dev, dx).reshape(shape[0], -1), xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(host(dev, bn.dgamma), gt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(host(dev, bn.dbeta), bt.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@in_scope
+def test_batchnorm_running_statistics_follow_the_book_and_testing_uses_them(dev):
+    x1, x2 = rand(dev, (6, 3), 1, 2.0), rand(dev, (6, 3), 2, 2.0)
+    gamma, beta = dev.asarray([1.0, 2.0, 0.5], dtype="float64"), dev.asarray([0.0, 1.0, -1.0], dtype="float64")
+    bn = BatchNormalization(gamma, beta)
+    with dev.scope():
+        bn.forward(x1)
+        bn.forward(x2)
+        test_out = bn.forward(x1, train_flg=False)
+    h1, h2 = host(dev, x1), host(dev, x2)
+    mean = 0.9 * (0.1 * h1.mean(0)) + 0.1 * h2.mean(0)  # from zeros, momentum 0.9, the biased variance
+    var = 0.9 * (0.1 * h1.var(0)) + 0.1 * h2.var(0)
+    np.testing.assert_allclose(host(dev, bn.running_mean), mean, rtol=1e-13)
+    np.testing.assert_allclose(host(dev, bn.running_var), var, rtol=1e-13)
+    expect = np.array([1.0, 2.0, 0.5]) * (h1 - mean) / np.sqrt(var + 10e-7) + np.array([0.0, 1.0, -1.0])
+    np.testing.assert_allclose(host(dev, test_out), expect, rtol=1e-12)
+    assert xpnet.layers.layer_state_names(bn) == ["running_mean", "running_var"]
+
+
+@in_scope
+def test_batchnorm_refuses_a_width_it_does_not_have(dev):
+    bn = BatchNormalization(rand(dev, (4,)), rand(dev, (4,)))
+    with pytest.raises(ValueError, match="4 features.*5 per sample"):
+        bn.forward(rand(dev, (3, 5)))
+    with pytest.raises(ValueError, match="gamma and beta of one shape"):
+        BatchNormalization(rand(dev, (4,)), rand(dev, (3,)))
+
+
+# -- Dropout -------------------------------------------------------------------------------------
+@in_scope
+def test_dropout_is_the_books_and_its_seed_repeats_the_masks(dev):
+    x = rand(dev, (50, 40), 1)
+    a, b = Dropout(0.3, seed=5), Dropout(0.3, seed=5)
+    with dev.scope():
+        ya, yb = a.forward(x), b.forward(x)
+        mask = host(dev, a.mask)
+        assert mask.dtype == np.bool_ and 0.6 < mask.mean() < 0.8  # about 1 - 0.3 kept
+        np.testing.assert_array_equal(host(dev, ya), host(dev, x) * mask)  # no rescaling in training
+        np.testing.assert_array_equal(host(dev, yb), host(dev, ya))
+        dout = rand(dev, (50, 40), 2)
+        np.testing.assert_array_equal(host(dev, a.backward(dout)), host(dev, dout) * mask)
+        np.testing.assert_allclose(host(dev, a.forward(x, train_flg=False)), host(dev, x) * 0.7, rtol=1e-15)
+        assert not np.array_equal(host(dev, a.forward(x)), host(dev, ya))  # a new mask a call
+        with a.hold_mask():
+            held = host(dev, a.mask)
+            np.testing.assert_array_equal(host(dev, a.forward(x)), host(dev, x) * held)
+            np.testing.assert_array_equal(host(dev, a.forward(x)), host(dev, x) * held)
+
+
+@in_scope
+def test_dropout_agrees_with_torch_autograd_at_its_own_mask(dev):
+    x = rand(dev, (8, 6), 3)
+    layer = Dropout(0.5, seed=1)
+    with dev.scope():
+        layer.forward(x)
+        dx = layer.backward(dev.asarray(np.ones((8, 6)), dtype="float64"))
+    xt = tt(host(dev, x))
+    (xt * torch.tensor(host(dev, layer.mask))).sum().backward()
+    np.testing.assert_array_equal(host(dev, dx), xt.grad.numpy())
+
+
+def test_dropout_ratio_is_checked():
+    with pytest.raises(ValueError, match="dropout_ratio.*\\[0, 1\\)"):
+        Dropout(1.0)
+
+
+# -- weight decay ---------------------------------------------------------------------------------
+def test_weight_decay_adds_to_the_loss_and_to_the_weights_gradients_only(dev):
+    lam = 0.3
+    net = xpnet.MultiLayerNet(input_size=5, hidden_size_list=[4], output_size=3, weight_decay_lambda=lam,
+                              device=dev, seed=0)
+    plain = xpnet.MultiLayerNet(input_size=5, hidden_size_list=[4], output_size=3, device=dev, seed=0)
+    x, t = rand(dev, (6, 5), 1), dev.asarray(np.arange(6) % 3)
+    W = {k: host(dev, v) for k, v in net.params.items()}
+    penalty = 0.5 * lam * sum((W[k] ** 2).sum() for k in ("W1", "W2"))
+    assert float(net.loss(x, t)) == pytest.approx(float(plain.loss(x, t)) + penalty, rel=1e-13)
+    g, g0 = net.gradient(x, t), plain.gradient(x, t)
+    assert float(net.last_loss()) == pytest.approx(float(plain.lastLayer.loss) + penalty, rel=1e-13)
+    for k in g:
+        expect = host(dev, g0[k]) + (lam * W[k] if k.startswith("W") else 0)
+        np.testing.assert_allclose(host(dev, g[k]), expect, rtol=1e-12, atol=1e-15)
+    report = xpnet.gradcheck(net, x, t)
+    assert report.passed, str(report)
+
+
+# -- MultiLayerNetExtend --------------------------------------------------------------------------
+def test_multi_layer_net_extend_has_the_books_layers_and_params(dev):
+    net = xpnet.MultiLayerNetExtend(input_size=6, hidden_size_list=[5, 4], output_size=3, use_dropout=True,
+                                    dropout_ration=0.2, use_batchnorm=True, device=dev, seed=0)
+    assert list(net.layers) == ["Affine1", "BatchNorm1", "Activation_function1", "Dropout1", "Affine2", "BatchNorm2",
+                                "Activation_function2", "Dropout2", "Affine3"]
+    assert list(net.params) == ["W1", "b1", "W2", "b2", "W3", "b3", "gamma1", "beta1", "gamma2", "beta2"]
+    assert net.layers["Dropout1"].dropout_ratio == 0.2 and net.last_layer is net.lastLayer
+    assert net.layers["BatchNorm2"].gamma is net.params["gamma2"]
+    np.testing.assert_array_equal(host(dev, net.params["gamma1"]), np.ones(5))
+    positional = xpnet.MultiLayerNetExtend(6, [5, 4], 3, "relu", "relu", 0, True, 0.2, True, device=dev, seed=0)
+    assert list(positional.layers) == list(net.layers) and positional.dropout_ratio == 0.2
+    same = xpnet.MultiLayerNetExtend([6, 5, 4, 3], use_dropout=True, dropout_ratio=0.2, device=dev, seed=0)
+    assert list(same.layers) == ["Affine1", "Relu1", "Dropout1", "Affine2", "Relu2", "Dropout2", "Affine3"]
+    with pytest.raises(TypeError, match="dropout_ration.*dropout_ratio"):
+        xpnet.MultiLayerNetExtend([6, 3], dropout_ration=0.1, dropout_ratio=0.2)
+
+
+def test_multi_layer_net_extend_gradient_agrees_with_torch_autograd(dev):
+    """The whole net at float64, in training mode, at the masks the net drew, weight decay included."""
+    lam = 0.05
+    net = xpnet.MultiLayerNetExtend(input_size=6, hidden_size_list=[5, 4], output_size=3, use_dropout=True,
+                                    use_batchnorm=True, weight_decay_lambda=lam, device=dev, seed=1)
+    x, t = rand(dev, (8, 6), 2), dev.asarray(np.arange(8) % 3)
+    grads = net.gradient(x, t)
+    p = {k: tt(host(dev, v)) for k, v in net.params.items()}
+    h = torch.tensor(host(dev, x))
+    for i in (1, 2):
+        h = h @ p[f"W{i}"] + p[f"b{i}"]
+        h = torch.nn.functional.batch_norm(h, None, None, p[f"gamma{i}"], p[f"beta{i}"], training=True, eps=10e-7)
+        h = torch.relu(h) * torch.tensor(host(dev, net.layers[f"Dropout{i}"].mask))
+    scores = h @ p["W3"] + p["b3"]
+    loss = torch.nn.functional.cross_entropy(scores, torch.tensor(host(dev, t))) + \
+        0.5 * lam * sum((p[f"W{i}"] ** 2).sum() for i in (1, 2, 3))
+    loss.backward()
+    assert float(net.last_loss()) == pytest.approx(loss.item(), rel=1e-12)
+    for k, v in p.items():
+        np.testing.assert_allclose(host(dev, grads[k]), v.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg=k)
+
+
+def test_multi_layer_net_extend_tests_by_default_and_trains_in_gradient(dev):
+    net = xpnet.MultiLayerNetExtend([6, 5, 3], use_dropout=True, dropout_ratio=0.5, use_batchnorm=True, device=dev,
+                                    seed=0)
+    x, t = rand(dev, (8, 6), 2), dev.asarray(np.arange(8) % 3)
+    a, b = host(dev, net.predict(x)), host(dev, net.predict(x))
+    np.testing.assert_array_equal(a, b)  # testing mode: no masks drawn, running statistics only read
+    np.testing.assert_array_equal(host(dev, net.layers["BatchNorm1"].running_mean), np.zeros(5))
+    net.gradient(x, t)
+    assert float(np.abs(host(dev, net.layers["BatchNorm1"].running_mean)).sum()) > 0
+    assert not np.array_equal(host(dev, net.predict(x, train_flg=True)), host(dev, net.predict(x, train_flg=True)))
+
+
+def test_numerical_gradient_holds_the_masks_and_leaves_the_running_statistics(dev):
+    net = xpnet.MultiLayerNetExtend([6, 5, 3], use_dropout=True, use_batchnorm=True, weight_decay_lambda=0.1,
+                                    device=dev, seed=2)
+    x, t = rand(dev, (8, 6), 2), dev.asarray(np.arange(8) % 3)
+    grads = net.gradient(x, t)
+    before = host(dev, net.layers["BatchNorm1"].running_var)
+    num = net.numerical_gradient(x, t)
+    np.testing.assert_array_equal(host(dev, net.layers["BatchNorm1"].running_var), before)
+    for k in grads:
+        np.testing.assert_allclose(host(dev, num[k]), host(dev, grads[k]), atol=1e-6, err_msg=k)
+
+
+# -- optimizers ---------------------------------------------------------------------------------
+def _book_nesterov(params, grads, v, lr=0.01, momentum=0.9):  # the book's common/optimizer.py (MIT), per key
+    for key in params.keys():
+        params[key] += momentum * momentum * v[key]
+        params[key] -= (1 + momentum) * lr * grads[key]
+        v[key] *= momentum
+        v[key] -= lr * grads[key]
+
+
+def _book_rmsprop(params, grads, h, lr=0.01, decay_rate=0.99):
+    for key in params.keys():
+        h[key] *= decay_rate
+        h[key] += (1 - decay_rate) * grads[key] * grads[key]
+        params[key] -= lr * grads[key] / (np.sqrt(h[key]) + 1e-7)
+
+
+@pytest.mark.parametrize("name", ["Nesterov", "RMSprop"])
+def test_nesterov_and_rmsprop_follow_the_books_rules(dev, name):
+    rng = np.random.default_rng(0)
+    ref = {"W": rng.standard_normal((3, 4)), "b": rng.standard_normal(4)}
+    state = {k: np.zeros_like(v) for k, v in ref.items()}
+    params = {k: dev.asarray(v, dtype="float64") for k, v in ref.items()}
+    opt = getattr(xpnet, name)(lr=0.1)
+    for _ in range(5):
+        g = {k: rng.standard_normal(v.shape) for k, v in ref.items()}
+        (_book_nesterov if name == "Nesterov" else _book_rmsprop)(ref, g, state, 0.1)
+        opt.update(params, {k: dev.asarray(v, dtype="float64") for k, v in g.items()})
+    for k in ref:
+        np.testing.assert_allclose(host(dev, params[k]), ref[k], rtol=1e-13)
+
+
+def test_rmsprop_agrees_with_torch():
+    w = torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64, requires_grad=True)
+    topt = torch.optim.RMSprop([w], lr=0.05, alpha=0.99, eps=1e-7)
+    params, opt = {"w": np.array([1.0, -2.0, 3.0])}, xpnet.RMSprop(lr=0.05)
+    for _ in range(4):
+        topt.zero_grad()
+        (w ** 3).sum().backward()
+        topt.step()
+        opt.update(params, {"w": 3 * params["w"] ** 2})
+    np.testing.assert_allclose(params["w"], w.detach().numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"])
+def test_every_optimizer_updates_a_dict_of_numbers_as_the_book_does(name):
+    """The book's optimizer_compare_naive.py: f(x, y) = x**2 / 20 + y**2 from (-7, 2)."""
+    params, grads = {"x": -7.0, "y": 2.0}, {}
+    opt = getattr(xpnet, name)(lr={"SGD": 0.95, "Momentum": 0.1, "Nesterov": 0.1, "AdaGrad": 1.5,
+                                   "RMSprop": 0.3, "Adam": 0.3}[name])
+    arrays = {k: np.array([v]) for k, v in params.items()}
+    twin = getattr(xpnet, name)(lr=opt.lr)
+    for _ in range(30):
+        grads["x"], grads["y"] = params["x"] / 10.0, 2.0 * params["y"]
+        opt.update(params, grads)
+        twin.update(arrays, {"x": arrays["x"] / 10.0, "y": 2.0 * arrays["y"]})
+        assert all(type(v) is float for v in params.values())
+    assert [params["x"], params["y"]] == pytest.approx([float(arrays["x"][0]), float(arrays["y"][0])], rel=1e-12)
+    assert abs(params["x"]) < 7 and abs(params["y"]) < 2  # it went downhill
+    with pytest.raises(TypeError, match="mixes numbers"):
+        getattr(xpnet, name)().update({"x": 1.0, "y": np.ones(2)}, {"x": 1.0, "y": np.ones(2)})
+
+
+# -- util ------------------------------------------------------------------------------------------
+def test_shuffle_dataset_keeps_the_pairs_and_repeats_with_a_seed(dev):
+    x = dev.asarray(np.arange(24.0).reshape(6, 1, 2, 2))
+    t = dev.asarray(np.arange(6))
+    xs, ts = shuffle_dataset(x, t, seed=3)
+    hx, ht = host(dev, xs), host(dev, ts)
+    assert sorted(ht.tolist()) == list(range(6)) and ht.tolist() != list(range(6))
+    np.testing.assert_array_equal(hx, np.arange(24.0).reshape(6, 1, 2, 2)[ht])
+    np.testing.assert_array_equal(host(dev, shuffle_dataset(x, t, seed=3)[1]), ht)
+    with pytest.raises(ValueError, match="as many samples"):
+        shuffle_dataset(x, dev.asarray(np.arange(5)))
+
+
+def test_smooth_curve_is_the_books():
+    x = np.random.default_rng(0).standard_normal(57).cumsum()
+    window_len = 11  # the book's common/util.py (MIT)
+    s = np.r_[x[window_len - 1:0:-1], x, x[-1:-window_len:-1]]
+    w = np.kaiser(window_len, 2)
+    y = np.convolve(w / w.sum(), s, mode='valid')[5:-5]
+    np.testing.assert_allclose(smooth_curve(x), y, rtol=1e-13)
+    assert smooth_curve([1.0, 2.0]) == [1.0, 2.0]
