@@ -238,7 +238,7 @@ class SoftmaxDividedTwice(SoftmaxWithLoss):
 
 
 class BatchNormalization:
-    """The book's BatchNormalization (2-D input), train mode."""
+    """The book's BatchNormalization (2-D input); testing mode uses the running statistics."""
 
     def __init__(self, gamma, beta, momentum=0.9):
         self.gamma, self.beta, self.momentum = gamma, beta, momentum
@@ -249,6 +249,8 @@ class BatchNormalization:
         if self.running_mean is None:
             self.running_mean = xp.zeros(x.shape[1], dtype=x.dtype, device=x.device)
             self.running_var = xp.zeros(x.shape[1], dtype=x.dtype, device=x.device)
+        if not train_flg:
+            return self.gamma * (x - self.running_mean) / xp.sqrt(self.running_var + 1e-7) + self.beta
         mu = xp.mean(x, axis=0)
         self.xc = x - mu
         var = xp.mean(self.xc ** 2, axis=0)
@@ -562,7 +564,7 @@ def test_forward_writing_into_its_input_fails(dev):
 def test_random_forward_fails_as_uncheckable(dev):
     report = xpnet.gradcheck(DropoutFreshMaskInForward(), arr(dev, (N, D), 18))
     assert_fails(report, "forward", "DropoutFreshMaskInForward", "forward is random", "dropout mask",
-                 "eval mode")
+                 "hold_mask", "dropout off")
 
 
 def test_an_input_on_the_relu_kink_is_inconclusive_not_wrong(dev):
@@ -648,6 +650,13 @@ class NpDropout:
         return dout * self.mask
 
 
+class NpDropoutBackwardDraws(NpDropout):
+    """A reader's bug: backward draws a new mask instead of using forward's."""
+
+    def backward(self, dout):
+        return dout * (np.random.rand(*dout.shape) > self.ratio)
+
+
 class ReaderNet(BookTwoLayerNetMethods):
     """A reader's TwoLayerNet (6 -> 5 -> 3, batch 4) with pluggable Affine classes."""
 
@@ -680,7 +689,10 @@ def test_numpy_reader_layers():
     for bad, got in ((NpAffineDbIsDout, (N, M)), (NpAffineDbSum, ()), (NpAffineDbAxis1, (N,))):
         assert_fails(xpnet.gradcheck(bad(W, b), x), "b", "db", bad.__name__, "shape", str(got))
     assert_fails(xpnet.gradcheck(NpAffineDWTransposed(W, b), x), "W", "dW", "shape", str((M, D)))
-    assert_fails(xpnet.gradcheck(NpDropout(), x), "forward", "NpDropout", "forward is random")
+    state = np.random.get_state()
+    assert_ok(xpnet.gradcheck(NpDropout(), x))  # np.random's draws, rewound before each forward
+    assert np.array_equal(np.random.get_state()[1], state[1])  # and left where they stood
+    assert_fails(xpnet.gradcheck(NpDropoutBackwardDraws(), x), "x", "NpDropoutBackwardDraws", "wrong")
 
 
 def test_correct_numpy_reader_net_passes():
@@ -738,11 +750,20 @@ def test_updating_in_place_passes():
 
 def test_a_random_layer_in_a_net_is_named():
     net = ReaderNet()
-    net.layers["Dropout1"] = NpDropout()
+    net.layers["Dropout1"] = DropoutFreshMaskInForward()  # its own generator: nothing can hold it
     report = xpnet.gradcheck(net, *net_data())
     assert not report.passed
     assert "net.loss is random" in report["forward"].reason
     assert "forward is random" in report.layers["Dropout1"]["forward"].reason
+    assert report.culprits == ["Dropout1"], str(report)
+
+
+def test_the_books_dropout_in_a_net_is_checked_at_one_mask_and_a_fresh_mask_in_backward_is_named():
+    net = ReaderNet()
+    net.layers["Dropout1"] = NpDropout()  # np.random.rand(*x.shape) > ratio, the book's
+    assert xpnet.gradcheck(net, *net_data()).passed
+    net.layers["Dropout1"] = NpDropoutBackwardDraws()
+    report = xpnet.gradcheck(net, *net_data())
     assert report.culprits == ["Dropout1"], str(report)
 
 

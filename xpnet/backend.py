@@ -36,7 +36,7 @@ __all__ = [
     "device", "use_device", "device_of", "devices", "device_report", "scope_of", "to_host",
     "Device", "NumpyDevice", "StrictDevice", "TorchDevice", "CupyDevice", "Generator",
     "DeviceUnavailableError", "dtype_name", "host_rng", "is_host_data", "host_memory_bytes",
-    "scoped", "null_scope", "blas_thread_limit",
+    "scoped", "null_scope", "blas_thread_limit", "rewound_global_generators",
 ]
 
 _CACHE: dict[str, Device] = {}
@@ -210,6 +210,30 @@ def _spec_of(x) -> str:
     except TypeError:
         pass
     raise TypeError(f"expected an array, got {type(x).__name__}")
+
+
+@contextlib.contextmanager
+def rewound_global_generators():
+    """Yields ``rewind()``, which puts the libraries' global generators (NumPy's ``np.random``,
+    torch's when it is imported) back where they stood on entry, so that code drawing from them --
+    a reader's dropout, ``np.random.rand(*x.shape) > ratio`` -- repeats its draws after each call;
+    on exit they stand where they stood on entry, as if nothing had drawn. (CuPy's global
+    generator has no state to put back.)"""
+    import sys
+
+    saved = [(np.random.set_state, np.random.get_state())]
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "get_rng_state"):
+        saved.append((torch.set_rng_state, torch.get_rng_state()))
+
+    def rewind():
+        for put, state in saved:
+            put(state)
+
+    try:
+        yield rewind
+    finally:
+        rewind()
 
 
 def to_host(x) -> np.ndarray:

@@ -10,10 +10,18 @@ Every failing result carries a ``reason`` that names the parameter or input, the
 what to do; a habit that gives right gradients but can bite elsewhere (a backward writing into
 its ``dout``) is a warning, not a failure. All arithmetic stays in the arrays' own namespace, on
 their device; only scalars come back to Python.
+
+Layers with modes and randomness are checked as they train: a net's loss in training mode
+(``loss(x, t, train_flg=True)`` where it takes the flag), every dropout mask held for the whole
+check (xpnet's ``Dropout.hold_mask``; a reader's dropout drawing from ``np.random`` or torch's
+global generator finds it rewound before each forward), running statistics put back afterwards.
+A layer with modes is also checked in testing mode (no sample's output may depend on the rest
+of its batch) and a batch normalisation for its axis (each feature normalised over the batch).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import inspect
@@ -24,11 +32,11 @@ from dataclasses import dataclass, field
 from array_api_compat import array_namespace, is_array_api_obj
 
 from .backend import device as get_device
-from .backend import device_of, dtype_name, host_rng, null_scope, scope_of
+from .backend import device_of, dtype_name, host_rng, null_scope, rewound_global_generators, scope_of
 from .gradient import evaluate_around, numerical_gradient, step_for
-from .layers import layer_param_names
+from .layers import held, layer_param_names
 from .nets import last_layer_of
-from .protocols import is_grad_net, is_layer, is_layered_net
+from .protocols import is_grad_net, is_layer, is_layered_net, takes_train_flg
 
 __all__ = ["GradResult", "GradcheckReport", "gradcheck"]
 
@@ -153,12 +161,38 @@ def gradcheck(target, *inputs, h=None, atol=None, rtol=None, dtype="float64", lo
             f"got {type(target).__name__}"
         )
     tol = (h, atol, rtol)
-    with _scope_of(list(inputs) + list(getattr(target, "params", {}).values()) + list(_attrs(target).values())):
+    with _scope_of(list(inputs) + list(getattr(target, "params", {}).values()) + list(_attrs(target).values())), \
+            _held(target, is_net) as rewind:
         if is_net:
-            _check_net(target, inputs, report, tol, dtype, locate, seed)
+            _check_net(target, inputs, report, tol, dtype, locate, seed, rewind)
         else:
-            report.results = _check_layer(target, inputs, report, tol, dtype, seed)
+            report.results = _check_layer(target, inputs, report, tol, dtype, seed, rewind=rewind)
     return report
+
+
+@contextlib.contextmanager
+def _held(target, is_net):
+    """Yields ``rewind()``, to call before each forward: the randomness of the check's every
+    forward is one (masks held, global generators rewound); layer state is put back at the end."""
+    layers = [target] if not is_net else list(target.layers.values()) + [last_layer_of(target)] \
+        if is_layered_net(target) else []
+    with rewound_global_generators() as rewind, held(v for v in layers if v is not None):
+        yield rewind
+
+
+def _forward(lay, ins, train_flg=True):
+    """``lay.forward(*ins)``, in training mode where the layer has modes."""
+    return lay.forward(*ins, train_flg=train_flg) if takes_train_flg(lay) else lay.forward(*ins)
+
+
+def _net_loss(net):
+    """The loss a net's gradient differentiates: ``loss(x, t, train_flg=True)`` where ``loss``
+    takes the flag (the book's ``MultiLayerNetExtend.loss`` tests by default)."""
+    try:
+        modal = "train_flg" in inspect.signature(net.loss).parameters
+    except (TypeError, ValueError):
+        modal = False
+    return (lambda x, t: net.loss(x, t, train_flg=True)) if modal else net.loss
 
 
 def _attrs(obj) -> dict:
@@ -356,8 +390,9 @@ def _unheld_params(net) -> list:
     return [k for k, p in net.params.items() if _is_array(p) and id(p) not in held]
 
 
-def _net_what(key, shape, unheld):
-    """Reasons for a failed net parameter ``key`` of shape ``shape``."""
+def _net_what(key, shape, unheld, p=None, decay=0.0):
+    """Reasons for a failed net parameter ``key`` of shape ``shape`` (``p``, the net's
+    ``weight_decay_lambda`` ``decay``: a gradient off by exactly ``decay * p`` is named as such)."""
 
     def what(kind, got=None, a=None, n=None, idx=None):
         if kind == "none":
@@ -372,17 +407,41 @@ def _net_what(key, shape, unheld):
             return (f"params[{key!r}] does not influence the loss at all ({why}): the layers no longer share the "
                     f"arrays in params (params[k] = params[k] - lr * g rebinds the name) -- update in place "
                     f"(params[k] -= lr * g) or rebuild the layers after replacing params[{key!r}]")
+        off = _decay_offset(a, n, p, idx, decay)
+        if off == "missing":
+            return (f"net.gradient()[{key!r}] lacks the weight decay's gradient (at {_fmt_index(key, idx)}: backprop "
+                    f"{a:.6g}, numerical {n:.6g}, the difference is -weight_decay_lambda * {key}): the loss adds "
+                    f"0.5 * lambda * sum({key}**2), so gradient() must add lambda * {key} to d{key}")
+        if off == "extra":
+            return (f"net.gradient()[{key!r}] adds weight decay the loss does not have (at {_fmt_index(key, idx)}: "
+                    f"backprop {a:.6g}, numerical {n:.6g}, the difference is weight_decay_lambda * {key}): "
+                    f"decay only what the loss penalises (the weights W, not the biases b or gamma, beta)")
         return (f"net.gradient()[{key!r}] disagrees with the numerical gradient (at {_fmt_index(key, idx)}: "
                 f"backprop {a:.6g}, numerical {n:.6g}): see the layer checks for the culprit")
 
     return what
 
 
+def _decay_offset(a, n, p, idx, decay):
+    """'missing' or 'extra' when backprop ``a`` differs from numerical ``n`` by -/+ ``decay *
+    p[idx]`` (weight decay left out of a gradient, or put into one the loss does not decay)."""
+    if not decay or p is None or idx is None:
+        return None
+    w = decay * float(p[idx]) if _shape(p) else decay * float(p)
+    if w == 0:
+        return None
+    d = a - n
+    for kind, expect in (("missing", -w), ("extra", w)):
+        if abs(d - expect) <= 1e-3 * abs(w) + 1e-9:
+            return kind
+    return None
+
+
 def _has_layers(net) -> bool:
     return is_layered_net(net) and last_layer_of(net) is not None
 
 
-def _check_net(net, inputs, report, tol, dtype, locate, seed):
+def _check_net(net, inputs, report, tol, dtype, locate, seed, rewind):
     if len(inputs) != 2:
         raise TypeError("gradcheck(net, x, t): pass the input batch x and its labels t")
     unheld = _unheld_params(net)  # on the caller's net: ``to`` below would rebuild the layers
@@ -398,7 +457,7 @@ def _check_net(net, inputs, report, tol, dtype, locate, seed):
             except ValueError as e:  # xpnet's nets refuse to copy layers that disagree with params
                 report.notes.append(f"error: net.to(dtype={dtype!r}) raised: {e}")
                 if locate and _has_layers(orig):
-                    _locate(orig, *(_cast(a, dtype, None) for a in inputs), report, tol, dtype, seed)
+                    _locate(orig, *(_cast(a, dtype, None) for a in inputs), report, tol, dtype, seed, rewind)
                 return
         else:  # a user's own net: its parameters are whatever it made them
             report.notes.append(f"the net's parameters are {', '.join(sorted(actual))}, not {dtype}, and it "
@@ -406,11 +465,14 @@ def _check_net(net, inputs, report, tol, dtype, locate, seed):
             report.dtype = ", ".join(sorted(actual))
     like = next((p for p in net.params.values() if _is_float_array(p)), None)
     x, t = (_cast(a, dtype, like) for a in inputs)
-    x, t, fine = _check_net_loss(net, x, t, report)
-    analytic = _net_gradient(net, x, t, report) if fine else None
+    net_loss = _net_loss(net)
+    x, t, fine = _check_net_loss(net_loss, x, t, report, rewind)
+    analytic = _net_gradient(net, x, t, report, rewind) if fine else None
+    decay = getattr(net, "weight_decay_lambda", 0) or 0
 
     def loss(_):
-        return net.loss(x, t)
+        rewind()
+        return net_loss(x, t)
 
     for key, p in net.params.items():
         if analytic is None or key in unheld:
@@ -419,22 +481,26 @@ def _check_net(net, inputs, report, tol, dtype, locate, seed):
             report.results[key] = _fail(key, _shape(p), (
                 f"net.gradient() returned no entry for params[{key!r}]: it must return every parameter's gradient"))
             continue
-        report.results[key] = _check_array(key, analytic[key], p, loss, tol, _net_what(key, _shape(p), unheld))
+        what = _net_what(key, _shape(p), unheld, p, decay)
+        report.results[key] = _check_array(key, analytic[key], p, loss, tol, what)
     for key in analytic or ():
         if key not in net.params:
             report.notes.append(f"net.gradient() returned {key!r}, which is not in net.params (not checked)")
 
     if locate and _has_layers(orig):
-        _locate(orig, x, t, report, tol, dtype, seed)
+        _locate(orig, x, t, report, tol, dtype, seed, rewind)
 
 
-def _check_net_loss(net, x, t, report):
+def _check_net_loss(net_loss, x, t, report, rewind):
     """``(x, t, fine)``: whether ``net.loss(x, t)`` can be differentiated numerically -- it runs,
     leaves its inputs alone and gives the same loss twice -- with ``x, t`` as they were."""
     snap = _snapshot((x, t))
     losses = None
     try:
-        losses = float(net.loss(x, t)), float(net.loss(x, t))
+        rewind()
+        first = float(net_loss(x, t))
+        rewind()
+        losses = first, float(net_loss(x, t))
     except Exception as e:
         report.notes.append(f"error: net.loss raised {type(e).__name__}: {e}")
     name = _written(("x", "t"), (x, t), snap)
@@ -447,14 +513,17 @@ def _check_net_loss(net, x, t, report):
     if losses is not None and not _same(*losses):
         report.results["forward"] = _fail("forward", (), (
             f"net.loss is random (two calls on the same x, t gave {losses[0]:.6g} and {losses[1]:.6g}; a fresh "
-            "dropout mask each call?): the gradient cannot be checked -- fix the mask or use eval mode for the check"))
+            "dropout mask each call, from a generator gradcheck cannot hold?): the gradient cannot be checked -- use "
+            "xpnet.layers.Dropout (gradcheck holds its mask), draw with np.random (rewound for the check), or "
+            "check with dropout off"))
         return x, t, False
     return x, t, losses is not None
 
 
-def _net_gradient(net, x, t, report):
+def _net_gradient(net, x, t, report, rewind):
     """``net.gradient(x, t)`` as float64 copies, or None (with a note) when it raises."""
     try:
+        rewind()
         return {k: (None if g is None else _f64_like(g, g) if _is_array(g) else g)
                 for k, g in net.gradient(x, t).items()}
     except Exception as e:  # a broken backward often raises: report it, then find the layer
@@ -462,7 +531,7 @@ def _net_gradient(net, x, t, report):
         return None
 
 
-def _locate(net, x, t, report, tol, dtype, seed):
+def _locate(net, x, t, report, tol, dtype, seed, rewind):
     """Check each layer the net really holds alone, fed with the input it sees in the net."""
     a = x
     loss_layer = last_layer_of(net)
@@ -473,9 +542,10 @@ def _locate(net, x, t, report, tol, dtype, seed):
         ins = (a, t) if last else (a,)
         warned = len(report.warnings)
         try:
-            report.layers[name] = _check_layer(layer, ins, report, tol, dtype, seed, name)
+            report.layers[name] = _check_layer(layer, ins, report, tol, dtype, seed, name, rewind)
             if not last:
-                a = _cast_layer(layer, dtype).forward(a)
+                rewind()
+                a = _forward(_cast_layer(layer, dtype), (a,))
         except Exception as e:
             report.notes.append(f"error: checking layer {name} raised {type(e).__name__}: {e}")
             return
@@ -546,7 +616,11 @@ def _dout_warning(label) -> str:
             f"(keep: the mask of entries passed on)")
 
 
-def _check_layer(layer, inputs, report, tol, dtype, seed, label=None):
+def _no_rewind():
+    pass
+
+
+def _check_layer(layer, inputs, report, tol, dtype, seed, label=None, rewind=_no_rewind):
     label = label or type(layer).__name__
     lay = _cast_layer(layer, dtype)
     like = next((a for a in inputs if _is_float_array(a)), None)
@@ -557,18 +631,21 @@ def _check_layer(layer, inputs, report, tol, dtype, seed, label=None):
 
     # forward: must leave its inputs alone and give the same output twice
     snap = _snapshot(ins)
-    out = lay.forward(*ins)
+    rewind()
+    out = _forward(lay, ins)
     name = _written(names, ins, snap)
     if name is not None:
         return {name: _fail(name, _shape(ins[names.index(name)]), (
             f"{label}.forward writes into its input {name} (it changed during forward): the caller's data "
             f"is corrupted and no gradient can be checked -- compute on a copy, not in place"))}
     out1 = _copy(out) if _is_array(out) else out
-    out2 = lay.forward(*ins)
+    rewind()
+    out2 = _forward(lay, ins)
     if not _same(out1, out2):
         return {"forward": _fail("forward", _shape(out1), (
-            f"{label}.forward is random (two calls on the same inputs differ: a fresh dropout mask each call?): "
-            f"the gradient cannot be checked -- fix the mask / use eval mode for the check"))}
+            f"{label}.forward is random (two calls on the same inputs differ: a fresh dropout mask each call, from a "
+            f"generator gradcheck cannot hold?): the gradient cannot be checked -- give the layer hold_mask() (as "
+            f"xpnet.layers.Dropout), draw with np.random (rewound for the check), or check with dropout off"))}
     out = out2
 
     if not _is_array(out) or _shape(out) == ():  # a loss: backward(1.0), the loss is the output
@@ -579,7 +656,8 @@ def _check_layer(layer, inputs, report, tol, dtype, seed, label=None):
         dout = xo.asarray(weight, copy=True)
 
     def loss(_=None):
-        o = lay.forward(*ins)
+        rewind()
+        o = _forward(lay, ins)
         return float(o) if weight is None else float(xo.sum(o * weight))
 
     for p in pnames:  # a stale gradient of an earlier call must not pass for this one
@@ -623,4 +701,41 @@ def _check_layer(layer, inputs, report, tol, dtype, seed, label=None):
         v = getattr(lay, p)
         param_results[keys[p]] = _check_array(keys[p], g, v, loss, tol, _layer_what(label, p, _shape(v), True))
     results.update((keys[p], param_results[keys[p]]) for p in pnames)
+    if takes_train_flg(lay) and _is_float_array(ins[0]) and len(_shape(ins[0])) >= 2 and _shape(ins[0])[0] >= 2:
+        results.update(_mode_checks(lay, ins[0], label, rewind))
     return results
+
+
+def _close(a, b) -> bool:
+    xp = array_namespace(a, b)
+    return _shape(a) == _shape(b) and float(xp.max(xp.abs(a - b))) <= 1e-9 * (1.0 + float(xp.max(xp.abs(a))))
+
+
+def _mode_checks(lay, x, label, rewind) -> dict:
+    """What a gradient cannot show of a layer with modes: in testing mode each sample's output is
+    its own (no batch statistics); a batch normalisation normalises each feature over the batch."""
+    xp, n = array_namespace(x), _shape(x)[0]
+    found = {}
+    rewind()
+    full = lay.forward(x, train_flg=False)
+    rewind()
+    alone = lay.forward(x[:1, ...], train_flg=False)
+    if _is_array(full) and not _close(full[:1, ...], alone):
+        found["testing mode"] = _fail("testing mode", _shape(full), (
+            f"{label}.forward(x, train_flg=False) gives sample 0 another output alone than in its batch: testing mode "
+            f"must not use the batch's statistics -- normalise with the running ones (running_mean, running_var)"))
+    if hasattr(lay, "running_mean"):  # a batch normalisation: shift feature 0 alone; no other may move
+        flat = xp.reshape(x, (n, -1))
+        if flat.shape[1] >= 2:
+            shift = xp.zeros_like(flat)
+            shift[:, 0] = 1.0 + float(xp.max(xp.abs(flat)))
+            rewind()
+            o1 = xp.reshape(lay.forward(x, train_flg=True), (n, -1))
+            rewind()
+            o2 = xp.reshape(lay.forward(xp.reshape(flat + shift, _shape(x)), train_flg=True), (n, -1))
+            if not _close(o1[:, 1:], o2[:, 1:]):
+                found["normalised axis"] = _fail("normalised axis", _shape(x), (
+                    f"{label} in training mode: shifting feature 0 of every sample moved the other features' outputs, "
+                    f"so it does not normalise each feature over the batch -- take the mean and variance over axis 0 "
+                    f"(the samples) of x as (N, D)"))
+    return found

@@ -46,9 +46,13 @@ def layer_param_names(layer) -> list:
 
 def layer_state_names(layer) -> list:
     """The arrays a layer learns without gradients and needs at test time (BatchNormalization's
-    running statistics): what it declares in ``state_names``. Checkpoints save them; the
-    gradient check puts them back after its trial forward passes."""
-    return list(getattr(layer, "state_names", ()))
+    running statistics): what it declares in ``state_names``, else the book's ``running_mean`` and
+    ``running_var`` where it has them. Checkpoints save them; the gradient check puts them back
+    after its trial forward passes."""
+    declared = getattr(layer, "state_names", None)
+    if declared is not None:
+        return [declared] if isinstance(declared, str) else list(declared)
+    return [n for n in ("running_mean", "running_var") if hasattr(layer, n)]
 
 
 @contextlib.contextmanager

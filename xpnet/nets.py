@@ -23,7 +23,7 @@ from collections.abc import Mapping
 
 from array_api_compat import array_namespace
 
-from .backend import device as get_device, device_of, dtype_name, host_rng, scoped
+from .backend import Generator, device as get_device, device_of, dtype_name, host_rng, scoped
 from .fast import Kept, same_objects
 from .functions import one_hot
 from .layers import (Affine, BatchNormalization, Dropout, Relu, Sigmoid, SoftmaxWithLoss, Tanh, held,
@@ -418,6 +418,11 @@ class Net:
                 return by_id[id(v)]
             if isinstance(v, Kept):  # arrays of the old device and dtype
                 return Kept()
+            if isinstance(v, Generator):  # a dropout's: its own copy on the new device, continuing where it can
+                g = dev.rng(v.seed)
+                if v.device.rng_kind == dev.rng_kind:
+                    g.set_state(v.get_state())
+                return g
             if isinstance(v, tuple):
                 return tuple(move(e) for e in v)
             if not is_array(v):
