@@ -404,3 +404,108 @@ def test_weight_decay_bugs_are_named(dev, cls, key, words):
     report = xpnet.gradcheck(net, *data(dev))
     assert not report.passed and not report[key].passed, str(report)
     assert words in report[key].reason, report[key].reason
+
+
+# -- training, checkpoints, resume, the command line ----------------------------------------------
+def extend_net(dev=None, **kw):
+    kw = dict({"use_dropout": True, "dropout_ratio": 0.2, "use_batchnorm": True, "weight_decay_lambda": 0.01,
+                   "dtype": "float32", "seed": 0}, **kw)
+    return xpnet.MultiLayerNetExtend([20, 16, 12, 3], device=dev, **kw)
+
+
+def small_data(n=300):
+    rng = np.random.default_rng(0)
+    x = rng.random((n, 20)).astype("float32")
+    return x, (x[:, :3].argmax(axis=1)).astype(np.int64)
+
+
+def test_a_checkpoint_keeps_running_statistics_and_dropout_generators(dev, tmp_path):
+    net = extend_net(dev)
+    x, t = small_data(40)
+    xd, td = dev.asarray(x), dev.asarray(t)
+    for _ in range(3):
+        net.gradient(xd, td)
+    xpnet.save_net(net, tmp_path / "m")
+    back = xpnet.load_net(tmp_path / "m.npz", device=dev)
+    assert type(back) is xpnet.MultiLayerNetExtend and back.config == net.config
+    for k, v in net.buffers().items():
+        np.testing.assert_array_equal(host(dev, back.buffers()[k]), host(dev, v), err_msg=k)
+    np.testing.assert_array_equal(host(dev, back.predict(xd)), host(dev, net.predict(xd)))
+    net.gradient(xd, td)
+    back.gradient(xd, td)  # the next masks are the same
+    np.testing.assert_array_equal(host(dev, back.layers["Dropout2"].mask), host(dev, net.layers["Dropout2"].mask))
+
+
+def test_a_checkpoint_with_damaged_running_statistics_is_refused(tmp_path):
+    import zipfile
+
+    net = extend_net()
+    xpnet.save_net(net, tmp_path / "m")
+    with zipfile.ZipFile(tmp_path / "m.npz") as z, zipfile.ZipFile(tmp_path / "bad.npz", "w") as out:
+        for item in z.infolist():
+            if item.filename != "buffer/BatchNorm2/running_var.npy":
+                out.writestr(item, z.read(item))
+    with pytest.raises(xpnet.CheckpointError, match="missing members.*BatchNorm2/running_var"):
+        xpnet.load_net(tmp_path / "bad.npz")
+
+
+@pytest.mark.parametrize("device", ["cpu", "torch"])
+def test_a_batchnorm_dropout_run_resumes_bit_exact(tmp_path, device):
+    x, t = small_data()
+    kw = {"optimizer": "rmsprop", "lr": 0.01, "batch_size": 20, "seed": 1, "progress": False, "log": None}
+    with xpnet.use_device(device):
+        whole = xpnet.Trainer(extend_net(), x, t, x[:50], t[:50], iters=60, **kw)
+        h = whole.fit()
+        first = xpnet.Trainer(extend_net(), x, t, x[:50], t[:50], iters=30, **kw)
+        first.fit(checkpoint=tmp_path / "run")
+        resumed = xpnet.Trainer.resume(tmp_path / "run.npz", x, t, x[:50], t[:50], iters=60, log=None, progress=False)
+        h2 = resumed.fit()
+    dev = whole.net.device
+    for k in whole.net.params:
+        np.testing.assert_array_equal(host(dev, resumed.net.params[k]), host(dev, whole.net.params[k]), err_msg=k)
+    for k, v in whole.net.buffers().items():
+        np.testing.assert_array_equal(host(dev, resumed.net.buffers()[k]), host(dev, v), err_msg=k)
+    assert h2.loss == h.loss and h2.test_acc == h.test_acc
+
+
+def test_the_trainer_records_the_loss_with_its_penalty_and_evaluates_in_testing_mode():
+    x, t = small_data()
+    net = extend_net("cpu", use_dropout=False, use_batchnorm=False, weight_decay_lambda=0.5)
+    tr = xpnet.Trainer(net, x, t, x[:50], t[:50], iters=5, batch_size=300, lr=1e-9, progress=False, log=None)
+    h = tr.fit()
+    assert h.loss[-1] == pytest.approx(float(net.loss(x, t)), rel=1e-5)  # the penalty is 0.5 * 0.5 * sum(W**2)
+    assert h.final_test_loss == pytest.approx(float(net.loss(x[:50], t[:50])), rel=1e-5)
+
+
+def test_the_books_trainer_trains_a_dropout_batchnorm_net_with_nesterov():
+    from xpnet.trainer import Trainer
+
+    x, t = small_data()
+    net = xpnet.MultiLayerNetExtend(input_size=20, hidden_size_list=[16, 12], output_size=3, use_dropout=True,
+                                    dropout_ration=0.1, use_batchnorm=True, seed=0)
+    tr = Trainer(net, x, t, x[:100], t[:100], epochs=4, mini_batch_size=30, optimizer="Nesterov",
+                 optimizer_param={"lr": 0.05}, verbose=False)
+    tr.train()
+    assert len(tr.train_acc_list) == 4 and tr.test_acc_list[-1] > 0.6 and tr.test_acc_list[-1] > tr.test_acc_list[0]
+
+
+@pytest.mark.slow
+def test_xpnet_train_with_batchnorm_dropout_and_weight_decay(tiny, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "xpnet", "train", "--data-dir", str(tiny), "--sizes", "64,32,3",
+                        "--batchnorm", "--dropout", "0.1", "--weight-decay", "0.001", "--optimizer", "rmsprop",
+                        "--lr", "0.01", "--iters", "200", "--out", str(out), "--quiet", "--no-plot"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads((out / "history.json").read_text())["config"]["net"]
+    assert cfg["class"] == "MultiLayerNetExtend" and cfg["use_batchnorm"] and cfg["dropout_ratio"] == 0.1
+    assert cfg["weight_decay_lambda"] == 0.001
+    net = xpnet.load_net(out / "model.npz")
+    assert net.layers["Dropout1"].dropout_ratio == 0.1
+    bad = subprocess.run([sys.executable, "-m", "xpnet", "train", "--data-dir", str(tiny), "--dropout", "1.5"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--dropout" in bad.stderr and "[0, 1)" in bad.stderr

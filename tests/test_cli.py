@@ -47,7 +47,7 @@ def test_train_deeper_net_with_adam(tmp_path, capsys):
     (["--lr", "-1"], "expected a positive"),
     (["--iters", "zero"], "expected a positive integer"),
     (["--device", "tpu"], "unknown device"),
-    (["--optimizer", "rmsprop"], "invalid choice"),
+    (["--optimizer", "lbfgs"], "invalid choice"),
     (["--sizes", "784"], "at least two"),
     (["--seed", "-1"], "non-negative integer"),
     (["--weight-init", "glorot"], "expected a positive number"),

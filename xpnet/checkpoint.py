@@ -23,10 +23,11 @@ from .atomic import write_atomic
 from .backend import device as get_device
 from .exceptions import CheckpointError, CheckpointWriteError, DeviceUnavailableError
 from .history import History
-from .io.checkpoint_format import (FORMAT, MAX_META_BYTES, MAX_PARAM_BYTES, MAX_STATE_BYTES, META, check_members,
-                                   check_state, config_of, param_shapes, read_record, record_text, state_spec)
+from .io.checkpoint_format import (FORMAT, MAX_META_BYTES, MAX_PARAM_BYTES, MAX_STATE_BYTES, META, buffer_shapes,
+                                   check_members, check_state, config_of, param_shapes, read_record, record_text,
+                                   state_spec)
 from .io.npz import open_npz
-from .nets import MultiLayerNet, TwoLayerNet
+from .nets import MultiLayerNet, MultiLayerNetExtend, TwoLayerNet
 
 __all__ = ["save_net", "load_net", "load_checkpoint", "checkpoint_meta", "Checkpoint", "CheckpointError",
            "save_run", "load_run", "SavedRun", "RUN_FORMAT", "MAX_PARAM_BYTES", "MAX_STATE_BYTES", "MAX_META_BYTES"]
@@ -52,6 +53,10 @@ def save_net(net, path, *, state=None) -> str:
         path += ".npz"
     record = {"format": FORMAT, "config": config_of(net)}
     arrays = {f"param/{k}": net.device.to_numpy(v) for k, v in net.params.items()}
+    arrays.update({f"buffer/{k}": net.device.to_numpy(v) for k, v in net.buffers().items() if v is not None})
+    generators = net.generator_states()
+    if generators:  # where each dropout's generator stands: a resumed run draws the same masks
+        record["generators"] = generators
     if state is not None:
         state_arrays, record["state"] = check_state(state, sum(a.nbytes for a in arrays.values()))
         record["state_arrays"] = {k: {"dtype": a.dtype.str, "shape": list(a.shape)} for k, a in state_arrays.items()}
@@ -68,16 +73,25 @@ def load_checkpoint(path, device=None, dtype=None) -> Checkpoint:
     dev = get_device(device)
     with open_npz(path) as npz:
         record, arch = read_record(npz)
-        shapes = param_shapes(arch["sizes"])
+        shapes, buffers = param_shapes(arch["sizes"], arch.get("use_batchnorm", False)), buffer_shapes(arch)
         meta, spec, state_cap = state_spec(record, path, 8 * arch["n_params"])
-        check_members(npz, shapes, spec)
+        check_members(npz, shapes, spec, buffers)
         params, used = {}, 0
-        for k, s in shapes.items():  # all parameters together stay under the cap
-            params[k] = npz.array(f"param/{k}.npy", kind="parameter", shape=s, max_bytes=MAX_PARAM_BYTES - used)
+        for k, s in list(shapes.items()) + list(buffers.items()):  # all of them together stay under the cap
+            kind = "parameter" if k in shapes else "running statistic"
+            params[k] = npz.array(f"{'param' if k in shapes else 'buffer'}/{k}.npy", kind=kind, shape=s,
+                                  max_bytes=MAX_PARAM_BYTES - used)
             used += params[k].nbytes
         arrays = {k: npz.array(f"state/{k}.npy", kind="state array", shape=s, dtype=dt, max_bytes=state_cap)
                   for k, (s, dt) in spec.items()}
-    return Checkpoint(_rebuild(arch, params, dev, dtype or arch["dtype"], path), arrays, meta)
+    net = _rebuild(arch, {k: params[k] for k in shapes}, dev, dtype or arch["dtype"], path)
+    try:
+        net.load_buffers({k: params[k] for k in buffers})
+        net.load_generator_states(record.get("generators") or {})
+    except (AttributeError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: the layers' saved state does not fit the net ({e}); the file was edited "
+                              "or damaged") from None
+    return Checkpoint(net, arrays, meta)
 
 
 def load_net(path, device=None, dtype=None):
@@ -100,8 +114,13 @@ def _rebuild(arch: dict, params: dict, dev, dtype, path: str):
     try:
         if arch["class"] == "TwoLayerNet":
             return TwoLayerNet(*sizes, arch["weight_init"], device=dev, dtype=dtype, params=params)
-        return MultiLayerNet(sizes, arch["activation"], arch["weight_init"], device=dev, dtype=dtype,
-                             params=params, layer_names=arch["layer_names"])
+        kwargs = {"device": dev, "dtype": dtype, "params": params, "layer_names": arch["layer_names"],
+                      "weight_decay_lambda": arch.get("weight_decay_lambda", 0)}
+        if arch["class"] == "MultiLayerNetExtend":
+            return MultiLayerNetExtend(sizes, arch["activation"], arch["weight_init"], use_dropout=arch["use_dropout"],
+                                       dropout_ratio=arch["dropout_ratio"], use_batchnorm=arch["use_batchnorm"],
+                                       **kwargs)
+        return MultiLayerNet(sizes, arch["activation"], arch["weight_init"], **kwargs)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: cannot rebuild the saved net ({e})") from None
 

@@ -41,6 +41,26 @@ def _sizes(s):
     return v
 
 
+def _ratio(s):
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a ratio in [0, 1), got {s!r}") from None
+    if not 0 <= v < 1:
+        raise argparse.ArgumentTypeError(f"expected a ratio in [0, 1) (the share of units dropped), got {s!r}")
+    return v
+
+
+def _non_negative_float(s):
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {s!r}") from None
+    if not 0 <= v < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {s!r}")
+    return v
+
+
 def _weight_init(s):
     from .nets import WEIGHT_INITS
 
@@ -120,7 +140,14 @@ def _parser():
     t.add_argument("--batch-size", type=_positive_int, default=100, help="mini-batch size")
     t.add_argument("--lr", type=_positive_float, default=None,
                    help="learning rate (default: 0.1 for sgd, the optimizer's own default otherwise)")
-    t.add_argument("--optimizer", choices=["sgd", "momentum", "adagrad", "adam"], default="sgd", help="optimizer")
+    t.add_argument("--optimizer", choices=["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"], default="sgd",
+                   help="optimizer")
+    t.add_argument("--batchnorm", action="store_true",
+                   help="batch normalisation after each hidden Affine (the book's MultiLayerNetExtend)")
+    t.add_argument("--dropout", type=_ratio, default=None, metavar="RATIO",
+                   help="dropout after each hidden activation, dropping this share of units (e.g. 0.15)")
+    t.add_argument("--weight-decay", type=_non_negative_float, default=0.0, metavar="LAMBDA",
+                   help="L2 weight decay: 0.5 * LAMBDA * sum(W**2) added to the loss (e.g. 0.1)")
     t.add_argument("--seed", type=_seed, default=0, help="seed of the initial weights and the batches")
     t.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="precision of the net")
     t.add_argument("--eval-interval", type=_positive_int,
@@ -301,8 +328,16 @@ def _train(args, comm) -> int:
                 raise _Fail(f"--sizes must start with {d} (pixels per image) and end with {c} (classes) for this "
                             f"data, got {','.join(map(str, sizes))}")
             kw = {"device": dev, "dtype": args.dtype, "seed": args.seed}
-            net = xpnet.MultiLayerNet(sizes, args.activation, args.weight_init, **kw) if args.sizes else \
-                xpnet.TwoLayerNet(sizes[0], sizes[1], sizes[2], args.weight_init, **kw)
+            if args.batchnorm or args.dropout is not None:
+                ratio = 0.5 if args.dropout is None else args.dropout
+                net = xpnet.MultiLayerNetExtend(sizes, args.activation, args.weight_init, use_batchnorm=args.batchnorm,
+                                                use_dropout=args.dropout is not None, dropout_ratio=ratio,
+                                                weight_decay_lambda=args.weight_decay, **kw)
+            elif args.sizes or args.weight_decay:
+                net = xpnet.MultiLayerNet(sizes, args.activation, args.weight_init,
+                                          weight_decay_lambda=args.weight_decay, **kw)
+            else:
+                net = xpnet.TwoLayerNet(sizes[0], sizes[1], sizes[2], args.weight_init, **kw)
             trainer = Trainer(net, x_train, t_train, x_test, t_test, optimizer=args.optimizer, lr=args.lr,
                               batch_size=args.batch_size, iters=iters, eval_interval=args.eval_interval, seed=args.seed,
                               progress=progress, log=epoch_log, communicator=comm)

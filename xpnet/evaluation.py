@@ -49,4 +49,5 @@ def accuracy_and_loss(net, split, batch_size: int, comm, fast: bool) -> tuple[fl
         loss = part if loss is None else loss + part
     c, total = (int(correct), float(loss)) if correct is not None else (0, 0.0)
     c, total = comm.allreduce_scalars([c, total])
-    return c / n, total / n
+    penalty = net.penalty() if getattr(net, "weight_decay_lambda", 0) else 0.0  # weight decay, as net.loss has it
+    return c / n, total / n + float(penalty)

@@ -27,7 +27,7 @@ from .backend import Generator, device as get_device, device_of, dtype_name, hos
 from .fast import Kept, same_objects
 from .functions import one_hot
 from .layers import (Affine, BatchNormalization, Dropout, Relu, Sigmoid, SoftmaxWithLoss, Tanh, held,
-                     layer_param_names)
+                     layer_param_names, layer_state_names)
 from .protocols import is_layer, takes_onehot, takes_train_flg
 from .validation import (check_array, check_features, check_finite, check_labels, check_net_size, check_samples,
                          index_labels, is_array, is_kind, positive_int, unit_interval)
@@ -446,6 +446,52 @@ class Net:
         new.lastLayer = clone(self.lastLayer)
         new.grads, new._slots_seen, new._slots, new._eye, new._weights_seen = None, None, None, None, None
         return new
+
+    # -- what the layers learn besides the parameters (checkpoints save it) --------------
+    def buffers(self) -> dict:
+        """``{"BatchNorm1/running_mean": array, ...}``: the layers' state arrays (``layer_state_names``),
+        learnt without gradients and read in testing; None where a layer has not made one yet."""
+        return {f"{name}/{attr}": getattr(layer, attr, None) for name, layer in self.layers.items()
+                for attr in layer_state_names(layer)}
+
+    def load_buffers(self, arrays: dict) -> None:
+        """Puts saved state arrays (host or device data, keyed as ``buffers()``) into the layers."""
+        now = self.buffers()
+        unknown = sorted(set(arrays) - set(now))
+        if unknown:
+            raise ValueError(f"no layer holds a state array {unknown[0]!r}; this net has {sorted(now) or 'none'}")
+        for key, v in arrays.items():
+            if now[key] is not None and tuple(v.shape) != tuple(now[key].shape):
+                raise ValueError(f"state array {key!r} has shape {tuple(v.shape)}, the layer's has "
+                                 f"{tuple(now[key].shape)}")
+            name, attr = key.split("/", 1)
+            setattr(self.layers[name], attr, self.device.asarray(v, dtype=self.dtype))
+
+    def generator_states(self) -> dict:
+        """``{"Dropout1": {"seed": ..., "state": ...}, ...}``: where each random layer's generator
+        stands (JSON), so a resumed run draws the masks the run would have drawn."""
+        out = {}
+        for name, layer in self.layers.items():
+            if callable(getattr(layer, "generator", None)) and hasattr(layer, "seed"):
+                g = getattr(layer, "rng", None)
+                out[name] = {"seed": layer.seed} if g is None else {"seed": g.seed, "state": g.get_state()}
+        return out
+
+    def load_generator_states(self, states: dict) -> None:
+        """Continues each random layer's generator from ``generator_states()``' record; a state of
+        another kind of device (loading a GPU run on the CPU) restarts it from its seed."""
+        for name, saved in states.items():
+            layer = self.layers.get(name)
+            if layer is None or not callable(getattr(layer, "generator", None)) or not isinstance(saved, dict):
+                raise ValueError(f"no random layer {name!r} in this net to continue the saved generator of")
+            layer.seed = saved.get("seed")
+            layer.rng = None
+            state = saved.get("state")
+            if isinstance(state, dict):
+                g = self.device.rng(layer.seed)
+                if state.get("kind") == self.device.rng_kind:
+                    g.set_state(state)
+                layer.rng = g
 
     @property
     def last_layer(self):

@@ -356,6 +356,7 @@ class Trainer:
             plan = opt.scaled_update() if callable(getattr(opt, "scaled_update", None)) else None
             scale, apply = plan if plan is not None else (1.0, opt.update)
             step, last = net.backprop, net.lastLayer
+            read_loss = net.last_loss if getattr(net, "weight_decay_lambda", 0) else None  # + the penalty, as net.loss
             if world > 1:  # the average over processes: 1/size folded into the loss gradient too
                 scale, apply = scale / world, averaging(apply, comm, self.device)
         else:
@@ -377,7 +378,7 @@ class Trainer:
                     if record:
                         if after:
                             last.forward_onehot(net.forward(x), t)
-                        losses.append(last.loss)
+                        losses.append(last.loss if read_loss is None else read_loss())
                 else:
                     opt.update(params, net.gradient(x, t))
                     if record:

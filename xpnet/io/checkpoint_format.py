@@ -7,7 +7,10 @@ Layout (format ``xpnet-checkpoint-1``, also read by earlier xpnet versions, whic
 - ``__meta__.npy``: a 0-d unicode array, the JSON record ``{"format", "config"[, "state",
   "state_arrays"]}``; ``state`` is the caller's JSON meta, ``state_arrays`` the dtype and shape
   of every state array;
-- ``param/W1.npy``, ``param/b1.npy``, ...: the parameters, exactly the shapes ``config["sizes"]`` implies;
+- ``param/W1.npy``, ``param/b1.npy``, ...: the parameters, exactly the shapes ``config["sizes"]`` implies
+  (``gamma<i>``, ``beta<i>`` too for a ``MultiLayerNetExtend`` with batch norm);
+- ``buffer/BatchNorm1/running_mean.npy``, ...: the layers' running statistics, where the net has them;
+  the record's ``generators`` says where each dropout layer's generator stands;
 - ``state/<name>.npy``: the state arrays.
 """
 
@@ -25,11 +28,11 @@ from ..validation import format_bytes
 from .npz import MAX_JSON_DEPTH, dtype_fault
 
 __all__ = ["FORMAT", "CLASSES", "META", "MAX_PARAM_BYTES", "MAX_STATE_BYTES", "MAX_META_BYTES", "config_of",
-           "check_state", "record_text", "read_record", "architecture", "param_shapes", "state_spec",
+           "check_state", "record_text", "read_record", "architecture", "param_shapes", "buffer_shapes", "state_spec",
            "check_members"]
 
 FORMAT = "xpnet-checkpoint-1"
-CLASSES = ("TwoLayerNet", "MultiLayerNet")
+CLASSES = ("TwoLayerNet", "MultiLayerNet", "MultiLayerNetExtend")
 META = "__meta__"           # the array holding the JSON record
 
 MAX_PARAM_BYTES = 2 << 30   # all parameters together, as stored
@@ -55,7 +58,7 @@ def config_of(net) -> dict:
     config = getattr(net, "config", None)
     if not isinstance(config, dict) or config.get("class") not in CLASSES or "sizes" not in config:
         raise CheckpointError(
-            f"save_net records TwoLayerNet and MultiLayerNet architectures; {net!r} has other or edited layers, "
+            f"save_net records {', '.join(CLASSES)} architectures; {net!r} has other or edited layers, "
             "so a checkpoint could not rebuild it. Save its parameters yourself (e.g. numpy.savez of "
             "{k: net.device.to_numpy(v) for k, v in net.params.items()}) and rebuild the layers in code")
     return config
@@ -186,20 +189,45 @@ def architecture(record: dict, path: str) -> dict:
     layer_names = cfg.get("layer_names", "xpnet")  # "book": Activation_function1, ... (the book's form)
     if layer_names not in ("xpnet", "book"):
         raise _damaged(path, f"layer_names must be 'xpnet' or 'book', got {_short(layer_names)}")
-    n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    decay = cfg.get("weight_decay_lambda", 0)
+    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not math.isfinite(decay) or decay < 0:
+        raise _damaged(path, f"weight_decay_lambda must be a finite number >= 0, got {_short(decay)}")
+    extend = {}
+    if kind == "MultiLayerNetExtend":
+        for k in ("use_dropout", "use_batchnorm"):
+            if not isinstance(cfg.get(k), bool):
+                raise _damaged(path, f"{k} must be true or false, got {_short(cfg.get(k))}")
+            extend[k] = cfg[k]
+        ratio = cfg.get("dropout_ratio")
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
+            raise _damaged(path, f"dropout_ratio must be a number in [0, 1), got {_short(ratio)}")
+        extend["dropout_ratio"] = ratio
+    n_params = sum(math.prod(s) for s in param_shapes(sizes, extend.get("use_batchnorm", False)).values())
     if 2 * n_params > MAX_PARAM_BYTES:  # even as float16
         raise CheckpointError(f"{path} records sizes {str(sizes)[:200]}: {n_params} parameters, more than a "
                               f"checkpoint may hold ({format_bytes(MAX_PARAM_BYTES)}); refused before reading them")
     return {"class": kind, "sizes": sizes, "activation": activation, "weight_init": weight_init, "dtype": dtype,
-            "layer_names": layer_names, "n_params": n_params}
+            "layer_names": layer_names, "n_params": n_params, "weight_decay_lambda": decay, **extend}
 
 
-def param_shapes(sizes) -> dict:
-    """``{"W1": (a, b), "b1": (b,), ...}``: the parameters a net of layer widths ``sizes`` has."""
+def param_shapes(sizes, batchnorm: bool = False) -> dict:
+    """``{"W1": (a, b), "b1": (b,), ...}``: the parameters a net of layer widths ``sizes`` has
+    (with ``batchnorm``, also ``gamma<i>``, ``beta<i>`` of each hidden layer, after them)."""
     shapes = {}
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
         shapes[f"W{i}"], shapes[f"b{i}"] = (a, b), (b,)
+    if batchnorm:
+        for i, width in enumerate(sizes[1:-1], start=1):
+            shapes[f"gamma{i}"], shapes[f"beta{i}"] = (width,), (width,)
     return shapes
+
+
+def buffer_shapes(arch: dict) -> dict:
+    """``{"BatchNorm1/running_mean": (width,), ...}``: the layers' state arrays the net has."""
+    if not arch.get("use_batchnorm"):
+        return {}
+    return {f"BatchNorm{i}/{k}": (width,) for i, width in enumerate(arch["sizes"][1:-1], start=1)
+            for k in ("running_mean", "running_var")}
 
 
 def state_spec(record: dict, path: str, param_bytes: int):
@@ -238,10 +266,12 @@ def state_spec(record: dict, path: str, param_bytes: int):
     return meta, out, cap
 
 
-def check_members(npz, shapes: dict, spec: dict) -> None:
-    """The checkpoint holds exactly the record's parameters (``shapes``) and state arrays (``spec``)."""
+def check_members(npz, shapes: dict, spec: dict, buffers: dict | None = None) -> None:
+    """The checkpoint holds exactly the record's parameters (``shapes``), the layers' state arrays
+    (``buffers``) and the state arrays (``spec``)."""
     members = npz.names
-    expected = {f"param/{k}.npy" for k in shapes} | {f"state/{k}.npy" for k in spec} | {META + ".npy"}
+    expected = {f"param/{k}.npy" for k in shapes} | {f"state/{k}.npy" for k in spec} | {META + ".npy"} | \
+        {f"buffer/{k}.npy" for k in buffers or {}}
     extra, missing = sorted(set(members) - expected), sorted(expected - set(members))
     if extra or missing:
         params = sorted(n[6:-4] for n in members if n.startswith("param/") and n.endswith(".npy"))
