@@ -200,7 +200,7 @@ def test_predict_checks_its_input(dev, bad):
 
 
 def test_predict_refuses_another_devices_batch(dev):
-    other = "array_api_strict" if dev.name != "array_api_strict" else "cpu"
+    other = "array_api_strict" if dev.name != "array_api_strict" else other_than_host()
     net = xpnet.TwoLayerNet(8, 5, 3, device=dev, seed=0)
     x, _ = batch(xpnet.device(other))
     with pytest.raises(ValueError, match=f"x is on device '{other}'.*asarray"):
@@ -339,3 +339,22 @@ def test_gradcheck_and_the_trainer_find_a_last_layer_spelled_last_layer(mnist):
     reader = LastLayerReaderNet(784, 20, 10, 0.01)
     h = Trainer(reader, xs, np.eye(10)[ts], xts, np.eye(10)[tts], iters=300, log=None, progress=False).fit()
     assert len(h.loss) == 300 and h.final_test_acc > 0.6
+
+
+def other_than_host():
+    """A device whose arrays are not NumPy's (a net moves NumPy data onto its device itself)."""
+    pytest.importorskip("torch")
+    return "torch"
+
+
+def test_numpy_data_goes_to_the_nets_device_as_the_books_scripts_feed_it(dev):
+    """The book's scripts index load_mnist's NumPy arrays and hand them to the net, on any device."""
+    net = xpnet.TwoLayerNet(8, 5, 3, device=dev, seed=0)
+    x, t = batch(xpnet.device("cpu"))
+    xd, td = dev.asarray(x), dev.asarray(t)
+    np.testing.assert_array_equal(dev.to_numpy(net.predict(x)), dev.to_numpy(net.predict(xd)))
+    assert float(net.loss(x, t)) == float(net.loss(xd, td)) and net.accuracy(x, t) == net.accuracy(xd, td)
+    g = net.gradient(x, t)
+    assert dev.owns(g["W1"])
+    with pytest.raises(TypeError, match="x must be an array"):
+        net.predict(x.tolist())  # lists are not data of a device: made into arrays by the caller

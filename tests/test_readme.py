@@ -1,5 +1,5 @@
 """The README's map of the book's files: every file it names exists, and every file of the book's
-``common/``, ``dataset/`` and ``ch05/`` that holds code has a row."""
+``common/``, ``dataset/``, ``ch05/`` and ``ch06/`` that holds code has a row."""
 
 import re
 from pathlib import Path
@@ -10,6 +10,9 @@ BOOK_FILES = [
     "common/optimizer.py", "common/trainer.py", "common/multi_layer_net_extend.py", "common/util.py",
     "dataset/mnist.py", "ch05/layer_naive.py", "ch05/buy_apple.py", "ch05/buy_apple_orange.py",
     "ch05/two_layer_net.py", "ch05/gradient_check.py", "ch05/train_neuralnet.py",
+    *(f"ch06/{n}.py" for n in ("optimizer_compare_naive", "optimizer_compare_mnist", "weight_init_compare",
+                              "weight_init_activation_histogram", "batch_norm_test", "batch_norm_gradient_check",
+                              "overfit_weight_decay", "overfit_dropout", "hyperparameter_optimization")),
 ]
 
 

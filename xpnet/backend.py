@@ -24,7 +24,8 @@ import os
 
 import numpy as np
 
-from .backends.base import Device, Generator, dtype_name, host_memory_bytes, host_rng, is_host_data, null_scope, scoped
+from .backends.base import (Device, Generator, dtype_name, host_memory_bytes, host_rng, is_host_array, is_host_data,
+                            null_scope, scoped)
 from .backends.cpu import NumpyDevice
 from .backends.cuda import CupyDevice, gpu_count
 from .backends.pytorch import TorchDevice
@@ -35,7 +36,7 @@ from .threads import blas_thread_limit
 __all__ = [
     "device", "use_device", "device_of", "devices", "device_report", "scope_of", "to_host",
     "Device", "NumpyDevice", "StrictDevice", "TorchDevice", "CupyDevice", "Generator",
-    "DeviceUnavailableError", "dtype_name", "host_rng", "is_host_data", "host_memory_bytes",
+    "DeviceUnavailableError", "dtype_name", "host_rng", "is_host_array", "is_host_data", "host_memory_bytes",
     "scoped", "null_scope", "blas_thread_limit", "rewound_global_generators",
 ]
 

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 
 from array_api_compat import array_namespace
 
-from .backend import Generator, device as get_device, device_of, dtype_name, host_rng, scoped
+from .backend import Generator, device as get_device, device_of, dtype_name, host_rng, is_host_array, scoped
 from .fast import Kept, same_objects
 from .functions import one_hot
 from .layers import (Affine, BatchNormalization, Dropout, Relu, Sigmoid, SoftmaxWithLoss, Tanh, held,
@@ -171,7 +171,9 @@ class Net:
     def _input(self, x, name="x", finite=False):
         """``x`` on this device, floating, as (N, D); another float dtype is converted, like the
         book's float32 MNIST going into its float64 net. ``finite`` also scans it for NaN/inf
-        (a reduction over the data: where data enters, never in ``gradient``)."""
+        (a reduction over the data: where data enters, never in ``gradient``). A NumPy array (the
+        book's ``load_mnist`` gives them) is moved onto a GPU or torch net's device."""
+        x = self._moved(x)
         check_array(x, name, self.device)
         xp = self.xp
         if not is_kind(xp, x.dtype, "real floating"):
@@ -188,10 +190,16 @@ class Net:
             check_finite(x, name, xp)
         return x
 
+    def _moved(self, a):
+        """Host NumPy data on this device (the book's scripts feed it to any net); anything else
+        as given, for ``check_array`` to accept or refuse by name."""
+        return self.device.asarray(a) if is_host_array(a) and not self.device.owns(a) else a
+
     def _labels(self, t, n, c):
-        """(labels as given, their form): validated against n samples and c classes."""
+        """(labels on this device, their form): validated against n samples and c classes."""
+        t = self._moved(t)
         check_array(t, "t", self.device)
-        return check_labels(t, n, c, self.xp)
+        return t, check_labels(t, n, c, self.xp)
 
     def _onehot(self, t, form, c):
         """One-hot rows of the net's dtype, built from integer labels by one comparison."""
@@ -344,7 +352,7 @@ class Net:
         """``t`` checked against n samples and c classes, in the form the loss layer takes: one-hot
         rows of the net's dtype for xpnet's SoftmaxWithLoss, the labels as given for a book-style
         loss layer (it converts them itself)."""
-        form = self._labels(t, n, c)
+        t, form = self._labels(t, n, c)
         return self._onehot(t, form, c) if takes_onehot(self.lastLayer) else t
 
     def _forward_loss_layer(self, scores, t):
@@ -365,7 +373,7 @@ class Net:
         n = x.shape[0]
         check_samples(n, "x", "the accuracy")
         c = self.num_classes or self.forward(x[:1, ...]).shape[1]
-        form = self._labels(t, n, c)
+        t, form = self._labels(t, n, c)
         labels = self.xp.argmax(t, axis=1) if form == "onehot" else index_labels(t, self.xp)
         return self.count_correct(x, labels, batch_size) / n
 

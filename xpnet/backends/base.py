@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Device", "Generator", "host_rng", "is_host_data", "dtype_name", "host_memory_bytes",
+__all__ = ["Device", "Generator", "host_rng", "is_host_array", "is_host_data", "dtype_name", "host_memory_bytes",
            "null_scope", "scoped"]
 
 
@@ -21,6 +21,11 @@ def host_rng(seed=None):
     """The host generator (NumPy PCG64) used wherever results must agree across devices, such as
     initial weights: draw here, then place with ``Device.asarray``."""
     return np.random.default_rng(seed)
+
+
+def is_host_array(x) -> bool:
+    """True for a NumPy array (what the book's ``load_mnist`` returns), not a number or a list."""
+    return type(x) is np.ndarray
 
 
 def is_host_data(x) -> bool:
