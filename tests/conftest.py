@@ -14,7 +14,7 @@ pytest_plugins = ["xpnet.testing", "pytester"]  # pytester: the plugin's own tes
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory):
     """A small IDX dataset (8x8 images, 3 classes, 300 + 60 images) for ``--data-dir``."""
-    from idx_files import make_tiny_idx
+    from .idx_files import make_tiny_idx
 
     return make_tiny_idx(tmp_path_factory.mktemp("tiny"))
 

@@ -12,7 +12,7 @@ from xpnet.gradient import numerical_gradient
 from xpnet.layers import SoftmaxWithLoss
 from xpnet.validation import check_distribution, check_finite, check_net_size, index_labels
 
-from optional_hypothesis import HealthCheck, given, settings, st
+from .optional_hypothesis import HealthCheck, given, settings, st
 
 pytestmark = pytest.mark.in_device_scope  # layers, functions and checks called directly (see conftest)
 

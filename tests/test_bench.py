@@ -16,19 +16,20 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # plain `pytest` puts tests/, not the root, on the path
+if str(ROOT) not in sys.path:  # pytest puts the root on the path (tests/ is a package), unless told otherwise
     sys.path.insert(0, str(ROOT))
 
 import xpnet  # noqa: E402
 import benchmarks  # noqa: E402
 from benchmarks import step_flops  # noqa: E402
 from benchmarks.contenders import (BookContender, JaxContender, LeanNumpyNet, NumpyNetLoopContender,  # noqa: E402
-                                   TunedNumpyContender, TunedNumpyNet, TunedNumpyOneThreadContender, book_code,
-                                   draw_batches)
+                                   TunedNumpyContender, TunedNumpyNet, TunedNumpyOneThreadContender, draw_batches)
 from benchmarks import harness  # noqa: E402
 from benchmarks.harness import _init_params, accelerator_table, is_accelerator, run  # noqa: E402
 from benchmarks.xpnet_contenders import BookLoopContender, XpnetContender, new_net  # noqa: E402
 from xpnet import cli  # noqa: E402
+
+from .book import book_net_with  # noqa: E402
 
 BOOK_ROWS = {"xpnet cpu", "xpnet, book-style loop", "xpnet, book-style loop + net.loss", "book NumPy float64",
              "hand-tuned NumPy float32", "idiomatic PyTorch cpu", "hand-tuned f32, yardstick",
@@ -348,7 +349,7 @@ def test_xpnet_contender_starts_from_the_given_weights():
 def test_book_reference_code_agrees_with_xpnet():
     """The book's own code (as the benchmark runs it) and xpnet give the same gradients."""
     p = _init_params([12, 6, 10], 0.5, 1)
-    book = book_code(np).TwoLayerNet(p)
+    book = book_net_with(p)
     net = xpnet.TwoLayerNet(12, 6, 10, device="cpu", dtype="float64")
     for k, v in p.items():
         net.params[k][...] = v

@@ -3,16 +3,16 @@ gradients, any net in the book's form trains, nets from any layers, inputs check
 
 import subprocess
 import sys
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 import pytest
-from book_layers import BookSoftmaxWithLoss, BookTwoLayerNetMethods, NpAffine, NpRelu
 
 import xpnet
 from xpnet.layers import Affine, Relu, Tanh
 from xpnet.trainer import Trainer
+
+from .book import ReaderNet
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -110,20 +110,6 @@ def test_gradients_are_never_scaled_by_the_trainer(mnist):
 
 
 # -- a reader's own net trains -----------------------------------------------------------
-class ReaderNet(BookTwoLayerNetMethods):
-    """The book's two_layer_net.py (5.7.2) as a reader types it, in NumPy float64."""
-
-    def __init__(self, input_size, hidden_size, output_size, weight_init_std=0.01):
-        rng = np.random.default_rng(0)
-        self.params = {"W1": weight_init_std * rng.standard_normal((input_size, hidden_size)),
-                       "b1": np.zeros(hidden_size),
-                       "W2": weight_init_std * rng.standard_normal((hidden_size, output_size)),
-                       "b2": np.zeros(output_size)}
-        self.layers = OrderedDict(Affine1=NpAffine(self.params["W1"], self.params["b1"]), Relu1=NpRelu(),
-                                  Affine2=NpAffine(self.params["W2"], self.params["b2"]))
-        self.lastLayer = BookSoftmaxWithLoss()
-
-
 def test_a_readers_own_numpy_net_trains(mnist):
     x, t, xt, tt = mnist
     net = ReaderNet(784, 50, 10)
@@ -332,7 +318,7 @@ def test_gradcheck_and_the_trainer_find_a_last_layer_spelled_last_layer(mnist):
     x, t = rng.standard_normal((4, 6)), np.eye(3)[[0, 2, 1, 2]]
     report = xpnet.gradcheck(net, x, t)
     assert report.passed, str(report)
-    assert set(report.layers) == {"Affine1", "Relu1", "Affine2", "BookSoftmaxWithLoss"}
+    assert set(report.layers) == {"Affine1", "Relu1", "Affine2", "SoftmaxWithLoss"}  # the book's loss layer
     xs, ts, xts, tts = mnist
     reader = LastLayerReaderNet(784, 20, 10, 0.01)
     h = Trainer(reader, xs, np.eye(10)[ts], xts, np.eye(10)[tts], iters=300, log=None, progress=False).fit()

@@ -1,19 +1,16 @@
 """The book's ``common/trainer.py`` call on xpnet's Trainer: its arguments, arithmetic, lists and
-printed lines, a reader's own book-style net, images, and the two forms kept apart.
-
-The reader's Affine and SoftmaxWithLoss below are adapted from Deep Learning from Scratch's
-``common/layers.py`` and ``common/functions.py`` (MIT, Copyright (c) 2016 Koki Saitoh; the notice
-is in THIRD_PARTY_NOTICES.md)."""
+printed lines, a reader's own book-style net (``tests.book.ReaderNet``: the book's layers,
+any input rank), images, and the two forms kept apart."""
 
 import re
-from collections import OrderedDict
 
 import numpy as np
 import pytest
-from book_layers import BookTwoLayerNetMethods, NpAffine, NpRelu
 
 import xpnet
 from xpnet.trainer import History, Trainer
+
+from .book import ReaderNet
 
 EPOCH_LINE = re.compile(r"=== epoch:(\d+), train acc:(\S+), test acc:(\S+) ===")
 
@@ -34,51 +31,6 @@ def tiny(n=300, d=4, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, d)).astype(np.float32)
     return x, (x[:, 0] > 0).astype(np.int64)
-
-
-class BookAffine(NpAffine):
-    """The book's Affine takes a tensor of any rank: it flattens each sample, and shapes dx back."""
-
-    def forward(self, x):
-        self.original_x_shape = x.shape
-        return super().forward(x.reshape(x.shape[0], -1))
-
-    def backward(self, dout):
-        return super().backward(dout).reshape(*self.original_x_shape)
-
-
-class BookSoftmaxWithLoss:
-    """The book's loss layer: integer labels or one-hot rows."""
-
-    def forward(self, x, t):
-        self.t = t
-        e = np.exp(x - x.max(axis=1, keepdims=True))
-        self.y = e / e.sum(axis=1, keepdims=True)
-        labels = t.argmax(axis=1) if t.size == self.y.size else t
-        self.loss = -np.sum(np.log(self.y[np.arange(x.shape[0]), labels] + 1e-7)) / x.shape[0]
-        return self.loss
-
-    def backward(self, dout=1):
-        n = self.t.shape[0]
-        if self.t.size == self.y.size:
-            return (self.y - self.t) / n
-        dx = self.y.copy()
-        dx[np.arange(n), self.t] -= 1
-        return dx / n
-
-
-class ReaderNet(BookTwoLayerNetMethods):
-    """The book's two_layer_net.py (5.7.2) as a reader types it, in NumPy float64."""
-
-    def __init__(self, input_size, hidden_size, output_size, weight_init_std=0.01):
-        rng = np.random.default_rng(0)
-        self.params = {"W1": weight_init_std * rng.standard_normal((input_size, hidden_size)),
-                       "b1": np.zeros(hidden_size),
-                       "W2": weight_init_std * rng.standard_normal((hidden_size, output_size)),
-                       "b2": np.zeros(output_size)}
-        self.layers = OrderedDict(Affine1=BookAffine(self.params["W1"], self.params["b1"]), Relu1=NpRelu(),
-                                  Affine2=BookAffine(self.params["W2"], self.params["b2"]))
-        self.lastLayer = BookSoftmaxWithLoss()
 
 
 # -- the book's call, lists and lines ------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 import xpnet
 from xpnet.cli import main
 
-from idx_files import make_tiny_idx
+from .idx_files import make_tiny_idx
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,7 @@ import pytest
 from xpnet.checkpoint import checkpoint_meta, load_checkpoint
 from xpnet.cli import main
 
-from idx_files import make_tiny_idx
+from .idx_files import make_tiny_idx
 
 ROOT = Path(__file__).resolve().parent.parent
 ARGS = ["--iters", "3000", "--hidden", "20", "--quiet", "--no-plot", "--eval-interval", "600"]

@@ -17,7 +17,7 @@ import xpnet
 from xpnet.distributed import Communicator, DistributedError, gpu_of_process, one_gpu_each
 from xpnet.trainer import Trainer
 
-from mpi_launcher import MPIEXEC, needs_mpi
+from .mpi_launcher import MPIEXEC, needs_mpi
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -3,18 +3,20 @@
 Each wrong layer must FAIL with a reason naming the gradient, the layer and the fix; each correct
 layer must pass (no false alarms). The layers are written once against the Array API
 (``array_namespace(x)`` inside, as a reader targeting it would) and run on every device of the
-``dev`` fixture; a few are plain NumPy, the way the book's readers write them.
+``dev`` fixture; a few are plain NumPy, the way the book's readers write them, on the book's own
+Affine and TwoLayerNet (``tests.book``).
 """
 
 from collections import OrderedDict
 
 import numpy as np
-from book_layers import BookTwoLayerNetMethods, NpAffine, NpRelu
 import pytest
 from array_api_compat import array_namespace
 
 import xpnet
 from xpnet.gradient_check import GradResult
+
+from . import book
 
 N, D, M = 4, 3, 5  # batch, inputs, outputs: all different, so a wrong axis shows in the shape
 
@@ -585,38 +587,37 @@ def test_a_result_prints_its_reason():
 # ---------------------------------------------------------------------------------------------
 # plain NumPy, the way the book's readers write it
 # ---------------------------------------------------------------------------------------------
-class NpAffineCopy(NpAffine):
+class NpAffineCopy(book.Affine):
     def forward(self, x):
-        self.x = x.copy()
-        return np.dot(x, self.W) + self.b
+        return super().forward(x.copy())
 
     def backward(self, dout):
         self.dx = super().backward(dout)
         return self.dx
 
 
-class NpAffineDbIsDout(NpAffine):
+class NpAffineDbIsDout(book.Affine):
     def backward(self, dout):
         dx = super().backward(dout)
         self.db = dout
         return dx
 
 
-class NpAffineDbSum(NpAffine):
+class NpAffineDbSum(book.Affine):
     def backward(self, dout):
         dx = super().backward(dout)
         self.db = np.sum(dout)
         return dx
 
 
-class NpAffineDbAxis1(NpAffine):
+class NpAffineDbAxis1(book.Affine):
     def backward(self, dout):
         dx = super().backward(dout)
         self.db = np.sum(dout, axis=1)
         return dx
 
 
-class NpAffineDWTransposed(NpAffine):
+class NpAffineDWTransposed(book.Affine):
     def backward(self, dout):
         dx = super().backward(dout)
         self.dW = np.dot(dout.T, self.x)
@@ -648,10 +649,10 @@ class NpDropout:
         return dout * self.mask
 
 
-class ReaderNet(BookTwoLayerNetMethods):
-    """A reader's TwoLayerNet (6 -> 5 -> 3, batch 4) with pluggable Affine classes."""
+class ReaderNet(book.TwoLayerNet):
+    """A reader's TwoLayerNet (6 -> 5 -> 3, batch 4) with pluggable Affine classes: the book's methods."""
 
-    def __init__(self, affine1=NpAffine, affine2=NpAffine, seed=0, sizes=(6, 5, 3)):
+    def __init__(self, affine1=book.Affine, affine2=book.Affine, seed=0, sizes=(6, 5, 3)):
         i, h, o = sizes
         rng = np.random.default_rng(seed)
         self.params = {"W1": 0.5 * rng.standard_normal((i, h)), "b1": 0.1 * rng.standard_normal(h),
@@ -659,9 +660,9 @@ class ReaderNet(BookTwoLayerNetMethods):
         self.build(affine1, affine2)
         self.lastLayer = NpSoftmaxWithLoss()
 
-    def build(self, affine1=NpAffine, affine2=NpAffine):
+    def build(self, affine1=book.Affine, affine2=book.Affine):
         p = self.params
-        self.layers = OrderedDict(Affine1=affine1(p["W1"], p["b1"]), Relu1=NpRelu(),
+        self.layers = OrderedDict(Affine1=affine1(p["W1"], p["b1"]), Relu1=book.NpRelu(),
                                   Affine2=affine2(p["W2"], p["b2"]))
 
 
@@ -673,7 +674,7 @@ def net_data(n=4, d=6, c=3):
 def test_numpy_reader_layers():
     rng = np.random.default_rng(0)
     W, b, x = rng.standard_normal((D, M)), rng.standard_normal(M), rng.standard_normal((N, D))
-    for ok in (NpAffine, NpAffineCopy):
+    for ok in (book.Affine, NpAffineCopy):
         report = xpnet.gradcheck(ok(W, b), x)
         assert_ok(report)
         assert set(report) == {"x", "W", "b"}

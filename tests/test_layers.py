@@ -4,7 +4,7 @@ import pytest
 import xpnet
 from xpnet.layers import Affine, AddLayer, MulLayer, Relu, Sigmoid, SoftmaxWithLoss
 
-from optional_hypothesis import given, settings, st
+from .optional_hypothesis import given, settings, st
 
 pytestmark = pytest.mark.in_device_scope  # layers called directly (see conftest)
 
