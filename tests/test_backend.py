@@ -1,10 +1,19 @@
+"""xpnet/backend.py and xpnet/backends/: choosing a device (by name, from the context or
+``XPNET_DEVICE``), its arrays and random numbers, one class per backend, and every public entry
+point computing inside ``Device.scope()`` (checked on a fake ``cuda:1``, no GPU needed)."""
+
+import threading
+
 import numpy as np
 import pytest
 
 import xpnet
-from xpnet.backend import DeviceUnavailableError
+import xpnet.backend as D
+from xpnet.backend import Device, DeviceUnavailableError
+from xpnet.trainer import Trainer
 
 
+# -- choosing a device ------------------------------------------------------------------
 def test_devices_lists_the_always_available_ones():
     names = xpnet.devices()
     assert names[0] == "cpu"
@@ -23,17 +32,27 @@ def test_cpu_device_is_numpy():
     assert dev.xp is np and dev.kind == "numpy"
 
 
-@pytest.mark.parametrize("spec,msg", [
-    ("tpu", "unknown device 'tpu'; expected one of: auto, cpu, cuda, cuda:N, array_api_strict, torch"),
-    ("", "unknown device ''; expected one of"),
-    ("cuda:x", "bad device index in 'cuda:x': expected cuda:N with N >= 0"),
-    ("cuda:-1", "bad device index in 'cuda:-1'"),
-    ("torch:cuda:y", "bad device index in 'torch:cuda:y'"),
+@pytest.mark.parametrize("spec,match", [
+    ("tpu", r"unknown device 'tpu'.*expected one of: auto, cpu, cuda, cuda:N, array_api_strict, torch"),
+    ("", r"unknown device ''.*expected one of"),
+    ("cuda:x", r"bad device index in 'cuda:x'.*cuda:N with N >= 0"),
+    ("cuda:-1", r"bad device index in 'cuda:-1'"),
+    ("torch:cuda:y", r"bad device index in 'torch:cuda:y'"),
 ])
-def test_bad_specs_are_rejected_with_the_valid_forms(spec, msg):
-    with pytest.raises(ValueError) as e:
+def test_bad_specs_are_rejected_with_the_valid_forms(spec, match, monkeypatch):
+    monkeypatch.setenv("XPNET_DEVICE", "cpu")  # a good one: the spec given is to blame, not the environment
+    with pytest.raises(ValueError, match=match) as e:
         xpnet.device(spec)
-    assert msg in str(e.value)
+    assert "XPNET_DEVICE" not in str(e.value)
+
+
+@pytest.mark.parametrize("spec", ["cuda:x", "tpu", "torch:cuda:y"])
+def test_bad_xpnet_device_names_the_variable(monkeypatch, spec):
+    monkeypatch.setenv("XPNET_DEVICE", spec)
+    with pytest.raises(ValueError, match=f"XPNET_DEVICE='{spec}'.*from the environment.*unset it"):
+        xpnet.device()
+    with pytest.raises(ValueError, match=f"XPNET_DEVICE='{spec}'"):
+        xpnet.TwoLayerNet(4, 3, 2)
 
 
 def test_unavailable_cuda_says_why_and_what_is_available():
@@ -62,6 +81,7 @@ def test_default_from_context_and_environment(monkeypatch):
     assert xpnet.device().name == xpnet.device("auto").name
 
 
+# -- a device's arrays --------------------------------------------------------------------
 def test_roundtrip_and_dtype(dev):
     host = np.arange(6, dtype=np.float64).reshape(2, 3)
     a = dev.asarray(host, dtype="float32")
@@ -90,6 +110,20 @@ def test_numpy_arrays_do_not_belong_to_strict():
     strict = xpnet.device("array_api_strict")
     assert not strict.owns(np.ones(3))
     assert xpnet.device("cpu").owns(np.ones(3))
+
+
+def test_take_rows_is_the_standards_take_along_the_first_axis(dev):
+    x = dev.asarray(np.arange(12.0).reshape(4, 3), dtype="float32")
+    idx = dev.asarray(np.array([3, 0, 0, 2]))
+    with dev.scope():
+        rows = dev.take_rows(x, idx)
+    np.testing.assert_array_equal(dev.to_numpy(rows), np.arange(12.0).reshape(4, 3)[[3, 0, 0, 2]])
+    assert dev.owns(rows) and rows.dtype == x.dtype
+
+
+def test_device_memory_is_known(dev):
+    m = dev.memory_bytes()
+    assert m is None or (isinstance(m, int) and m > 2**20)
 
 
 # -- one class per backend ------------------------------------------------------------
@@ -149,109 +183,102 @@ def test_scope_is_the_shared_null_scope_off_cupy(dev):
         pass
 
 
-# -- BLAS threads -----------------------------------------------------------------------
-def test_blas_thread_limit_validates_and_reports():
-    from xpnet.threads import blas_thread_limit
-
-    for bad in (0, -1, 1.5, True, "1"):
-        with pytest.raises(ValueError, match=r"blas_thread_limit\(n\): n must be a positive integer"):
-            with blas_thread_limit(bad):
-                pass
-    threadpoolctl = pytest.importorskip("threadpoolctl")
-    with blas_thread_limit(1) as applied:
-        assert applied is True
-        blas = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
-        assert all(i["num_threads"] == 1 for i in blas)
+# -- Device.scope(): kept by every entry point ----------------------------------------------
+# CuPy runs kernels on the *current* GPU and array-api-compat ignores ``device=`` for it, so on
+# ``cuda:1`` every computation must happen inside ``Device.scope()``. No GPU is needed to check
+# that: a fake ``cuda:1`` on NumPy whose arrays record any operation made outside its scope.
+_state = threading.local()
 
 
-def test_step_scope_policy(monkeypatch):
-    from xpnet.backend import null_scope
-
-    cpu = xpnet.device("cpu")
-    monkeypatch.delenv("XPNET_BLAS_THREADS", raising=False)
-    assert cpu.step_scope(1e9) is null_scope()  # big products keep every thread
-    threadpoolctl = pytest.importorskip("threadpoolctl")
-    with cpu.step_scope(1e6):  # small ones run on one thread: reproducible, and safe on a busy machine
-        blas = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
-        assert all(i["num_threads"] == 1 for i in blas)
-    monkeypatch.setenv("XPNET_BLAS_THREADS", "zero")
-    with pytest.raises(ValueError, match="XPNET_BLAS_THREADS must be a positive integer or 'auto', got 'zero'"):
-        cpu.step_scope(1e6)
-    strict = xpnet.device("array_api_strict")
-    assert strict.step_scope(1e6) is strict.scope()  # no policy off the NumPy CPU
+def _inside():
+    return getattr(_state, "depth", 0) > 0
 
 
-def test_blas_controller_kept_for_the_benchmark():
-    from xpnet.threads import _blas_controller
+class Tracked(np.ndarray):
+    """An ndarray of the fake GPU: remembers ops that ran while the device was not current."""
 
-    ctl = _blas_controller()
-    if ctl is not None:
-        with ctl.limit(limits=1, user_api="blas"):
-            pass
+    outside: list = []
 
+    def __array_ufunc__(self, ufunc, method, *inputs, **kw):
+        if not _inside():
+            Tracked.outside.append(f"{ufunc.__name__}.{method}")
+        inputs = tuple(i.view(np.ndarray) if isinstance(i, Tracked) else i for i in inputs)
+        if "out" in kw:
+            outs = kw["out"]
+            kw["out"] = tuple(o.view(np.ndarray) if isinstance(o, Tracked) else o for o in outs)
+            getattr(ufunc, method)(*inputs, **kw)
+            return outs[0] if len(outs) == 1 else outs
+        res = getattr(ufunc, method)(*inputs, **kw)
+        return res.view(Tracked) if isinstance(res, np.ndarray) else res
 
-def test_thread_chooser_keeps_the_faster_count_and_races_again():
-    from xpnet.threads import ThreadChooser
-
-    c = ThreadChooser(full=2, probes=3, every=10)
-    seen = []
-    for _ in range(6):  # the race: both counts, alternately
-        n = c.pick()
-        seen.append(n)
-        c.record(n, 1.0 if n == 1 else 3.0)  # a busy machine: one thread is 3x faster
-    assert sorted(seen) == [1, 1, 1, 2, 2, 2] and c.choice == 1
-    assert [c.pick() for _ in range(9)] == [1] * 9
-    raced = []
-    for _ in range(6):  # then the race again: the machine went idle, two threads win now
-        n = c.pick()
-        raced.append(n)
-        c.record(n, 1.0 if n == 1 else 0.8)
-    assert sorted(raced) == [1, 1, 1, 2, 2, 2] and c.choice == 2
-    assert ThreadChooser(full=1).pick() == 1  # one core: nothing to choose
+    def __array_function__(self, func, types, args, kwargs):
+        if not _inside():
+            Tracked.outside.append(func.__name__)
+        res = super().__array_function__(func, tuple(t for t in types if t is not Tracked), args, kwargs)
+        return res.view(Tracked) if isinstance(res, np.ndarray) and not isinstance(res, Tracked) else res
 
 
-def test_small_steps_are_timed_and_get_a_thread_count_when_asked(monkeypatch):
-    threadpoolctl = pytest.importorskip("threadpoolctl")
-    monkeypatch.setenv("XPNET_BLAS_THREADS", "auto")
-    cpu = xpnet.device("cpu")
-    before = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
-    for _ in range(12):
-        with cpu.step_scope(1234567.0, steps=4):
-            pass
-    from xpnet.backends.cpu import _CHOOSERS
+class _Scope:
+    def __enter__(self):
+        _state.depth = getattr(_state, "depth", 0) + 1
 
-    assert _CHOOSERS[1234567.0].choice in _CHOOSERS[1234567.0].arms
-    after = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
-    assert after == before  # every block restores what it found
+    def __exit__(self, *exc):
+        _state.depth -= 1
 
 
-def test_thread_chooser_races_again_when_its_choice_turns_slow():
-    from xpnet.threads import ThreadChooser
+class FakeCuda(Device):
+    """A ``cuda:1`` on NumPy: only what CuPy does differently is overridden, as ``CupyDevice``
+    does -- a scope to enter, allocation inside it -- plus the tracked array type. Its random
+    numbers come from the base ``Generator``, placed with ``asarray``."""
 
-    c = ThreadChooser(full=2, probes=3, every=1000)
-    for _ in range(6):
-        n = c.pick()
-        c.record(n, 1.0 if n == 2 else 2.0)  # idle: two threads win
-    assert c.choice == 2
-    for _ in range(3):  # then another program takes a core: the two-thread runs slow down 4x
-        assert c.pick() == 2
-        c.record(2, 4.0)
-    assert c.pick() == 1 and c.choice is None  # the race again, starting with one thread
-    c.record(1, 1.5)
-    assert c.pick() == 2
+    kind = "fakecupy"
 
+    def __init__(self):
+        super().__init__("cuda:1", np, native="cpu", array_type=Tracked)
 
-def test_products_openblas_never_threads_get_no_thread_scope(monkeypatch):
-    from xpnet.backend import null_scope
+    def scope(self):
+        return _Scope()
 
-    monkeypatch.setenv("XPNET_BLAS_THREADS", "1")
-    assert xpnet.device("cpu").step_scope(1e3) is null_scope()  # 4x16x8: nothing to hold back
+    def asarray(self, data, dtype=None, copy=None):
+        with self.scope():
+            return np.array(data, dtype=self.dtype(dtype) if dtype is not None else None).view(Tracked)
+
+    def to_numpy(self, x):
+        return np.asarray(x).view(np.ndarray).copy()
 
 
-def test_take_rows_is_the_standards_take_along_the_first_axis(dev):
-    x = dev.asarray(np.arange(12.0).reshape(4, 3), dtype="float32")
-    idx = dev.asarray(np.array([3, 0, 0, 2]))
-    with dev.scope():
-        rows = dev.take_rows(x, idx)
-    np.testing.assert_array_equal(dev.to_numpy(rows), np.arange(12.0).reshape(4, 3)[[3, 0, 0, 2]])
-    assert dev.owns(rows) and rows.dtype == x.dtype
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    dev = FakeCuda()
+    monkeypatch.setitem(D._CACHE, "cuda:1", dev)  # so xpnet.device("cuda:1") and device_of find it
+    Tracked.outside = []
+    yield dev
+    Tracked.outside = []
+
+
+def test_every_public_entry_point_stays_on_its_gpu(fake_cuda):
+    dev = fake_cuda
+    rng = np.random.default_rng(0)
+    xh, th = rng.random((40, 12)).astype(np.float32), rng.integers(0, 4, 40)
+    net = xpnet.MultiLayerNet([12, 8, 4], device="cuda:1", seed=0)
+    x, t = dev.asarray(xh), dev.asarray(th)
+    t_hot64 = dev.asarray(np.eye(4)[th])
+    net.predict(x)
+    net.loss(x, t)
+    net.loss(x, t_hot64)
+    net.accuracy(x, t)
+    for opt in (xpnet.SGD(0.1), xpnet.Momentum(0.1), xpnet.AdaGrad(0.1), xpnet.Adam(0.01)):
+        opt.update(net.params, net.gradient(x, t))  # the book's own loop, optimizer called directly
+    tr = Trainer(net, xh, th, xh, th, iters=30, batch_size=5, eval_interval=10, log=None, progress=False)
+    tr.fit()
+    tr.run_steps(3)
+    Trainer(net, xh, th, iters=20, batch_size=5, record_loss=False, log=None, progress=False).fit()
+    small = xpnet.MultiLayerNet([12, 3, 4], device="cuda:1", dtype="float64", seed=0)
+    assert xpnet.gradcheck(small, dev.asarray(xh[:2], dtype="float64"), t[:2]).passed
+    assert Tracked.outside == [], f"device work outside Device.scope(): {sorted(set(Tracked.outside))}"
+
+
+def test_the_probe_sees_work_outside_the_scope(fake_cuda):
+    x = fake_cuda.asarray(np.ones(3))
+    x + 1  # noqa: B018 - outside any scope on purpose
+    assert Tracked.outside == ["add.__call__"]
