@@ -10,7 +10,7 @@ import pytest
 import xpnet
 from xpnet.trainer import History, Trainer
 
-from .book import ReaderNet
+from . import ReaderNet
 
 EPOCH_LINE = re.compile(r"=== epoch:(\d+), train acc:(\S+), test acc:(\S+) ===")
 

@@ -12,9 +12,9 @@ import xpnet
 from xpnet.layers import Affine, Relu, Tanh
 from xpnet.trainer import Trainer
 
-from .book import ReaderNet
+from . import ReaderNet
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def batch(dev, n=6, d=8, c=3, seed=1, dtype="float64"):

@@ -12,7 +12,7 @@ import numpy as np
 import xpnet
 from xpnet.layers import Affine, MulLayer, Relu, SoftmaxWithLoss
 
-from . import book
+from .. import book
 
 
 class MulLayerPlus(MulLayer):
