@@ -1,4 +1,4 @@
-"""The benchmark only has to run here (a tiny configuration); timings never go into tests.
+"""benchmarks/: the benchmark only has to run here (a tiny configuration); timings never go into tests.
 
 The comparison code sits beside the package (``benchmarks/`` at the repository root), not in
 it: these tests import it from the checkout, run it as ``python -m benchmarks`` and check that
@@ -8,6 +8,7 @@ it: these tests import it from the checkout, run it as ``python -m benchmarks`` 
 import ast
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -370,3 +371,36 @@ def test_jax_contender_learns():
     c = JaxContender(_init_params([784, 50, 10], 0.01, 0), ((x, t), (xt, tt)), 0.1, 100, 0)
     c.steps(300)
     assert c.evaluate()[1] > 0.8
+
+
+@pytest.mark.slow
+def test_quick_benchmark_on_the_second_gpu_stays_on_it(tmp_path):
+    """On a simulated second GPU (tests/fakecupy): every computation for ``cuda:1`` runs in its
+    scope, or CuPy without peer access refuses it; no timings are checked. ``FAKE_CUPY_STRICT=1``
+    makes a cross-device operation raise, as real CuPy does without peer access; the report the
+    fake dumps at exit counts them all the same."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "tests" / "fakecupy"), FAKE_CUPY_STRICT="1",
+               FAKE_CUPY_REPORT=str(tmp_path / "r"))
+    env.pop("XPNET_DEVICE", None)
+    out = tmp_path / "b.json"
+    p = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--steps", "1", "--repeats", "1", "--no-jax",
+                        "--no-protocol", "--devices", "cuda:1", "--json", str(out)],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "xpnet cuda:1" in p.stdout
+    tables = json.loads(out.read_text())["tables"]
+    for name in ("book_step", "big_step", "accelerator_mlp"):  # one row name in every table
+        assert "xpnet cuda:1" in tables[name]["rows"], name
+    assert "matmul floor on cuda:1" in tables["accelerator_mlp"]["rows"]
+    reports = list(tmp_path.glob("r.*.json"))
+    assert reports, "the fake CuPy wrote no report"
+    for r in reports:
+        stats = json.loads(r.read_text())
+        assert stats["cross_device"] == 0, stats["cross_device_where"]
+
+
+@pytest.mark.slow
+def test_busy_cpu_spinners_are_killed_at_the_end():
+    with harness.busy_cpu(2, seconds=60) as procs:
+        assert len(procs) == 2 and all(p.poll() is None for p in procs)
+    assert all(p.poll() is not None for p in procs)

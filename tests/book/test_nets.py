@@ -1,21 +1,17 @@
-"""Nets behave like the book's: layers are the truth, lastLayer.loss after gradient(), unscaled
-gradients, any net in the book's form trains, nets from any layers, inputs checked everywhere."""
-
-import subprocess
-import sys
-from pathlib import Path
+"""The book's nets' contract, kept by xpnet's: the layers are the truth (edit them and predict,
+gradient and gradcheck follow), ``lastLayer.loss`` after ``gradient()``, computed when read,
+gradients never scaled, any net in the book's form trains (a reader's own, one spelling it
+``last_layer``), the book's MultiLayerNet call, and a reader's slips (a rebound parameter, a
+replaced layer or weight) named, not ignored."""
 
 import numpy as np
 import pytest
 
 import xpnet
-from xpnet.layers import Affine, Relu, Tanh
+from xpnet.layers import Affine, Tanh
 from xpnet.trainer import Trainer
 
 from . import ReaderNet
-
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def batch(dev, n=6, d=8, c=3, seed=1, dtype="float64"):
     rng = np.random.default_rng(seed)
@@ -119,46 +115,7 @@ def test_a_readers_own_numpy_net_trains(mnist):
     assert np.mean(h.loss[-50:]) < np.mean(h.loss[:50]) / 2
 
 
-def test_trainer_says_what_a_net_lacks():
-    class NotANet:
-        params = {"W": np.zeros(2)}
-
-    with pytest.raises(TypeError, match="lacks gradient, accuracy"):
-        Trainer(NotANet(), np.zeros((2, 2)), np.array([0, 1]))
-
-
 # -- deeper nets, from any layers ---------------------------------------------------------
-def test_multilayer_net_with_tanh(dev):
-    net = xpnet.MultiLayerNet([6, 5, 4, 3], activation="tanh", weight_init="xavier", device=dev, seed=3)
-    assert list(net.layers) == ["Affine1", "Tanh1", "Affine2", "Tanh2", "Affine3"]
-    x, t = batch(dev, n=4, d=6)
-    assert xpnet.gradcheck(net, x, t).passed
-
-
-def test_a_net_from_a_list_of_layers_including_a_users_own(dev):
-    class Square:  # a user's own layer, written against the namespace of its input
-        def forward(self, x):
-            self.x = x
-            return x * x
-
-        def backward(self, dout):
-            return 2.0 * self.x * dout
-
-    rng = np.random.default_rng(0)
-    W1, W2 = (dev.asarray(0.5 * rng.standard_normal(s), dtype="float64") for s in ((8, 5), (5, 3)))
-    b1, b2 = dev.asarray(np.zeros(5), dtype="float64"), dev.asarray(np.zeros(3), dtype="float64")
-    net = xpnet.Net([Affine(W1, b1), Square(), Affine(W2, b2)])
-    assert list(net.layers) == ["Affine1", "Square1", "Affine2"] and list(net.params) == ["W1", "b1", "W2", "b2"]
-    assert net.params["W1"] is W1 and net.device is dev and net.num_classes == 3
-    x, t = batch(dev)
-    report = xpnet.gradcheck(net, x, t)
-    assert report.passed, str(report)
-    before = float(net.loss(x, t))
-    for _ in range(20):
-        xpnet.SGD(0.05).update(net.params, net.gradient(x, t))
-    assert float(net.loss(x, t)) < before
-
-
 def test_a_rebound_parameter_is_named_not_ignored(dev):
     net = xpnet.TwoLayerNet(8, 5, 3, device=dev, seed=0)
     x, t = batch(dev)
@@ -178,58 +135,13 @@ def test_a_replaced_layer_on_new_arrays_is_named(dev):
 
 
 # -- inputs are checked at every entry point ------------------------------------------------
-@pytest.mark.parametrize("bad", [[[0.0] * 8], "x", None])
-def test_predict_checks_its_input(dev, bad):
-    net = xpnet.TwoLayerNet(8, 5, 3, device=dev, seed=0)
-    with pytest.raises(TypeError, match=r"x must be an array on .*asarray"):
-        net.predict(bad)
-
-
-def test_predict_refuses_another_devices_batch(dev):
-    other = "array_api_strict" if dev.name != "array_api_strict" else "cpu"
-    net = xpnet.TwoLayerNet(8, 5, 3, device=dev, seed=0)
-    x, _ = batch(xpnet.device(other))
-    with pytest.raises(ValueError, match=f"x is on device '{other}'.*asarray"):
-        net.predict(x)
-
-
-def test_empty_update_is_a_clear_error():
-    with pytest.raises(ValueError, match="no parameters"):
-        xpnet.SGD().update({}, {})
-    with pytest.raises(ValueError, match=r"missing \['b'\]"):
-        xpnet.SGD().update({"W": np.zeros(2), "b": np.zeros(2)}, {"W": np.zeros(2)})
-
-
 # -- the book's own gradient_check.py gives the book's precision ---------------------------
-@pytest.mark.slow
-def test_the_books_gradient_check_script_prints_the_books_precision():
-    r = subprocess.run([sys.executable, str(ROOT / "examples" / "book_gradient_check.py")], capture_output=True,
-                       text=True, timeout=300, env={**__import__("os").environ, "XPNET_DEVICE": "cpu"})
-    assert r.returncode == 0, r.stderr
-    diffs = dict(line.split(":") for line in r.stdout.split())
-    assert set(diffs) == {"W1", "b1", "W2", "b2"}
-    assert all(float(v) < 1e-9 for v in diffs.values()), r.stdout
-
-
-def test_a_net_with_edited_layers_is_not_saved_as_something_else(tmp_path):
-    from xpnet.checkpoint import CheckpointError, load_net, save_net
-
-    net = xpnet.TwoLayerNet(8, 5, 3, device="cpu", seed=0)
-    save_net(net, tmp_path / "plain.npz")
-    assert type(load_net(tmp_path / "plain.npz").layers["Relu1"]) is Relu
-    net.layers["Relu1"] = Tanh()
-    assert "sizes" not in net.config and net.config["layers"] == ["Affine", "Tanh", "Affine"]
-    with pytest.raises(CheckpointError, match="other or edited layers"):
-        save_net(net, tmp_path / "edited.npz")
-    assert not (tmp_path / "edited.npz").exists()
-
-
 def test_a_weight_replaced_inside_a_layer_is_named_not_ignored(dev):
     net = xpnet.TwoLayerNet(8, 5, 3, device=dev, seed=0)
     aff = net.layers["Affine1"]
     with dev.scope():
         aff.W = aff.W * 2.0  # the layer now computes with an array no optimizer updates
-    with pytest.raises(ValueError, match="layer 'Affine1' computes with a parameter W that is not in net.params"):
+    with pytest.raises(ValueError, match=r"layer 'Affine1'.*parameter W.*not in net.params"):
         net.gradient(*batch(dev))
 
 
@@ -242,19 +154,6 @@ def test_the_lazy_loss_is_this_batchs_even_if_the_caller_refills_its_targets(dev
     with dev.scope():
         t1[...] = dev.asarray(np.eye(3)[[2, 2, 2, 2, 2, 2]], dtype="float64")  # the next batch's labels
     assert float(net.lastLayer.loss) == pytest.approx(want, rel=1e-12)
-
-
-def test_gradcheck_fails_a_backward_that_leaves_out_an_input():
-    class HalfMul:
-        def forward(self, x, y):
-            self.x, self.y = x, y
-            return x * y
-
-        def backward(self, dout):
-            return (dout * self.y,)  # the gradient for y is missing
-
-    report = xpnet.gradcheck(HalfMul(), np.array([1.0, 2.0]), np.array([3.0, -1.0]))
-    assert not report.passed and "none for its input y" in report["y"].reason
 
 
 # -- the book's MultiLayerNet call and its other spelling, last_layer ---------------------------
@@ -282,7 +181,7 @@ def test_the_books_multi_layer_net_call_is_checked(dev):
         xpnet.MultiLayerNet(input_size=784, output_size=10, device=dev)
     with pytest.raises(TypeError, match="not both"):
         xpnet.MultiLayerNet([784, 10], input_size=784, device=dev)
-    with pytest.raises(ValueError, match="weight_decay_lambda=0.1: this xpnet trains without weight decay"):
+    with pytest.raises(ValueError, match=r"weight_decay_lambda=0.1.*without weight decay"):
         xpnet.MultiLayerNet(input_size=784, hidden_size_list=[10], output_size=10, weight_decay_lambda=0.1)
 
 

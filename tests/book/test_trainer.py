@@ -175,10 +175,9 @@ def test_a_diverging_book_run_says_so(mnist):
 @pytest.mark.parametrize("name", ["Nesterov", "RMSprop", "rmsprop", "NESTEROV"])
 def test_the_books_optimizers_xpnet_lacks_are_refused_by_name(name):
     x, t = tiny()
-    with pytest.raises(ValueError, match=rf"optimizer='{name}': unknown optimizer, xpnet has no (Nesterov|RMSprop) "
-                                         r"yet.*choose one of SGD, Momentum, AdaGrad, Adam"):
+    with pytest.raises(ValueError, match=rf"optimizer='{name}'.*no (Nesterov|RMSprop).*SGD, Momentum, AdaGrad, Adam"):
         Trainer(xpnet.TwoLayerNet(4, 5, 2, seed=0), x, t, x, t, epochs=1, optimizer=name)
-    with pytest.raises(ValueError, match="optimizer='foo': unknown optimizer, no such optimizer"):
+    with pytest.raises(ValueError, match=r"optimizer='foo': unknown optimizer"):
         Trainer(xpnet.TwoLayerNet(4, 5, 2, seed=0), x, t, x, t, epochs=1, optimizer="foo")
 
 
@@ -193,7 +192,7 @@ def test_the_books_optimizer_names_in_any_case(name, cls):
 def test_bad_optimizer_param_is_named():
     x, t = tiny()
     net = xpnet.TwoLayerNet(4, 5, 2, seed=0)
-    with pytest.raises(TypeError, match="optimizer_param: Momentum takes lr, momentum, not beta1"):
+    with pytest.raises(TypeError, match=r"optimizer_param.*takes lr, momentum, not beta1"):
         Trainer(net, x, t, x, t, optimizer='momentum', optimizer_param={'lr': 0.1, 'beta1': 0.9})
     with pytest.raises(TypeError, match="optimizer_param must be a dict"):
         Trainer(net, x, t, x, t, optimizer_param=0.01)
@@ -212,7 +211,7 @@ def test_bad_optimizer_param_is_named():
 def test_the_two_forms_mixed_are_refused(book, xpnet_kw):
     x, t = tiny()
     (b,), (k,) = book, xpnet_kw
-    with pytest.raises(TypeError, match=rf"got {b} \(the book's form\) and {k} \(xpnet's form\): use one form"):
+    with pytest.raises(TypeError, match=rf"{b} \(the book's form\) and {k} \(xpnet's form\)"):
         Trainer(xpnet.TwoLayerNet(4, 5, 2, seed=0), x, t, x, t, **book, **xpnet_kw)
 
 
@@ -229,7 +228,7 @@ def test_arguments_given_twice_or_too_many_are_refused():
         Trainer(net, x, t, x, t, network=net, epochs=1)
     with pytest.raises(TypeError, match="needs a net"):
         Trainer(x_train=x, t_train=t, epochs=1)
-    with pytest.raises(TypeError, match="evaluates on a test set every epoch: pass x_test and t_test"):
+    with pytest.raises(TypeError, match=r"test set every epoch.*x_test and t_test"):
         Trainer(net, x, t, epochs=1)
     with pytest.raises(ValueError, match="epochs must be a non-negative integer"):
         Trainer(net, x, t, x, t, epochs=-1)
