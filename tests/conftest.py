@@ -19,6 +19,14 @@ def tiny(tmp_path_factory):
     return make_tiny_idx(tmp_path_factory.mktemp("tiny"))
 
 
+@pytest.fixture(scope="module")
+def mnist():
+    """The bundled MNIST, ((x_train, t_train), (x_test, t_test)), loaded once a module."""
+    import xpnet
+
+    return xpnet.load_mnist()
+
+
 @pytest.fixture(scope="session")
 def dev(device):
     """The suite's short name for the plugin's ``device``."""

@@ -153,6 +153,7 @@ def test_the_benchmark_and_the_command_line_do_not_import_each_other():
     assert "spec_from_file_location" not in source and "__file__" not in source
 
 
+@pytest.mark.slow  # runs the benchmark
 def test_quick_run_in_process():
     res = run(quick=True, steps=5, with_jax=False, protocol=False, devices=["cpu"], log=lambda *a: None)
     rows = res["tables"]["book_step"]["rows"]
@@ -170,6 +171,7 @@ def test_devices_go_by_their_canonical_name_and_an_unusable_one_is_skipped():
     assert harness._why_missing("xpnet_no_such_module") == "xpnet_no_such_module is not installed"
 
 
+@pytest.mark.slow  # runs the benchmark
 def test_missing_optional_tools_skip_their_contenders_with_a_line(monkeypatch):
     """No torch, JAX or threadpoolctl: the benchmark still runs, one line per contender it leaves out."""
     real = harness._why_missing
@@ -216,6 +218,7 @@ def _data(n=3000, m=1000):
     return (x[:n], t[:n]), (xt[:m], tt[:m])
 
 
+@pytest.mark.slow  # runs the benchmark
 def test_accelerator_table_runs_on_any_device():
     """The GPU table (large MLP against the device's own matmul rate), tried on a CPU device."""
     assert is_accelerator("cuda:0") and is_accelerator("torch:cuda") and not is_accelerator("torch")

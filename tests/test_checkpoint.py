@@ -14,15 +14,7 @@ from xpnet.checkpoint import Checkpoint, CheckpointError, load_checkpoint, load_
 from xpnet.layers import Relu, Tanh
 from xpnet.trainer import Trainer
 
-
-@pytest.fixture(scope="module")
-def mnist():
-    return xpnet.load_mnist()
-
-
-def small(mnist, n=6000):
-    (x, t), (xt, tt) = mnist
-    return x[:n], t[:n], xt[:2000], tt[:2000]
+from .samples import small
 
 
 def small_net():

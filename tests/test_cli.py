@@ -281,5 +281,3 @@ def test_module_entry_point_and_gradcheck(tiny):
                        capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "TwoLayerNet 64-50-3 on cpu" in r.stdout and "W1: max abs diff" in r.stdout and "PASSED" in r.stdout
-
-

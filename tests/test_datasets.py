@@ -15,11 +15,6 @@ from xpnet.datasets import DatasetError, load_idx_dataset, load_mnist, mnist_dir
 from .idx_files import NAMES, fashion_like, make_tiny_idx
 
 
-@pytest.fixture(scope="module")
-def mnist():
-    return load_mnist()
-
-
 def test_bundled_mnist_is_the_original(mnist):
     (x, t), (xt, tt) = mnist
     assert x.shape == (60000, 784) and x.dtype == np.float32 and xt.shape == (10000, 784)

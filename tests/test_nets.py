@@ -8,7 +8,7 @@ import pytest
 import xpnet
 from xpnet.layers import Affine
 
-N, D, C = 5, 8, 3
+from .samples import C, D, data
 
 
 def batch(dev, n=3, d=20, c=5, seed=1, dtype="float64"):
@@ -173,13 +173,6 @@ def test_a_net_too_large_for_memory_says_how_large():
 @pytest.fixture
 def net(dev):
     return xpnet.TwoLayerNet(D, 4, C, device=dev, dtype="float32", seed=0)
-
-
-def data(dev, n=N, d=D):
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, C, n)
-    x = dev.asarray(rng.random((n, d)), dtype="float32")
-    return x, dev.asarray(labels), dev.asarray(np.eye(C)[labels], dtype="float32")
 
 
 def test_wrong_feature_size(dev, net):

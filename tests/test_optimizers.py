@@ -7,15 +7,7 @@ import pytest
 import xpnet
 from xpnet.trainer import Trainer
 
-
-@pytest.fixture(scope="module")
-def mnist():
-    return xpnet.load_mnist()
-
-
-def small(mnist, n=6000):
-    (x, t), (xt, tt) = mnist
-    return x[:n], t[:n], xt[:2000], tt[:2000]
+from .samples import small
 
 
 @pytest.mark.parametrize("opt,lr", [("momentum", 0.05), ("adagrad", 0.05), ("adam", 0.002)])

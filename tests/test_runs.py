@@ -115,5 +115,3 @@ def test_train_piped_into_head_ends_quietly_after_writing_its_files(tmp_path):
     assert "BrokenPipeError" not in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert len(r.stdout.splitlines()) == 2
     assert (tmp_path / "p" / "history.json").exists() and checkpoint_meta(tmp_path / "p" / "model.npz")["step"] == 400
-
-

@@ -15,15 +15,7 @@ import xpnet
 from xpnet.checkpoint import checkpoint_meta, load_checkpoint
 from xpnet.trainer import CheckpointWriteError, Trainer, TrainingDivergedError, TrainingInterrupted
 
-
-@pytest.fixture(scope="module")
-def mnist():
-    return xpnet.load_mnist()
-
-
-def small(mnist, n=6000):
-    (x, t), (xt, tt) = mnist
-    return x[:n], t[:n], xt[:2000], tt[:2000]
+from .samples import small
 
 
 def test_short_run_learns_real_mnist(dev, mnist):

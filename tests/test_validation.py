@@ -15,22 +15,14 @@ from xpnet.layers import SoftmaxWithLoss
 from xpnet.validation import check_distribution, check_finite, check_labels, check_net_size
 
 from .optional_hypothesis import HealthCheck, given, settings, st
+from .samples import C, D, N, data
 
 pytestmark = pytest.mark.in_device_scope  # layers, functions and checks called directly (see conftest)
-
-N, D, C = 5, 8, 3
 
 
 @pytest.fixture
 def net(dev):
     return xpnet.TwoLayerNet(D, 4, C, device=dev, dtype="float32", seed=0)
-
-
-def data(dev, n=N, d=D):
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, C, n)
-    x = dev.asarray(rng.random((n, d)), dtype="float32")
-    return x, dev.asarray(labels), dev.asarray(np.eye(C)[labels], dtype="float32")
 
 
 # -- one-hot rows that are not distributions --------------------------------------------------

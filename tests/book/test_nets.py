@@ -13,14 +13,15 @@ from xpnet.trainer import Trainer
 
 from . import ReaderNet
 
+
 def batch(dev, n=6, d=8, c=3, seed=1, dtype="float64"):
     rng = np.random.default_rng(seed)
     return dev.asarray(rng.standard_normal((n, d)), dtype=dtype), dev.asarray(rng.integers(0, c, n))
 
 
 @pytest.fixture(scope="module")
-def mnist():
-    (x, t), (xt, tt) = xpnet.load_mnist()
+def some_mnist(mnist):
+    (x, t), (xt, tt) = mnist
     return x[:3000], t[:3000], xt[:1000], tt[:1000]
 
 
@@ -90,12 +91,24 @@ def test_the_loss_costs_nothing_until_read():
     assert xp.logs == 1 and float(net.lastLayer.loss) == first and xp.logs == 1
 
 
-def test_gradients_are_never_scaled_by_the_trainer(mnist):
+def test_the_lazy_loss_is_this_batchs_even_if_the_caller_refills_its_targets(dev):
+    net = xpnet.TwoLayerNet(8, 5, 3, weight_init_std=0.5, device=dev, seed=0)
+    x, t = batch(dev)
+    t1 = dev.asarray(np.eye(3)[dev.to_numpy(t)], dtype="float64")
+    want = float(net.loss(x, t1))
+    net.gradient(x, t1)
+    with dev.scope():
+        t1[...] = dev.asarray(np.eye(3)[[2, 2, 2, 2, 2, 2]], dtype="float64")  # the next batch's labels
+    assert float(net.lastLayer.loss) == pytest.approx(want, rel=1e-12)
+
+
+# -- gradients as the book's: never scaled ------------------------------------------------
+def test_gradients_are_never_scaled_by_the_trainer(some_mnist):
     net = xpnet.TwoLayerNet(784, 20, 10, device="cpu", seed=0)
-    x, t = mnist[0][:5], mnist[1][:5]
+    x, t = some_mnist[0][:5], some_mnist[1][:5]
     g = {k: v.copy() for k, v in net.gradient(x, t).items()}
     held = net.grads
-    Trainer(net, *mnist, iters=20, lr=0.5, log=None, progress=False).run_steps(20)
+    Trainer(net, *some_mnist, iters=20, lr=0.5, log=None, progress=False).run_steps(20)
     assert net.grads is held and all(np.array_equal(held[k], g[k]) for k in g)
     fresh = net.gradient(x, t)
     num = net.numerical_gradient(x[:2], t[:2])
@@ -106,8 +119,8 @@ def test_gradients_are_never_scaled_by_the_trainer(mnist):
 
 
 # -- a reader's own net trains -----------------------------------------------------------
-def test_a_readers_own_numpy_net_trains(mnist):
-    x, t, xt, tt = mnist
+def test_a_readers_own_numpy_net_trains(some_mnist):
+    x, t, xt, tt = some_mnist
     net = ReaderNet(784, 50, 10)
     h = Trainer(net, x, np.eye(10)[t], xt, np.eye(10)[tt], iters=600, log=None, progress=False).fit()
     assert len(h.loss) == 600 and all(np.isfinite(h.loss))
@@ -115,7 +128,7 @@ def test_a_readers_own_numpy_net_trains(mnist):
     assert np.mean(h.loss[-50:]) < np.mean(h.loss[:50]) / 2
 
 
-# -- deeper nets, from any layers ---------------------------------------------------------
+# -- a reader's slips are named, not ignored ------------------------------------------------
 def test_a_rebound_parameter_is_named_not_ignored(dev):
     net = xpnet.TwoLayerNet(8, 5, 3, device=dev, seed=0)
     x, t = batch(dev)
@@ -134,8 +147,6 @@ def test_a_replaced_layer_on_new_arrays_is_named(dev):
         net.gradient(*batch(dev))
 
 
-# -- inputs are checked at every entry point ------------------------------------------------
-# -- the book's own gradient_check.py gives the book's precision ---------------------------
 def test_a_weight_replaced_inside_a_layer_is_named_not_ignored(dev):
     net = xpnet.TwoLayerNet(8, 5, 3, device=dev, seed=0)
     aff = net.layers["Affine1"]
@@ -143,17 +154,6 @@ def test_a_weight_replaced_inside_a_layer_is_named_not_ignored(dev):
         aff.W = aff.W * 2.0  # the layer now computes with an array no optimizer updates
     with pytest.raises(ValueError, match=r"layer 'Affine1'.*parameter W.*not in net.params"):
         net.gradient(*batch(dev))
-
-
-def test_the_lazy_loss_is_this_batchs_even_if_the_caller_refills_its_targets(dev):
-    net = xpnet.TwoLayerNet(8, 5, 3, weight_init_std=0.5, device=dev, seed=0)
-    x, t = batch(dev)
-    t1 = dev.asarray(np.eye(3)[dev.to_numpy(t)], dtype="float64")
-    want = float(net.loss(x, t1))
-    net.gradient(x, t1)
-    with dev.scope():
-        t1[...] = dev.asarray(np.eye(3)[[2, 2, 2, 2, 2, 2]], dtype="float64")  # the next batch's labels
-    assert float(net.lastLayer.loss) == pytest.approx(want, rel=1e-12)
 
 
 # -- the book's MultiLayerNet call and its other spelling, last_layer ---------------------------
@@ -211,14 +211,14 @@ class LastLayerReaderNet(ReaderNet):
         return {"W1": a1.dW, "b1": a1.db, "W2": a2.dW, "b2": a2.db}
 
 
-def test_gradcheck_and_the_trainer_find_a_last_layer_spelled_last_layer(mnist):
+def test_gradcheck_and_the_trainer_find_a_last_layer_spelled_last_layer(some_mnist):
     net = LastLayerReaderNet(6, 5, 3, 0.5)
     rng = np.random.default_rng(0)
     x, t = rng.standard_normal((4, 6)), np.eye(3)[[0, 2, 1, 2]]
     report = xpnet.gradcheck(net, x, t)
     assert report.passed, str(report)
     assert set(report.layers) == {"Affine1", "Relu1", "Affine2", "SoftmaxWithLoss"}  # the book's loss layer
-    xs, ts, xts, tts = mnist
+    xs, ts, xts, tts = some_mnist
     reader = LastLayerReaderNet(784, 20, 10, 0.01)
     h = Trainer(reader, xs, np.eye(10)[ts], xts, np.eye(10)[tts], iters=300, log=None, progress=False).fit()
     assert len(h.loss) == 300 and h.final_test_acc > 0.6

@@ -16,11 +16,6 @@ EPOCH_LINE = re.compile(r"=== epoch:(\d+), train acc:(\S+), test acc:(\S+) ===")
 
 
 @pytest.fixture(scope="module")
-def mnist():
-    return xpnet.load_mnist()
-
-
-@pytest.fixture(scope="module")
 def images(mnist):
     (x, t), (xt, tt) = xpnet.load_mnist(flatten=False)  # (N, 1, 28, 28), as the book's chapter 7-8 scripts
     return x[:2000], t[:2000], xt[:500], tt[:500]
