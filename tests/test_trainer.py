@@ -148,8 +148,8 @@ def test_trainer_says_what_a_net_lacks():
 
 # -- runs that survive: checkpoints at every evaluation, SIGINT/SIGTERM, exact resume ---------------
 @pytest.fixture(scope="module")
-def data():
-    (x, t), (xt, tt) = xpnet.load_mnist()
+def data(mnist):
+    (x, t), (xt, tt) = mnist
     return x[:2000], t[:2000], xt[:500], tt[:500]
 
 
