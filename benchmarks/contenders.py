@@ -1,7 +1,7 @@
 """The reference contenders of the benchmark, each a real implementation of the same training step.
 
-- the book's chapter-5 code as a reader runs it, verbatim but for the array module it is
-  handed (NumPy, or CuPy for "the book's code on a GPU");
+- the book's chapter-5 code as a reader runs it: the tests' copy of it (``tests.book``, with the
+  book's licence), handed the array module (NumPy, or CuPy for "the book's code on a GPU");
 - a hand-tuned NumPy float32 step (preallocated buffers, ``out=``, fused gradient);
 - idiomatic PyTorch (``nn.Sequential``, ``F.cross_entropy``, ``optim.SGD``), and on CUDA the
   same step captured whole in a CUDA graph;
@@ -17,111 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import types
-from collections import OrderedDict
 
 import numpy as np
 
-
-# ---------------------------------------------------------------------------------------
-# the book's code (ch. 5: common/functions.py, common/layers.py, two_layer_net.py), from Deep Learning
-# from Scratch (MIT, Copyright (c) 2016 Koki Saitoh; the notice is in THIRD_PARTY_NOTICES.md)
-# ---------------------------------------------------------------------------------------
-def book_code(np):  # noqa: C901 - the book's code, kept as the book writes it
-    """The book's layers and TwoLayerNet, with ``np`` the array module (numpy or cupy)."""
-
-    def softmax(x):
-        if x.ndim == 2:
-            x = x.T
-            x = x - np.max(x, axis=0)
-            y = np.exp(x) / np.sum(np.exp(x), axis=0)
-            return y.T
-        x = x - np.max(x)
-        return np.exp(x) / np.sum(np.exp(x))
-
-    def cross_entropy_error(y, t):
-        if y.ndim == 1:
-            t = t.reshape(1, t.size)
-            y = y.reshape(1, y.size)
-        if t.size == y.size:
-            t = t.argmax(axis=1)
-        batch_size = y.shape[0]
-        return -np.sum(np.log(y[np.arange(batch_size), t] + 1e-7)) / batch_size
-
-    class Relu:
-        def forward(self, x):
-            self.mask = x <= 0
-            out = x.copy()
-            out[self.mask] = 0
-            return out
-
-        def backward(self, dout):
-            dout[self.mask] = 0
-            return dout
-
-    class Affine:
-        def __init__(self, W, b):
-            self.W, self.b = W, b
-
-        def forward(self, x):
-            self.original_x_shape = x.shape
-            x = x.reshape(x.shape[0], -1)
-            self.x = x
-            return np.dot(self.x, self.W) + self.b
-
-        def backward(self, dout):
-            dx = np.dot(dout, self.W.T)
-            self.dW = np.dot(self.x.T, dout)
-            self.db = np.sum(dout, axis=0)
-            return dx.reshape(*self.original_x_shape)
-
-    class SoftmaxWithLoss:
-        def forward(self, x, t):
-            self.t = t
-            self.y = softmax(x)
-            self.loss = cross_entropy_error(self.y, self.t)
-            return self.loss
-
-        def backward(self, dout=1):
-            batch_size = self.t.shape[0]
-            if self.t.size == self.y.size:
-                return (self.y - self.t) / batch_size
-            dx = self.y.copy()
-            dx[np.arange(batch_size), self.t] -= 1
-            return dx / batch_size
-
-    class TwoLayerNet:
-        def __init__(self, params):
-            self.params = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
-            self.layers = OrderedDict()
-            self.layers["Affine1"] = Affine(self.params["W1"], self.params["b1"])
-            self.layers["Relu1"] = Relu()
-            self.layers["Affine2"] = Affine(self.params["W2"], self.params["b2"])
-            self.lastLayer = SoftmaxWithLoss()
-
-        def predict(self, x):
-            for layer in self.layers.values():
-                x = layer.forward(x)
-            return x
-
-        def loss(self, x, t):
-            return self.lastLayer.forward(self.predict(x), t)
-
-        def accuracy(self, x, t):
-            y = np.argmax(self.predict(x), axis=1)
-            if t.ndim != 1:
-                t = np.argmax(t, axis=1)
-            return float(np.sum(y == t)) / float(x.shape[0])
-
-        def gradient(self, x, t):
-            self.loss(x, t)
-            dout = self.lastLayer.backward(1)
-            for layer in reversed(list(self.layers.values())):
-                dout = layer.backward(dout)
-            return {"W1": self.layers["Affine1"].dW, "b1": self.layers["Affine1"].db,
-                    "W2": self.layers["Affine2"].dW, "b2": self.layers["Affine2"].db}
-
-    return types.SimpleNamespace(softmax=softmax, cross_entropy_error=cross_entropy_error, Relu=Relu,
-                                 Affine=Affine, SoftmaxWithLoss=SoftmaxWithLoss, TwoLayerNet=TwoLayerNet)
+from tests.book import book_net_with  # the book's code, kept once beside its licence
 
 
 class BookContender:
@@ -138,7 +37,7 @@ class BookContender:
             self.x, self.xt = module.asarray(x, dtype=module.float64), module.asarray(xt, dtype=module.float64)
             eye = module.eye(10)
             self.t, self.tt = eye[module.asarray(t)], eye[module.asarray(tt)]  # the book trains on one-hot labels
-            self.net = book_code(module).TwoLayerNet(params)
+            self.net = book_net_with(params, module)
             module.random.seed(seed)
         self.lr, self.bs = lr, batch_size
         self.train_loss_list = []
@@ -160,7 +59,7 @@ class BookContender:
 
     def evaluate(self):
         with self.scope():
-            return self.net.accuracy(self.x, self.t), self.net.accuracy(self.xt, self.tt)
+            return float(self.net.accuracy(self.x, self.t)), float(self.net.accuracy(self.xt, self.tt))
 
 
 # ---------------------------------------------------------------------------------------

@@ -14,9 +14,17 @@ pytest_plugins = ["xpnet.testing", "pytester"]  # pytester: the plugin's own tes
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory):
     """A small IDX dataset (8x8 images, 3 classes, 300 + 60 images) for ``--data-dir``."""
-    from idx_files import make_tiny_idx
+    from .idx_files import make_tiny_idx
 
     return make_tiny_idx(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    """The bundled MNIST, ((x_train, t_train), (x_test, t_test)), loaded once a module."""
+    import xpnet
+
+    return xpnet.load_mnist()
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """hypothesis where it is installed; where it is not (the lent GPU machine may lack it), each
 property test skips, saying why, and every other test of its module still runs.
 
-``from optional_hypothesis import HealthCheck, given, settings, st``"""
+``from .optional_hypothesis import HealthCheck, given, settings, st``"""
 
 import pytest
 

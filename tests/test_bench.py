@@ -1,4 +1,4 @@
-"""The benchmark only has to run here (a tiny configuration); timings never go into tests.
+"""benchmarks/: the benchmark only has to run here (a tiny configuration); timings never go into tests.
 
 The comparison code sits beside the package (``benchmarks/`` at the repository root), not in
 it: these tests import it from the checkout, run it as ``python -m benchmarks`` and check that
@@ -8,6 +8,7 @@ it: these tests import it from the checkout, run it as ``python -m benchmarks`` 
 import ast
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,19 +17,20 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # plain `pytest` puts tests/, not the root, on the path
+if str(ROOT) not in sys.path:  # pytest puts the root on the path (tests/ is a package), unless told otherwise
     sys.path.insert(0, str(ROOT))
 
 import xpnet  # noqa: E402
 import benchmarks  # noqa: E402
 from benchmarks import step_flops  # noqa: E402
 from benchmarks.contenders import (BookContender, JaxContender, LeanNumpyNet, NumpyNetLoopContender,  # noqa: E402
-                                   TunedNumpyContender, TunedNumpyNet, TunedNumpyOneThreadContender, book_code,
-                                   draw_batches)
+                                   TunedNumpyContender, TunedNumpyNet, TunedNumpyOneThreadContender, draw_batches)
 from benchmarks import harness  # noqa: E402
 from benchmarks.harness import _init_params, accelerator_table, is_accelerator, run  # noqa: E402
 from benchmarks.xpnet_contenders import BookLoopContender, XpnetContender, new_net  # noqa: E402
 from xpnet import cli  # noqa: E402
+
+from .book import book_net_with  # noqa: E402
 
 BOOK_ROWS = {"xpnet cpu", "xpnet, book-style loop", "xpnet, book-style loop + net.loss", "book NumPy float64",
              "hand-tuned NumPy float32", "idiomatic PyTorch cpu", "hand-tuned f32, yardstick",
@@ -151,6 +153,7 @@ def test_the_benchmark_and_the_command_line_do_not_import_each_other():
     assert "spec_from_file_location" not in source and "__file__" not in source
 
 
+@pytest.mark.slow  # runs the benchmark
 def test_quick_run_in_process():
     res = run(quick=True, steps=5, with_jax=False, protocol=False, devices=["cpu"], log=lambda *a: None)
     rows = res["tables"]["book_step"]["rows"]
@@ -168,6 +171,7 @@ def test_devices_go_by_their_canonical_name_and_an_unusable_one_is_skipped():
     assert harness._why_missing("xpnet_no_such_module") == "xpnet_no_such_module is not installed"
 
 
+@pytest.mark.slow  # runs the benchmark
 def test_missing_optional_tools_skip_their_contenders_with_a_line(monkeypatch):
     """No torch, JAX or threadpoolctl: the benchmark still runs, one line per contender it leaves out."""
     real = harness._why_missing
@@ -214,6 +218,7 @@ def _data(n=3000, m=1000):
     return (x[:n], t[:n]), (xt[:m], tt[:m])
 
 
+@pytest.mark.slow  # runs the benchmark
 def test_accelerator_table_runs_on_any_device():
     """The GPU table (large MLP against the device's own matmul rate), tried on a CPU device."""
     assert is_accelerator("cuda:0") and is_accelerator("torch:cuda") and not is_accelerator("torch")
@@ -348,7 +353,7 @@ def test_xpnet_contender_starts_from_the_given_weights():
 def test_book_reference_code_agrees_with_xpnet():
     """The book's own code (as the benchmark runs it) and xpnet give the same gradients."""
     p = _init_params([12, 6, 10], 0.5, 1)
-    book = book_code(np).TwoLayerNet(p)
+    book = book_net_with(p)
     net = xpnet.TwoLayerNet(12, 6, 10, device="cpu", dtype="float64")
     for k, v in p.items():
         net.params[k][...] = v
@@ -369,3 +374,36 @@ def test_jax_contender_learns():
     c = JaxContender(_init_params([784, 50, 10], 0.01, 0), ((x, t), (xt, tt)), 0.1, 100, 0)
     c.steps(300)
     assert c.evaluate()[1] > 0.8
+
+
+@pytest.mark.slow
+def test_quick_benchmark_on_the_second_gpu_stays_on_it(tmp_path):
+    """On a simulated second GPU (tests/fakecupy): every computation for ``cuda:1`` runs in its
+    scope, or CuPy without peer access refuses it; no timings are checked. ``FAKE_CUPY_STRICT=1``
+    makes a cross-device operation raise, as real CuPy does without peer access; the report the
+    fake dumps at exit counts them all the same."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "tests" / "fakecupy"), FAKE_CUPY_STRICT="1",
+               FAKE_CUPY_REPORT=str(tmp_path / "r"))
+    env.pop("XPNET_DEVICE", None)
+    out = tmp_path / "b.json"
+    p = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--steps", "1", "--repeats", "1", "--no-jax",
+                        "--no-protocol", "--devices", "cuda:1", "--json", str(out)],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "xpnet cuda:1" in p.stdout
+    tables = json.loads(out.read_text())["tables"]
+    for name in ("book_step", "big_step", "accelerator_mlp"):  # one row name in every table
+        assert "xpnet cuda:1" in tables[name]["rows"], name
+    assert "matmul floor on cuda:1" in tables["accelerator_mlp"]["rows"]
+    reports = list(tmp_path.glob("r.*.json"))
+    assert reports, "the fake CuPy wrote no report"
+    for r in reports:
+        stats = json.loads(r.read_text())
+        assert stats["cross_device"] == 0, stats["cross_device_where"]
+
+
+@pytest.mark.slow
+def test_busy_cpu_spinners_are_killed_at_the_end():
+    with harness.busy_cpu(2, seconds=60) as procs:
+        assert len(procs) == 2 and all(p.poll() is None for p in procs)
+    assert all(p.poll() is not None for p in procs)

@@ -209,6 +209,17 @@ def test_relative_imports_resolve():
         _resolve(ast.parse("from ... import x").body[0], "xpnet")
 
 
+@pytest.mark.parametrize("module", ["xpnet.gradient", "xpnet.gradient_check"])
+def test_gradient_modules_import_no_backend(module):
+    import importlib
+    import inspect
+
+    tree = ast.parse(inspect.getsource(importlib.import_module(module)))
+    names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert not names & {"numpy", "cupy", "torch"}, names
+
+
 # -- at run time ------------------------------------------------------------------------
 @pytest.mark.slow
 def test_import_xpnet_loads_no_gpu_library():

@@ -17,7 +17,7 @@ import xpnet
 from xpnet.distributed import Communicator, DistributedError, gpu_of_process, one_gpu_each
 from xpnet.trainer import Trainer
 
-from mpi_launcher import MPIEXEC, needs_mpi
+from .mpi_launcher import MPIEXEC, needs_mpi
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -170,12 +170,10 @@ def test_each_process_of_a_machine_takes_its_own_gpu():
     # a launcher that gives each process its own GPU (CUDA_VISIBLE_DEVICES per rank): each sees one
     assert [gpu_of_process(0, k, 4, 1) for k in range(4)] == [0, 0, 0, 0]
     one_gpu_each(0, 4, 1, ["0000:18:00.0", "0000:19:00.0", "0000:1A:00.0", "0000:1B:00.0"])  # four GPUs
-    with pytest.raises(DistributedError, match=r"4 processes on this machine from cuda:0 need cuda:0..cuda:3, but "
-                                               r"only 2 GPU\(s\) are visible: launch at most 2 per machine "
-                                               r"\(mpiexec -n 2\), one GPU each$"):
+    with pytest.raises(DistributedError, match=r"4 processes on this machine from cuda:0 need cuda:0..cuda:3.*"
+                                               r"only 2 GPU\(s\) are visible.*at most 2 per machine"):
         one_gpu_each(0, 4, 2, ["0000:18:00.0"] * 4)  # all four see the same two and took the first
-    with pytest.raises(DistributedError, match=r"at most 1 per machine \(mpiexec -n 1\), one GPU each, or start "
-                                               r"from --device cuda:0"):
+    with pytest.raises(DistributedError, match=r"at most 1 per machine.*or start from --device cuda:0"):
         one_gpu_each(1, 2, 2, ["0000:19:00.0"] * 2)
     with pytest.raises(DistributedError, match=r"cuda:2 is not visible: this machine shows 2 GPU\(s\)"):
         gpu_of_process(2, 0, 1, 2)
@@ -192,8 +190,8 @@ def test_the_trainer_refuses_a_net_off_the_communicators_device():
     x = np.random.default_rng(0).random((20, 4), dtype=np.float32)
     t = np.arange(20) % 2
     net = xpnet.TwoLayerNet(4, 3, 2, device="array_api_strict", dtype="float32", seed=0)
-    with pytest.raises(ValueError, match=r"communicator: process 1 of 2 reduces on cpu but the net is on "
-                                         r"array_api_strict: build the net on communicator.device"):
+    with pytest.raises(ValueError, match=r"communicator.*reduces on cpu but the net is on array_api_strict.*"
+                                         r"communicator.device"):
         Trainer(net, x, t, batch_size=5, iters=2, log=None, progress=False, communicator=_SecondOfTwoOnCpu())
     on_cpu = xpnet.TwoLayerNet(4, 3, 2, device="cpu", dtype="float32", seed=0)
     assert Trainer(on_cpu, x, t, batch_size=5, iters=2, log=None, progress=False,

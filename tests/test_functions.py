@@ -1,3 +1,6 @@
+"""xpnet/functions.py: the book's activation and loss functions, exact and stable on every
+device, and ``one_hot``; each refuses what it cannot compute, naming the argument."""
+
 import math
 import warnings
 
@@ -5,6 +8,7 @@ import numpy as np
 import pytest
 
 from xpnet import functions as F
+from xpnet.validation import index_labels
 
 pytestmark = pytest.mark.in_device_scope  # layers and functions called directly (see conftest)
 
@@ -72,3 +76,45 @@ def test_relu(dev):
     x = dev.asarray([-2.0, 0.0, 3.0], dtype="float32")
     np.testing.assert_array_equal(host(dev, F.relu(x)), [0.0, 0.0, 3.0])
     np.testing.assert_array_equal(host(dev, F.relu_grad(x)), [0.0, 0.0, 1.0])
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8", "int16", "uint16", "int32", "int64", "uint64"])
+def test_one_hot_of_any_integer_dtype(dev, dtype):
+    t = dev.asarray(np.array([1, 0, 2], dtype=dtype))
+    np.testing.assert_array_equal(dev.to_numpy(F.one_hot(t, 3)), np.eye(3)[[1, 0, 2]])
+    np.testing.assert_array_equal(dev.to_numpy(F.one_hot(t, 300)), np.eye(300)[[1, 0, 2]])  # c beyond int8
+
+
+def test_unchecked_one_hot_fast_path(dev):
+    t = dev.asarray(np.array([1, 0], dtype=np.uint8))
+    np.testing.assert_array_equal(dev.to_numpy(F.one_hot(t, 3, check=False)), np.eye(3)[[1, 0]])
+    assert index_labels(dev.asarray(np.array([1])), dev.xp).dtype == dev.xp.int64
+
+
+# -- arguments checked ------------------------------------------------------------------------
+@pytest.mark.parametrize("t,num_classes,error,match", [
+    ([-1, 0], 3, ValueError, r"labels t must lie in \[0, 2\].*\[-1, 0\]"),  # used to wrap around
+    ([3, 0], 3, ValueError, r"t must lie in \[0, 2\].*\[0, 3\]"),  # not an IndexError from inside the library
+    ([1.0, 0.0], 3, TypeError, r"t must hold integer class labels, got dtype.*float64.*astype"),
+    ([[1, 0]], 3, ValueError, r"t must be a 1-d array"),
+    ([1, 0], 2.5, ValueError, r"num_classes must be a positive integer"),
+], ids=["negative", "too large", "floats", "2-d", "num_classes"])
+def test_one_hot_checks_its_labels(dev, t, num_classes, error, match):
+    with pytest.raises(error, match=match):
+        F.one_hot(dev.asarray(np.array(t)), num_classes)
+
+
+def test_one_hot_of_a_list_says_to_make_it_an_array(dev):
+    with pytest.raises(TypeError, match="t must be an array"):
+        F.one_hot([1, 0], 3, xp=dev.xp)
+
+
+def test_cross_entropy_refuses_boolean_labels(dev):
+    x = dev.asarray(np.zeros((2, 3)), dtype="float32")
+    with pytest.raises(TypeError, match="t must be integers or one-hot"):
+        F.cross_entropy_error(x, dev.asarray(np.array([True, False])))
+
+
+def test_cross_entropy_of_3d_scores():
+    with pytest.raises(ValueError, match=r"shape \(N, C\) or \(C,\), got 3-d"):
+        F.cross_entropy_error(np.ones((2, 3, 4)), np.array([0, 1]))

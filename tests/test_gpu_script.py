@@ -14,7 +14,7 @@ import pytest
 
 import xpnet
 
-from mpi_launcher import MPIEXEC, needs_mpi
+from .mpi_launcher import MPIEXEC, needs_mpi
 
 pytestmark = pytest.mark.slow  # every test here starts the CI scripts as processes
 

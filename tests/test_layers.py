@@ -1,10 +1,13 @@
+"""xpnet/layers.py: the book's chapter-5 layers -- the shopping examples' numbers, each backward
+against central differences, label forms, dtypes kept, ``dout`` never written, arguments checked."""
+
 import numpy as np
 import pytest
 
 import xpnet
 from xpnet.layers import Affine, AddLayer, MulLayer, Relu, Sigmoid, SoftmaxWithLoss
 
-from optional_hypothesis import given, settings, st
+from .optional_hypothesis import given, settings, st
 
 pytestmark = pytest.mark.in_device_scope  # layers called directly (see conftest)
 
@@ -105,26 +108,6 @@ def test_softmax_with_loss_label_forms_agree(dev):
     np.testing.assert_allclose(dev.to_numpy(a.backward()), dev.to_numpy(b.backward()), rtol=1e-14)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_fast_helpers_give_their_plain_expressions(dev, dtype):
-    """xpnet/fast.py's helpers against the plain expressions they stand for (kept=None), twice
-    (the second call reuses the kept arrays), and after the dtype changes under the same shape."""
-    from xpnet.fast import Kept, column_sums, row_sums, total, zero_of
-
-    xp, kept = dev.xp, Kept()
-    for dt in (dtype, "float64" if dtype == "float32" else "float32", dtype):
-        a = dev.asarray(np.random.default_rng(3).standard_normal((5, 4)), dtype=dt)
-        v = a[:, 0]
-        for _ in range(2):
-            for fast, plain in ((column_sums(a, xp, kept), column_sums(a, xp, None)),
-                                (row_sums(a, xp, kept), row_sums(a, xp, None)),
-                                (total(v, xp, kept), total(v, xp, None)),
-                                (zero_of(a, xp, kept), zero_of(a, xp, None))):
-                assert fast.shape == plain.shape and fast.dtype == plain.dtype == a.dtype
-                np.testing.assert_allclose(dev.to_numpy(fast), dev.to_numpy(plain), rtol=1e-6)
-    assert row_sums(a, xp, None).shape == (5, 1) and total(v, xp, None).shape == ()
-
-
 @pytest.mark.parametrize("make", [Relu, Sigmoid, lambda: SoftmaxWithLoss()])
 def test_backward_does_not_touch_dout(dev, make):
     layer = make()
@@ -171,3 +154,21 @@ def test_affine_softmax_shapes_and_label_forms(n, c, d, onehot, seed):
     np.testing.assert_allclose(last.backward().sum(axis=1), 0, atol=1e-12)  # rows of y - t sum to 0
     report = xpnet.gradcheck(SoftmaxWithLoss(), layer.forward(x), t)
     assert report.passed, str(report)
+
+
+# -- arguments checked ------------------------------------------------------------------------
+def test_affine_layer_checks(dev):
+    W = dev.asarray(np.zeros((4, 3)), dtype="float32")
+    with pytest.raises(ValueError, match=r"b of shape"):
+        Affine(W, dev.asarray(np.zeros(4), dtype="float32"))
+    layer = Affine(W, dev.asarray(np.zeros(3), dtype="float32"))
+    with pytest.raises(ValueError, match="expects 4 features"):
+        layer.forward(dev.asarray(np.zeros((2, 5)), dtype="float32"))
+    with pytest.raises(TypeError, match="mixing precisions"):
+        layer.forward(dev.asarray(np.zeros((2, 4)), dtype="float64"))
+
+
+def test_softmax_with_loss_checks_its_labels(dev):
+    x = dev.asarray(np.zeros((2, 3)), dtype="float32")
+    with pytest.raises(ValueError, match=r"lie in \[0, 2\]"):
+        SoftmaxWithLoss().forward(x, dev.asarray(np.array([0, 3])))

@@ -1,7 +1,14 @@
+"""xpnet/nets.py: TwoLayerNet, MultiLayerNet and Net from any layers -- gradients against central
+differences and PyTorch, one seed one net on every device, dtypes kept, moved with ``to`` -- and
+every input checked where it enters the net (shape, dtype, labels, device, NaN), naming it."""
+
 import numpy as np
 import pytest
 
 import xpnet
+from xpnet.layers import Affine
+
+from .samples import C, D, data
 
 
 def batch(dev, n=3, d=20, c=5, seed=1, dtype="float64"):
@@ -97,3 +104,196 @@ def test_gradient_agrees_with_torch_autograd():
     assert float(net.loss(x, t)) == pytest.approx(loss.item(), rel=1e-14)
     for k in p:
         np.testing.assert_allclose(grads[k], p[k].grad.numpy(), rtol=1e-12, atol=1e-15)
+
+
+# -- deeper nets, from any layers ---------------------------------------------------------
+def test_multilayer_net_with_tanh(dev):
+    net = xpnet.MultiLayerNet([6, 5, 4, 3], activation="tanh", weight_init="xavier", device=dev, seed=3)
+    assert list(net.layers) == ["Affine1", "Tanh1", "Affine2", "Tanh2", "Affine3"]
+    x, t = batch(dev, n=4, d=6, c=3)
+    assert xpnet.gradcheck(net, x, t).passed
+
+
+def test_a_net_from_a_list_of_layers_including_a_users_own(dev):
+    class Square:  # a user's own layer, written against the namespace of its input
+        def forward(self, x):
+            self.x = x
+            return x * x
+
+        def backward(self, dout):
+            return 2.0 * self.x * dout
+
+    rng = np.random.default_rng(0)
+    W1, W2 = (dev.asarray(0.5 * rng.standard_normal(s), dtype="float64") for s in ((8, 5), (5, 3)))
+    b1, b2 = dev.asarray(np.zeros(5), dtype="float64"), dev.asarray(np.zeros(3), dtype="float64")
+    net = xpnet.Net([Affine(W1, b1), Square(), Affine(W2, b2)])
+    assert list(net.layers) == ["Affine1", "Square1", "Affine2"] and list(net.params) == ["W1", "b1", "W2", "b2"]
+    assert net.params["W1"] is W1 and net.device is dev and net.num_classes == 3
+    x, t = batch(dev, n=6, d=8, c=3)
+    report = xpnet.gradcheck(net, x, t)
+    assert report.passed, str(report)
+    before = float(net.loss(x, t))
+    for _ in range(20):
+        xpnet.SGD(0.05).update(net.params, net.gradient(x, t))
+    assert float(net.loss(x, t)) < before
+
+
+# -- what is refused at construction ------------------------------------------------------------
+BAD_NETS = {
+    "one size": (lambda: xpnet.MultiLayerNet([784]), ValueError, r"sizes must list at least two"),
+    "unknown activation": (lambda: xpnet.MultiLayerNet([4, 3, 2], activation="softplus"), ValueError,
+                           r"activation must be one of relu, sigmoid, tanh, got 'softplus'"),
+    "fractional size": (lambda: xpnet.MultiLayerNet([784, 10.7, 10]), ValueError,
+                        r"sizes\[1\] must be a positive integer, got 10.7"),
+    "integer dtype": (lambda: xpnet.TwoLayerNet(4, 3, 2, dtype="int32", device="cpu"), TypeError,
+                      r"dtype must be a floating type.*'int32'"),
+    "unknown weight_init": (lambda: xpnet.MultiLayerNet([4, 2], weight_init="glorot"), ValueError,
+                            r"weight_init must be a positive finite number.*got 'glorot'"),
+    **{f"weight_init {w}": (lambda w=w: xpnet.MultiLayerNet([4, 3, 2], weight_init=w), ValueError,
+                            rf"weight_init must be a positive finite number.*got {w}")
+       for w in (float("inf"), float("nan"), 0, -0.1, True)},
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_NETS))
+def test_bad_constructor_arguments(case):
+    make, error, match = BAD_NETS[case]
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_a_net_too_large_for_memory_says_how_large():
+    with pytest.raises(ValueError, match=r"1,000,796,000,010 parameters.*3.6 TiB.*4 bytes.*memory of device 'cpu'"):
+        xpnet.MultiLayerNet([784, 10**6, 10**6, 10], dtype="float32", device="cpu")
+    with pytest.raises(ValueError, match=r"7.3 TiB.*8 bytes"):
+        xpnet.MultiLayerNet([784, 10**6, 10**6, 10], device="cpu")
+
+
+# -- inputs are checked at every entry point ------------------------------------------------
+@pytest.fixture
+def net(dev):
+    return xpnet.TwoLayerNet(D, 4, C, device=dev, dtype="float32", seed=0)
+
+
+def test_wrong_feature_size(dev, net):
+    x, t, _ = data(dev, d=7)
+    with pytest.raises(ValueError, match=r"x has shape \(5, 7\).*expects 8 features"):
+        net.gradient(x, t)
+
+
+def test_labels_out_of_range(dev, net):
+    x, _, _ = data(dev)
+    with pytest.raises(ValueError, match=r"labels t must lie in \[0, 2\].*\[0, 7\]"):
+        net.gradient(x, dev.asarray(np.array([0, 1, 2, 7, 1])))
+    with pytest.raises(ValueError, match=r"\[-1, 2\]"):
+        net.loss(x, dev.asarray(np.array([0, -1, 2, 2, 1])))
+
+
+def test_labels_of_the_wrong_shape(dev, net):
+    x, _, _ = data(dev)
+    with pytest.raises(ValueError, match=r"integer labels t must have shape \(5,\)"):
+        net.gradient(x, dev.asarray(np.array([0, 1, 2])))
+    with pytest.raises(ValueError, match=r"one-hot labels t must have shape \(5, 3\), got \(5, 4\)"):
+        net.gradient(x, dev.asarray(np.zeros((5, 4)), dtype="float32"))
+
+
+def test_non_float_input(dev, net):
+    x = dev.asarray(np.zeros((5, 8), dtype=np.uint8))
+    with pytest.raises(TypeError, match="x must have a floating dtype"):
+        net.gradient(x, data(dev)[1])
+
+
+def test_input_of_another_float_dtype_is_converted_at_the_net(dev, net):
+    """Data, not a precision choice: the book feeds float32 MNIST into its float64 net."""
+    x, t, _ = data(dev)
+    x64 = dev.asarray(dev.to_numpy(x), dtype="float64")
+    assert float(net.loss(x64, t)) == pytest.approx(float(net.loss(x, t)), rel=1e-6)
+    assert net.predict(x64).dtype == net.dtype
+    with pytest.raises(TypeError, match="float64.*float32"):  # a layer used directly still refuses
+        with dev.scope():
+            net.layers["Affine1"].forward(x64)
+
+
+def test_float64_one_hot_labels_on_a_float32_net(dev, net):
+    x, t, _ = data(dev)
+    t64 = dev.asarray(np.eye(3)[dev.to_numpy(t)], dtype="float64")
+    g1 = net.gradient(x, t64)
+    assert all(g.dtype == dev.xp.float32 for g in g1.values())
+    g1 = {k: dev.to_numpy(v).copy() for k, v in g1.items()}
+    g2 = net.gradient(x, t)
+    for k in g1:
+        np.testing.assert_allclose(g1[k], dev.to_numpy(g2[k]), rtol=1e-6, atol=1e-7)
+    assert net.loss(x, t64).dtype == dev.xp.float32
+
+
+def test_accuracy_refuses_a_bad_batch_size(dev, net):
+    x, t, _ = data(dev)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        net.accuracy(x, t, batch_size=-1)
+
+
+@pytest.mark.parametrize("bad", [[[0.0] * D], "abc", None, 3.0], ids=["list", "str", "None", "float"])
+@pytest.mark.parametrize("entry", ["predict", "loss"])
+def test_something_not_an_array_is_refused(dev, net, entry, bad):
+    call = net.predict if entry == "predict" else lambda x: net.loss(x, None)
+    with pytest.raises(TypeError, match=rf"x must be an array on {dev.name}.*asarray"):
+        call(bad)
+
+
+@pytest.mark.parametrize("entry,which", [("predict", "x"), ("gradient", "x"), ("gradient", "t"), ("loss", "t")])
+def test_an_array_of_another_device_is_named(dev, net, entry, which):
+    other = "array_api_strict" if dev.name != "array_api_strict" else other_than_host()
+    here, there = data(dev), data(xpnet.device(other))
+    x, t = (there if which == "x" else here)[0], (there if which == "t" else here)[1]
+    calls = {"predict": lambda: net.predict(x), "gradient": lambda: net.gradient(x, t), "loss": lambda: net.loss(x, t)}
+    with pytest.raises(ValueError, match=rf"{which} is on device '{other}', but the net is on '{dev.name}'.*asarray"):
+        calls[entry]()
+
+
+def test_same_device_other_array_type_names_the_type(dev):
+    """A NumPy subclass on the CPU (or a torch Parameter) is not the array type the net uses:
+    the message names both types instead of 'on device cpu but the net is on cpu'."""
+    if dev.name == "cpu":
+        other, fix = np.ma.masked_array(np.zeros((2, D), dtype=np.float32)), "asarray"
+    elif dev.name == "torch":
+        import torch
+
+        other, fix = torch.nn.Parameter(torch.zeros(2, D)), r"x.detach\(\)"
+    else:
+        pytest.skip("no other array type lives on this device")
+    net = xpnet.TwoLayerNet(D, 4, C, device=dev, dtype="float32", seed=0)
+    with pytest.raises(TypeError, match=f"x is a .*, not the .* that the net on '{dev.name}' computes with.*{fix}"):
+        net.predict(other)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_nan_or_inf_in_x_is_refused_where_data_enters(dev, net, value):
+    x, t, _ = data(dev)
+    host = dev.to_numpy(x).copy()
+    host[3, 2] = value
+    bad = dev.asarray(host)
+    for call in (lambda: net.loss(bad, t), lambda: net.accuracy(bad, t), lambda: net.predict(bad),
+                 lambda: net.numerical_gradient(bad, t)):
+        with pytest.raises(ValueError, match=r"x holds 1 NaN or infinite value, the first in sample 3.*clean"):
+            call()
+
+
+@pytest.mark.in_device_scope  # the test's own arithmetic on the device (see conftest)
+def test_all_nan_batch_has_no_accuracy(dev, net):
+    x, t, _ = data(dev)
+    with pytest.raises(ValueError, match="x holds 40 NaN"):
+        net.accuracy(x * float("nan"), t)
+
+
+@pytest.mark.in_device_scope
+def test_the_nan_scan_is_not_in_gradient(dev, net):
+    """Not in the hot loop: a NaN batch gives NaN gradients there, the trainer catches the loss."""
+    x, t, _ = data(dev)
+    g = net.gradient(x * float("nan"), t)
+    assert not bool(dev.xp.all(dev.xp.isfinite(g["W2"])))
+
+
+def other_than_host():
+    """A device whose arrays are not NumPy's (a net moves NumPy data onto its device itself)."""
+    pytest.importorskip("torch")
+    return "torch"

@@ -20,7 +20,7 @@ import pytest
 from xpnet.checkpoint import load_checkpoint
 from xpnet.cli import main
 
-from mpi_launcher import MPIEXEC, needs_mpi
+from .mpi_launcher import MPIEXEC, needs_mpi
 
 pytestmark = pytest.mark.slow  # every test here starts processes
 

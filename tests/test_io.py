@@ -1,6 +1,7 @@
-"""Hostile and damaged files: checkpoints and IDX datasets refused with an error naming the file
-and the fault, before they cost memory -- zip and gzip bombs, headers declaring terabytes,
-refused dtypes, malformed records -- and training state carried in a checkpoint.
+"""xpnet/io: hostile and damaged files -- checkpoints (npz, npy, checkpoint_format), IDX datasets
+(idx) and the images of ``xpnet predict`` (npy) -- refused with an error naming the file and the
+fault, before they cost memory: zip and gzip bombs, headers declaring terabytes, refused dtypes,
+malformed records and members, tampered training state, digests that do not match.
 
 Every bomb is built here, small on disk; memory is measured in a fresh interpreter
 (``ru_maxrss``) and must grow far less than the size the file declares.
@@ -27,7 +28,9 @@ from numpy.lib import format as npy_format
 
 import xpnet
 from xpnet.checkpoint import Checkpoint, CheckpointError, load_checkpoint, load_net, save_net
-from xpnet.datasets import DatasetError, load_idx_dataset, load_mnist
+from xpnet.datasets import DatasetError, load_idx_dataset, load_mnist, read_idx
+
+from .idx_files import NAMES, fashion_like, idx_bytes, make_tiny_idx
 
 ROOT = Path(__file__).resolve().parents[1]
 GiB = 1 << 30
@@ -283,6 +286,8 @@ def test_a_corrupt_deflate_stream_is_a_checkpoint_error(tmp_path):
     ({"sizes": {"a": 1}}, "sizes must be a list"),
     ({"sizes": [4, 3, 3, 2]}, "a TwoLayerNet has 3 sizes and relu"),
     ({"class": 5}, r"unknown architecture \(5, 3 sizes\)"),
+    ({"class": "ConvNet"}, "unknown architecture"),
+    ({"dtype": "float99"}, "cannot rebuild"),
     ({"dtype": 32}, "dtype must be a name such as 'float32'"),
     ({"layer_names": "keras"}, "layer_names must be 'xpnet' or 'book', got 'keras'"),
     ({"layer_names": ["book"]}, "layer_names must be 'xpnet' or 'book'"),
@@ -304,6 +309,7 @@ def test_malformed_architecture_records(tmp_path, config, message):
     ('{"format": "xpnet-checkpoint-1", "config": 5}', "'config' is int, not an object"),
     ('{"format": "xpnet-checkpoint-1", "config": {}}', "config lacks 'class', 'sizes'"),
     ('{"format": 1, "config": {}}', "has format 1; this xpnet reads xpnet-checkpoint-1"),
+    ('{"format": "xpnet-checkpoint-1", "config": {"sizes": "x"}}', "damaged architecture record"),
     ('{"format": "xpnet-checkpoint-1", "config": {"sizes": 1' + "0" * 5000 + "}}", "not valid JSON"),
 ])
 def test_malformed_metadata_strings(tmp_path, text, message):
@@ -321,15 +327,23 @@ def test_metadata_member_of_the_wrong_kind(tmp_path):
         load_net(path)
 
 
-def test_npy_file_and_directory_given_to_load_net(tmp_path):
-    np.save(tmp_path / "w.npy", np.ones(3))
-    with pytest.raises(CheckpointError, match=r"w.npy is a single NumPy array \(.npy\), not an xpnet checkpoint"):
-        load_net(tmp_path / "w.npy")
-    np.save(tmp_path / "w2.npz", np.ones(3))  # a .npy whatever its name says
-    with pytest.raises(CheckpointError, match="single NumPy array"):
-        load_net(tmp_path / "w2.npz.npy")
-    with pytest.raises(CheckpointError, match="is a directory, not a checkpoint file"):
-        load_net(tmp_path)
+NOT_CHECKPOINTS = {  # each: what to write into a folder -> the path given to load_net; the error
+    "missing": (lambda d: d / "none.npz", r"checkpoint .*none.npz does not exist"),
+    "another .npz": (lambda d: (np.savez(d / "other.npz", a=np.ones(2)), d / "other.npz")[1],
+                     r"other.npz is not an xpnet checkpoint"),
+    "a .npy": (lambda d: (np.save(d / "w.npy", np.ones(3)), d / "w.npy")[1],
+               r"w.npy is a single NumPy array \(.npy\), not an xpnet checkpoint"),
+    "a .npy named .npz": (lambda d: (np.save(d / "w2.npz", np.ones(3)), d / "w2.npz.npy")[1],  # whatever its name says
+                          r"w2.npz.npy is a single NumPy array"),
+    "a directory": (lambda d: d, r"is a directory, not a checkpoint file"),
+}
+
+
+@pytest.mark.parametrize("case", list(NOT_CHECKPOINTS))
+def test_what_is_not_a_checkpoint_is_named(tmp_path, case):
+    make, match = NOT_CHECKPOINTS[case]
+    with pytest.raises(CheckpointError, match=match):
+        load_net(make(tmp_path))
 
 
 @pytest.mark.parametrize("raw", [b"garbage", b"", b"\x80\x04\x95 pickled?", b"PK\x03\x04" + b"\0" * 100])
@@ -345,6 +359,9 @@ def test_extra_missing_and_duplicate_members(tmp_path):
     m = members_of(path)
     rewrite(path, {**m, "evil.npy": npy_bytes(np.ones(2))})
     with pytest.raises(CheckpointError, match=r"unexpected members \['evil.npy'\]"):
+        load_net(path)
+    rewrite(path, {**m, "param/W9.npy": npy_bytes(np.ones(2))})  # a parameter the architecture has not
+    with pytest.raises(CheckpointError, match="holds parameters"):
         load_net(path)
     rewrite(path, {k: v for k, v in m.items() if k != "param/b2.npy"})
     with pytest.raises(CheckpointError,
@@ -379,18 +396,6 @@ def test_unsupported_compression_and_encryption(tmp_path):
         load_net(tmp_path / "e.npz")
 
 
-def test_today_format_without_state_still_loads(tmp_path):
-    net = small_net()
-    meta = {"format": "xpnet-checkpoint-1", "config": net.config}  # as xpnet wrote before state existed
-    np.savez(tmp_path / "old.npz", __meta__=np.array(json.dumps(meta)),
-             **{f"param/{k}": v for k, v in net.params.items()})
-    ck = load_checkpoint(tmp_path / "old.npz", device="cpu")
-    assert isinstance(ck, Checkpoint) and ck.arrays == {} and ck.meta == {}
-    for k in net.params:
-        np.testing.assert_array_equal(ck.net.params[k], net.params[k])
-    assert load_net(tmp_path / "old.npz").sizes == [4, 3, 2]
-
-
 def test_fortran_order_and_big_endian_parameters_load(tmp_path):
     net = small_net()
     path = save_net(net, tmp_path / "m.npz")
@@ -401,33 +406,6 @@ def test_fortran_order_and_big_endian_parameters_load(tmp_path):
 
 
 # -- checkpoints: training state ----------------------------------------------------------
-def test_state_round_trip(tmp_path):
-    net = xpnet.MultiLayerNet([4, 5, 3, 2], "tanh", "xavier", device="cpu", seed=1)
-    rng = np.random.default_rng(0)
-    arrays = {"adam/m/W1": rng.standard_normal((4, 5)).astype(np.float32), "adam/v/b3": np.arange(2.0),
-              "rng": np.arange(4, dtype=np.uint64) * (2 ** 62), "perm": rng.permutation(7).astype(np.int32),
-              "step": np.array(12), "f16": np.ones((2, 0, 3), np.float16)}
-    meta = {"iteration": 12, "epoch": 0.5, "optimizer": {"name": "adam", "lr": 1e-3, "betas": [0.9, 0.999]},
-            "history": {"loss": [2.3, 2.1, float("inf")]}, "note": "résumé ✓", "none": None, "flag": True,
-            "np": np.float32(0.5), "tuple": (1, 2)}
-    path = save_net(net, tmp_path / "run", state={"arrays": arrays, "meta": meta})
-    ck = load_checkpoint(path, device="cpu")
-    assert set(ck.arrays) == set(arrays)
-    for k, a in arrays.items():
-        assert ck.arrays[k].dtype == a.dtype and ck.arrays[k].shape == a.shape
-        np.testing.assert_array_equal(ck.arrays[k], a)
-    assert ck.meta == dict(meta, np=0.5, tuple=[1, 2])
-    assert ck.net.sizes == [4, 5, 3, 2] and ck.net.activation == "tanh"
-    for k in net.params:
-        np.testing.assert_array_equal(ck.net.params[k], net.params[k])
-    assert load_net(path).sizes == [4, 5, 3, 2]  # load_net ignores the state
-    with np.load(path, allow_pickle=False) as z:  # still a plain .npz, no pickle
-        assert "state/adam/m/W1" in z.files
-    # a checkpoint without state: empty state
-    ck = load_checkpoint(save_net(net, tmp_path / "plain"))
-    assert ck.arrays == {} and ck.meta == {}
-
-
 @pytest.mark.parametrize("tamper,message", [
     (lambda m, r: m.__setitem__("state/m.npy", npy_bytes(np.zeros(3, np.complex64))), "has a complex dtype"),
     (lambda m, r: m.__setitem__("state/m.npy", npy_bytes(np.zeros(4))), r"declares shape \(4,\).*says \(3,\)"),
@@ -451,24 +429,6 @@ def test_tampered_state_refused(tmp_path, tamper, message):
     with pytest.raises(CheckpointError, match=message) as e:
         load_checkpoint(path)
     assert "m.npz" in str(e.value)
-
-
-@pytest.mark.parametrize("state,error,message", [
-    ({"arrays": {"m": [1.0, 2.0]}}, TypeError, r"state\['arrays'\]\['m'\] is a builtins.list; pass host NumPy"),
-    ({"arrays": {"m": np.zeros(2, bool)}}, TypeError, "has dtype bool; state arrays must be"),
-    ({"arrays": {"m": np.zeros(2, complex)}}, TypeError, "has dtype complex128"),
-    ({"arrays": {"a/../b": np.zeros(2)}}, ValueError, "state array name must be"),
-    ({"arrays": {"": np.zeros(2)}}, ValueError, "state array name must be"),
-    ({"meta": {1: "x"}}, TypeError, r"state\['meta'\] has the key 1; JSON keys must be strings"),
-    ({"meta": {"a": np.zeros(2)}}, TypeError, r"state\['meta'\]\['a'\] is a numpy.ndarray"),
-    ({"meta": [1]}, TypeError, r"state\['meta'\] must be a dict"),
-    ({"optimizer": {}}, TypeError, "state must be None or a dict"),
-    ("x", TypeError, "state must be None or a dict"),
-])
-def test_save_refuses_state_it_could_not_load_back(tmp_path, state, error, message):
-    with pytest.raises(error, match=message):
-        save_net(small_net(), tmp_path / "m.npz", state=state)
-    assert not list(tmp_path.iterdir())  # nothing written
 
 
 def test_fuzzed_metadata_records_never_escape_as_other_errors():
@@ -510,61 +470,14 @@ def test_fuzzed_metadata_records_never_escape_as_other_errors():
 
 
 # -- IDX datasets ---------------------------------------------------------------------------
-def idx_bytes(array, magic=None, dims=None) -> bytes:
-    array = np.asarray(array, dtype=np.uint8)
-    magic = magic if magic is not None else (2051 if array.ndim == 3 else 2049)
-    dims = array.shape if dims is None else dims
-    return struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in dims) + array.tobytes()
-
-
-NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-
-
-def fashion_like(d: Path, sums=True, n_train=30, n_test=12):
-    """A tiny Fashion-MNIST look-alike: random 28x28 images, labels 0..9, gzipped IDX files and
-    its own SHA256SUMS (as ``sha256sum *.gz`` writes it) -- not MNIST's digests."""
-    rng = np.random.default_rng(1)
-    data = {"train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28)),
-            "train-labels-idx1-ubyte": np.arange(n_train) % 10,
-            "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28)),
-            "t10k-labels-idx1-ubyte": rng.permutation(n_test) % 10}
-    lines = []
-    for name, a in data.items():
-        raw = gzip.compress(idx_bytes(a))
-        (d / f"{name}.gz").write_bytes(raw)
-        lines.append(f"{hashlib.sha256(raw).hexdigest()}  {name}.gz")
-    if sums:
-        (d / "SHA256SUMS").write_text("\n".join(lines) + "\n")
-    return data
-
-
-def test_any_idx_dataset_loads_both_ways(tmp_path):
-    data = fashion_like(tmp_path)
-    for got in (load_mnist(path=tmp_path), load_idx_dataset(tmp_path, num_classes=10)):
-        (x, t), (xt, tt) = got
-        assert x.shape == (30, 784) and xt.shape == (12, 784) and x.dtype == np.float32
-        np.testing.assert_array_equal(t, data["train-labels-idx1-ubyte"])
-        np.testing.assert_array_equal(x[3] * 255, data["train-images-idx3-ubyte"][3].ravel())
-        assert got.verified and got.verified_by == str(tmp_path / "SHA256SUMS")
-    (_, t1), _ = load_mnist(path=tmp_path, one_hot_label=True)
-    assert t1.shape == (30, 10)
-    (tmp_path / "SHA256SUMS").unlink()  # no digests given: structural checks only, and it says so
-    got = load_mnist(path=tmp_path)
-    assert not got.verified and got.verified_by is None
-
-
-def test_xpnet_train_on_another_idx_dataset(tmp_path, capsys):
-    from xpnet.cli import main
-
-    fashion_like(tmp_path)
-    rc = main(["train", "--device", "cpu", "--data-dir", str(tmp_path), "--iters", "5", "--batch-size", "10",
-               "--out", str(tmp_path / "run"), "--quiet", "--no-plot"])
-    assert rc == 0, capsys.readouterr().err
-    assert (tmp_path / "run" / "model.npz").is_file()
-
-
 def corrupt(d: Path, name: str, data: bytes, gz=True):
     (d / f"{name}.gz").write_bytes(gzip.compress(data) if gz else data)
+
+
+def plain(d: Path, name: str, data: bytes):
+    """``name`` as a plain (not gzipped) file in place of its ``.gz``."""
+    (d / f"{name}.gz").unlink()
+    (d / name).write_bytes(data)
 
 
 @pytest.mark.parametrize("damage,message", [
@@ -586,6 +499,8 @@ def corrupt(d: Path, name: str, data: bytes, gz=True):
     (lambda d, data: corrupt(d, NAMES[0], b"\0\0\x0d\x03"), "only unsigned bytes"),
     (lambda d, data: corrupt(d, NAMES[0], b"\0\0\x08\x03\0\0"), "truncated inside its header"),
     (lambda d, data: corrupt(d, NAMES[0], b"<html>"), "not an IDX file"),
+    (lambda d, data: plain(d, NAMES[0], idx_bytes(data[NAMES[0]])[:-5]),
+     r"train-images-idx3-ubyte is truncated: 23531 bytes for shape \(30, 28, 28\), expected 23536"),
 ])
 def test_each_corruption_is_refused(tmp_path, damage, message):
     data = fashion_like(tmp_path, sums=False)
@@ -612,6 +527,23 @@ def test_plain_idx_longer_than_declared_is_refused_unread(tmp_path):
     (tmp_path / NAMES[1]).write_bytes(idx_bytes(np.zeros(30)) + b"\0" * 100)
     with pytest.raises(DatasetError, match=r"train-labels-idx1-ubyte is longer than its header says: 138 bytes"):
         load_mnist(path=tmp_path)
+
+
+def test_sha256sums_of_the_uncompressed_files_must_cover_every_file(tmp_path):
+    make_tiny_idx(tmp_path, n_train=20, n_test=10, side=4, gz=False)
+    lines = [f"{hashlib.sha256((tmp_path / n).read_bytes()).hexdigest()}  {n} (uncompressed)" for n in NAMES[:3]]
+    (tmp_path / "SHA256SUMS").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DatasetError, match="SHA256SUMS lists no SHA-256 for t10k-labels-idx1-ubyte"):
+        load_idx_dataset(tmp_path)  # a SHA256SUMS must cover every file it is next to
+    lines.append(f"{'0' * 64}  t10k-labels-idx1-ubyte (uncompressed)")
+    (tmp_path / "SHA256SUMS").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DatasetError, match="t10k-labels-idx1-ubyte has SHA-256"):
+        load_idx_dataset(tmp_path)
+    digest = hashlib.sha256((tmp_path / "t10k-labels-idx1-ubyte").read_bytes()).hexdigest()
+    lines[-1] = f"{digest}  t10k-labels-idx1-ubyte"
+    (tmp_path / "SHA256SUMS").write_text("\n".join(lines) + "\n")  # plain sha256sum lines work too
+    data = load_idx_dataset(tmp_path)
+    assert data.verified and data.verified_by.endswith("SHA256SUMS")
 
 
 def gzip_of(prefix: bytes, zeros: int) -> bytes:
@@ -653,12 +585,16 @@ def test_gzip_stream_longer_than_declared_stops_at_the_declared_size(tmp_path):
     assert growth < 100 << 20, f"RSS grew {growth >> 20} MiB for a refused file"
 
 
-def test_absurd_declared_size_is_refused_before_allocating(tmp_path):
+@pytest.mark.parametrize("raw,match", [
+    (struct.pack(">IIII", 2051, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF),
+     r"declares shape \(4294967295, 4294967295, 4294967295\): \d+ bytes, more than the 1073741824"),
+    (bytes([0, 0, 0x0D, 1]) + struct.pack(">I", 1) + b"\0\0\0\0", "only unsigned bytes"),
+], ids=["absurd size", "not bytes"])
+def test_read_idx_refuses_a_header_before_allocating(tmp_path, raw, match):
     f = tmp_path / "x-idx3-ubyte"
-    f.write_bytes(struct.pack(">IIII", 2051, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF))
-    with pytest.raises(DatasetError, match=r"declares shape \(4294967295, 4294967295, 4294967295\): \d+ bytes, "
-                                           "more than the 1073741824"):
-        xpnet.datasets.read_idx(f)
+    f.write_bytes(raw)
+    with pytest.raises(DatasetError, match=match):
+        read_idx(f)
 
 
 def test_file_changed_in_place_with_same_size_and_mtime_is_read_fresh(tmp_path):
@@ -677,32 +613,14 @@ def test_file_changed_in_place_with_same_size_and_mtime_is_read_fresh(tmp_path):
     np.testing.assert_array_equal(t2, (np.arange(30) + 3) % 10)
 
 
-def test_data_dir_messages(tmp_path, monkeypatch):
-    missing, a_file = tmp_path / "nowhere", tmp_path / "file"
-    a_file.write_text("x")
-    with pytest.raises(DatasetError, match=r"dataset directory .*nowhere does not exist \(path= names it\)"):
-        load_mnist(path=missing)
-    with pytest.raises(DatasetError, match=r"file is not a directory \(path= names it\): path must name the directory"):
-        load_mnist(path=a_file)
-    monkeypatch.setenv("XPNET_DATA_DIR", str(missing))
-    with pytest.raises(DatasetError, match=r"nowhere does not exist \(XPNET_DATA_DIR names it\); fix XPNET_DATA_DIR"):
-        load_mnist()
-    monkeypatch.setenv("XPNET_DATA_DIR", str(a_file))
-    with pytest.raises(DatasetError, match=r"file is not a directory \(XPNET_DATA_DIR names it\): XPNET_DATA_DIR must"):
-        load_mnist()
-    with pytest.raises(DatasetError, match=r"file is not a directory \(directory= names it\)"):
-        load_idx_dataset(a_file)
-    with pytest.raises(DatasetError, match=r"train-images-idx3-ubyte\(.gz\) is missing from"):
-        load_mnist(path=tmp_path)
-
-
 def test_oversized_sums_file(tmp_path):
     fashion_like(tmp_path, sums=False)
     (tmp_path / "SHA256SUMS").write_bytes(b"0" * (2 << 20))
-    with pytest.raises(DatasetError, match="SHA256SUMS is 2097152 bytes; a SHA256SUMS file is a few lines"):
+    with pytest.raises(DatasetError, match=r"SHA256SUMS is 2097152 bytes.*a few lines"):
         load_mnist(path=tmp_path)
 
 
+# -- .npy images (xpnet predict --images) -----------------------------------------------------
 def test_predict_images_npy_declaring_terabytes_is_refused_from_its_header(tmp_path):
     from numpy.lib import format as npformat
 

@@ -1,7 +1,8 @@
 """The bugs readers of the book really made (see shared/seeds), written as their NumPy layers.
 
 gradcheck must fail on each and name the layer whose backward is wrong; the book's own Relu,
-which writes into its dout but gives right gradients, passes with a warning.
+which writes into its dout but gives right gradients, passes with a warning. The nets are the
+book's ``TwoLayerNet`` (``tests.book``) with a reader's layers or loop put in.
 """
 
 from collections import OrderedDict
@@ -11,7 +12,7 @@ import numpy as np
 import xpnet
 from xpnet.layers import Affine, MulLayer, Relu, SoftmaxWithLoss
 
-from book_layers import BookRelu, BookSoftmaxWithLoss, BookTwoLayerNetMethods, NpAffine
+from .. import book
 
 
 class MulLayerPlus(MulLayer):
@@ -48,20 +49,29 @@ class NoMinusSoftmaxWithLoss(SoftmaxWithLoss):
         return -super().forward(x, t, check)  # cross entropy without its minus sign
 
 
-class BookNet(BookTwoLayerNetMethods):
-    """A reader's TwoLayerNet in plain NumPy, with pluggable last layer and loop order."""
+class BookNet(book.TwoLayerNet):
+    """The book's TwoLayerNet of xpnet's layers, weights seeded, with a pluggable last layer."""
 
-    def __init__(self, last=None, reverse=True, seed=0):
+    def __init__(self, last=None, seed=0):
         rng = np.random.default_rng(seed)
         self.params = {"W1": 0.5 * rng.standard_normal((6, 5)), "b1": np.zeros(5),
                        "W2": 0.5 * rng.standard_normal((5, 5)), "b2": np.zeros(5)}
         self.layers = OrderedDict(Affine1=Affine(self.params["W1"], self.params["b1"]), Relu1=Relu(),
                                   Affine2=Affine(self.params["W2"], self.params["b2"]))
         self.lastLayer = last or SoftmaxWithLoss()
-        self.reverse = reverse
 
-    def backward_order(self, layers):
-        return reversed(layers) if self.reverse else layers
+
+class ForgotReverseNet(BookNet):
+    """The reader's gradient() without the book's ``layers.reverse()``."""
+
+    def gradient(self, x, t):
+        self.loss(x, t)
+        dout = self.lastLayer.backward(1)
+        for layer in self.layers.values():
+            dout = layer.backward(dout)
+        a1, a2 = self.layers["Affine1"], self.layers["Affine2"]
+        return {"W1": a1.dW, "b1": a1.db, "W2": a2.dW, "b2": a2.db}
+
 
 def data():
     rng = np.random.default_rng(1)
@@ -96,32 +106,32 @@ def test_cross_entropy_without_minus():
 
 
 def test_forgotten_reverse_is_blamed_on_the_wiring():
-    report = xpnet.gradcheck(BookNet(reverse=False), *data())
+    report = xpnet.gradcheck(ForgotReverseNet(), *data())
     assert not report.passed and report.culprits == []
     assert any("reverse" in n for n in report.notes), str(report)
 
 
-class BookLayerNet(BookTwoLayerNetMethods):
+class BookLayerNet(book.TwoLayerNet):
     """The book's TwoLayerNet of the book's own layers: its Relu writes into dout, harmlessly here."""
 
-    def __init__(self, relu=BookRelu, seed=0):
+    def __init__(self, relu=book.Relu, seed=0):
         rng = np.random.default_rng(seed)
         self.params = {"W1": 0.5 * rng.standard_normal((6, 5)), "b1": np.zeros(5),
                        "W2": 0.5 * rng.standard_normal((5, 5)), "b2": np.zeros(5)}
         self.layers = OrderedDict()
-        self.layers["Affine1"] = NpAffine(self.params["W1"], self.params["b1"])
+        self.layers["Affine1"] = book.Affine(self.params["W1"], self.params["b1"])
         self.layers["Relu1"] = relu()
-        self.layers["Affine2"] = NpAffine(self.params["W2"], self.params["b2"])
-        self.lastLayer = BookSoftmaxWithLoss()
+        self.layers["Affine2"] = book.Affine(self.params["W2"], self.params["b2"])
+        self.lastLayer = book.SoftmaxWithLoss()
 
 
 def test_the_books_relu_passes_with_a_warning_about_its_dout():
-    report = xpnet.gradcheck(BookRelu(), np.linspace(-1, 1, 6))
+    report = xpnet.gradcheck(book.Relu(), np.linspace(-1, 1, 6))
     assert report.passed and report["x"].passed and list(report) == ["x"], str(report)
     (warning,) = report.warnings
-    assert "BookRelu.backward modified its input dout" in warning
+    assert warning.startswith("Relu.backward modified its input dout")
     assert "a caller that reuses dout" in warning and "dx = dout.copy()" in warning and "dout * keep" in warning
-    assert "PASSED" in str(report) and "warning: BookRelu.backward modified its input dout" in str(report)
+    assert "PASSED" in str(report) and "warning: Relu.backward modified its input dout" in str(report)
 
 
 def test_the_books_own_net_passes_with_the_warning_shown():
@@ -134,7 +144,7 @@ def test_the_books_own_net_passes_with_the_warning_shown():
 
 
 def test_a_wrong_book_style_relu_still_fails_naming_the_layer():
-    class InvertedMaskRelu(BookRelu):
+    class InvertedMaskRelu(book.Relu):
         def backward(self, dout):
             dout[~self.mask] = 0  # zeroes what it should pass on
             return dout

@@ -1,26 +1,18 @@
 """The book's ``common/trainer.py`` call on xpnet's Trainer: its arguments, arithmetic, lists and
-printed lines, a reader's own book-style net, images, and the two forms kept apart.
-
-The reader's Affine and SoftmaxWithLoss below are adapted from Deep Learning from Scratch's
-``common/layers.py`` and ``common/functions.py`` (MIT, Copyright (c) 2016 Koki Saitoh; the notice
-is in THIRD_PARTY_NOTICES.md)."""
+printed lines, a reader's own book-style net (``tests.book.ReaderNet``: the book's layers,
+any input rank), images, and the two forms kept apart."""
 
 import re
-from collections import OrderedDict
 
 import numpy as np
 import pytest
-from book_layers import BookTwoLayerNetMethods, NpAffine, NpRelu
 
 import xpnet
 from xpnet.trainer import History, Trainer
 
+from . import ReaderNet
+
 EPOCH_LINE = re.compile(r"=== epoch:(\d+), train acc:(\S+), test acc:(\S+) ===")
-
-
-@pytest.fixture(scope="module")
-def mnist():
-    return xpnet.load_mnist()
 
 
 @pytest.fixture(scope="module")
@@ -34,51 +26,6 @@ def tiny(n=300, d=4, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, d)).astype(np.float32)
     return x, (x[:, 0] > 0).astype(np.int64)
-
-
-class BookAffine(NpAffine):
-    """The book's Affine takes a tensor of any rank: it flattens each sample, and shapes dx back."""
-
-    def forward(self, x):
-        self.original_x_shape = x.shape
-        return super().forward(x.reshape(x.shape[0], -1))
-
-    def backward(self, dout):
-        return super().backward(dout).reshape(*self.original_x_shape)
-
-
-class BookSoftmaxWithLoss:
-    """The book's loss layer: integer labels or one-hot rows."""
-
-    def forward(self, x, t):
-        self.t = t
-        e = np.exp(x - x.max(axis=1, keepdims=True))
-        self.y = e / e.sum(axis=1, keepdims=True)
-        labels = t.argmax(axis=1) if t.size == self.y.size else t
-        self.loss = -np.sum(np.log(self.y[np.arange(x.shape[0]), labels] + 1e-7)) / x.shape[0]
-        return self.loss
-
-    def backward(self, dout=1):
-        n = self.t.shape[0]
-        if self.t.size == self.y.size:
-            return (self.y - self.t) / n
-        dx = self.y.copy()
-        dx[np.arange(n), self.t] -= 1
-        return dx / n
-
-
-class ReaderNet(BookTwoLayerNetMethods):
-    """The book's two_layer_net.py (5.7.2) as a reader types it, in NumPy float64."""
-
-    def __init__(self, input_size, hidden_size, output_size, weight_init_std=0.01):
-        rng = np.random.default_rng(0)
-        self.params = {"W1": weight_init_std * rng.standard_normal((input_size, hidden_size)),
-                       "b1": np.zeros(hidden_size),
-                       "W2": weight_init_std * rng.standard_normal((hidden_size, output_size)),
-                       "b2": np.zeros(output_size)}
-        self.layers = OrderedDict(Affine1=BookAffine(self.params["W1"], self.params["b1"]), Relu1=NpRelu(),
-                                  Affine2=BookAffine(self.params["W2"], self.params["b2"]))
-        self.lastLayer = BookSoftmaxWithLoss()
 
 
 # -- the book's call, lists and lines ------------------------------------------------------
@@ -222,7 +169,7 @@ def test_a_diverging_book_run_says_so(mnist):
 # -- what is refused ---------------------------------------------------------------------------
 def test_an_unknown_optimizer_is_refused_by_name():
     x, t = tiny()
-    with pytest.raises(ValueError, match="optimizer='foo': unknown optimizer.*Nesterov.*RMSprop"):
+    with pytest.raises(ValueError, match=r"optimizer='foo': unknown optimizer.*Nesterov.*RMSprop"):
         Trainer(xpnet.TwoLayerNet(4, 5, 2, seed=0), x, t, x, t, epochs=1, optimizer="foo")
 
 
@@ -239,7 +186,7 @@ def test_the_books_optimizer_names_in_any_case(name, cls):
 def test_bad_optimizer_param_is_named():
     x, t = tiny()
     net = xpnet.TwoLayerNet(4, 5, 2, seed=0)
-    with pytest.raises(TypeError, match="optimizer_param: Momentum takes lr, momentum, not beta1"):
+    with pytest.raises(TypeError, match=r"optimizer_param.*takes lr, momentum, not beta1"):
         Trainer(net, x, t, x, t, optimizer='momentum', optimizer_param={'lr': 0.1, 'beta1': 0.9})
     with pytest.raises(TypeError, match="optimizer_param must be a dict"):
         Trainer(net, x, t, x, t, optimizer_param=0.01)
@@ -258,7 +205,7 @@ def test_bad_optimizer_param_is_named():
 def test_the_two_forms_mixed_are_refused(book, xpnet_kw):
     x, t = tiny()
     (b,), (k,) = book, xpnet_kw
-    with pytest.raises(TypeError, match=rf"got {b} \(the book's form\) and {k} \(xpnet's form\): use one form"):
+    with pytest.raises(TypeError, match=rf"{b} \(the book's form\) and {k} \(xpnet's form\)"):
         Trainer(xpnet.TwoLayerNet(4, 5, 2, seed=0), x, t, x, t, **book, **xpnet_kw)
 
 
@@ -275,7 +222,7 @@ def test_arguments_given_twice_or_too_many_are_refused():
         Trainer(net, x, t, x, t, network=net, epochs=1)
     with pytest.raises(TypeError, match="needs a net"):
         Trainer(x_train=x, t_train=t, epochs=1)
-    with pytest.raises(TypeError, match="evaluates on a test set every epoch: pass x_test and t_test"):
+    with pytest.raises(TypeError, match=r"test set every epoch.*x_test and t_test"):
         Trainer(net, x, t, epochs=1)
     with pytest.raises(ValueError, match="epochs must be a non-negative integer"):
         Trainer(net, x, t, x, t, epochs=-1)

@@ -1,0 +1,231 @@
+"""The book's own code, once: the oracle of the tests and of the benchmark (``benchmarks/`` imports
+it from here). Deep Learning from Scratch's chapter-5 functions, layers and ``TwoLayerNet``, as
+its repository writes them, under the book's MIT licence (beside the code, below).
+
+``book_code(np)`` builds them with ``np`` the array module handed in -- NumPy, or CuPy for the
+benchmark's "book code on a GPU"; the NumPy ones are this module's ``softmax``,
+``cross_entropy_error``, ``Relu``, ``Affine``, ``SoftmaxWithLoss`` and ``TwoLayerNet``.
+
+After them, and marked as such, what is *not* the book's code: the readers' versions the tests
+build on (``NpRelu``, ``ReaderNet``) and ``book_net_with``, which hands the book's net given weights.
+"""
+
+import types
+from collections import OrderedDict
+
+import numpy
+
+
+# ---------------------------------------------------------------------------------------------
+# The book's code: common/functions.py (softmax, cross_entropy_error), common/layers.py (Relu,
+# Affine, SoftmaxWithLoss) and ch05/two_layer_net.py (TwoLayerNet) of
+# https://github.com/oreilly-japan/deep-learning-from-scratch, copied line for line but for three
+# changes: the code sits in a function of the array module ``np`` (so that it runs on CuPy too),
+# its Japanese comments are left out, and so is TwoLayerNet.numerical_gradient (it needs the
+# book's common/gradient.py; xpnet.gradient is that file). Its licence:
+#
+#     The MIT License (MIT)
+#
+#     Copyright (c) 2016 Koki Saitoh
+#
+#     Permission is hereby granted, free of charge, to any person obtaining a copy
+#     of this software and associated documentation files (the "Software"), to deal
+#     in the Software without restriction, including without limitation the rights
+#     to use, copy, modify, merge, publish, distribute, sublicense, and/or sell
+#     copies of the Software, and to permit persons to whom the Software is
+#     furnished to do so, subject to the following conditions:
+#
+#     The above copyright notice and this permission notice shall be included in all
+#     copies or substantial portions of the Software.
+#
+#     THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+#     IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+#     FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+#     AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+#     LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+#     OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+#     SOFTWARE.
+# ---------------------------------------------------------------------------------------------
+def book_code(np):  # noqa: C901 - the book's code, kept as the book writes it
+    """The book's functions, layers and TwoLayerNet, with ``np`` the array module (numpy or cupy)."""
+
+    def softmax(x):
+        x = x - np.max(x, axis=-1, keepdims=True)
+        return np.exp(x) / np.sum(np.exp(x), axis=-1, keepdims=True)
+
+    def cross_entropy_error(y, t):
+        if y.ndim == 1:
+            t = t.reshape(1, t.size)
+            y = y.reshape(1, y.size)
+
+        if t.size == y.size:
+            t = t.argmax(axis=1)
+
+        batch_size = y.shape[0]
+        return -np.sum(np.log(y[np.arange(batch_size), t] + 1e-7)) / batch_size
+
+    class Relu:
+        def __init__(self):
+            self.mask = None
+
+        def forward(self, x):
+            self.mask = (x <= 0)
+            out = x.copy()
+            out[self.mask] = 0
+
+            return out
+
+        def backward(self, dout):
+            dout[self.mask] = 0
+            dx = dout
+
+            return dx
+
+    class Affine:
+        def __init__(self, W, b):
+            self.W =W
+            self.b = b
+
+            self.x = None
+            self.original_x_shape = None
+            self.dW = None
+            self.db = None
+
+        def forward(self, x):
+            self.original_x_shape = x.shape
+            x = x.reshape(x.shape[0], -1)
+            self.x = x
+
+            out = np.dot(self.x, self.W) + self.b
+
+            return out
+
+        def backward(self, dout):
+            dx = np.dot(dout, self.W.T)
+            self.dW = np.dot(self.x.T, dout)
+            self.db = np.sum(dout, axis=0)
+
+            dx = dx.reshape(*self.original_x_shape)
+            return dx
+
+    class SoftmaxWithLoss:
+        def __init__(self):
+            self.loss = None
+            self.y = None
+            self.t = None
+
+        def forward(self, x, t):
+            self.t = t
+            self.y = softmax(x)
+            self.loss = cross_entropy_error(self.y, self.t)
+
+            return self.loss
+
+        def backward(self, dout=1):
+            batch_size = self.t.shape[0]
+            if self.t.size == self.y.size:
+                dx = (self.y - self.t) / batch_size
+            else:
+                dx = self.y.copy()
+                dx[np.arange(batch_size), self.t] -= 1
+                dx = dx / batch_size
+
+            return dx
+
+    class TwoLayerNet:
+
+        def __init__(self, input_size, hidden_size, output_size, weight_init_std = 0.01):
+            self.params = {}
+            self.params['W1'] = weight_init_std * np.random.randn(input_size, hidden_size)
+            self.params['b1'] = np.zeros(hidden_size)
+            self.params['W2'] = weight_init_std * np.random.randn(hidden_size, output_size)
+            self.params['b2'] = np.zeros(output_size)
+
+            self.layers = OrderedDict()
+            self.layers['Affine1'] = Affine(self.params['W1'], self.params['b1'])
+            self.layers['Relu1'] = Relu()
+            self.layers['Affine2'] = Affine(self.params['W2'], self.params['b2'])
+
+            self.lastLayer = SoftmaxWithLoss()
+
+        def predict(self, x):
+            for layer in self.layers.values():
+                x = layer.forward(x)
+
+            return x
+
+        def loss(self, x, t):
+            y = self.predict(x)
+            return self.lastLayer.forward(y, t)
+
+        def accuracy(self, x, t):
+            y = self.predict(x)
+            y = np.argmax(y, axis=1)
+            if t.ndim != 1 : t = np.argmax(t, axis=1)  # noqa: E701 - the book's line
+
+            accuracy = np.sum(y == t) / float(x.shape[0])
+            return accuracy
+
+        def gradient(self, x, t):
+            self.loss(x, t)
+
+            dout = 1
+            dout = self.lastLayer.backward(dout)
+
+            layers = list(self.layers.values())
+            layers.reverse()
+            for layer in layers:
+                dout = layer.backward(dout)
+
+            grads = {}
+            grads['W1'], grads['b1'] = self.layers['Affine1'].dW, self.layers['Affine1'].db
+            grads['W2'], grads['b2'] = self.layers['Affine2'].dW, self.layers['Affine2'].db
+
+            return grads
+
+    return types.SimpleNamespace(softmax=softmax, cross_entropy_error=cross_entropy_error, Relu=Relu,
+                                 Affine=Affine, SoftmaxWithLoss=SoftmaxWithLoss, TwoLayerNet=TwoLayerNet)
+
+
+_numpy_book = book_code(numpy)
+softmax, cross_entropy_error = _numpy_book.softmax, _numpy_book.cross_entropy_error
+Relu, Affine, SoftmaxWithLoss, TwoLayerNet = (_numpy_book.Relu, _numpy_book.Affine, _numpy_book.SoftmaxWithLoss,
+                                              _numpy_book.TwoLayerNet)
+
+
+# ---------------------------------------------------------------------------------------------
+# Not the book's code: the tests' own, built on the book's above.
+# ---------------------------------------------------------------------------------------------
+def book_net_with(params, np=numpy):
+    """The book's ``TwoLayerNet`` (of the array module ``np``) holding the weights ``params``
+    (host arrays W1, b1, W2, b2), copied into the arrays its layers hold, as float64."""
+    W1, W2 = params["W1"], params["W2"]
+    net = book_code(np).TwoLayerNet(W1.shape[0], W1.shape[1], W2.shape[1])
+    for key in ("W1", "b1", "W2", "b2"):
+        net.params[key][...] = np.asarray(params[key], dtype=np.float64)
+    return net
+
+
+class NpRelu(Relu):
+    """Not the book's: a careful reader's Relu, whose backward copies ``dout`` instead of
+    writing into it (the book's ``dout[self.mask] = 0``)."""
+
+    def backward(self, dout):
+        dx = dout.copy()
+        dx[self.mask] = 0
+        return dx
+
+
+class ReaderNet(TwoLayerNet):
+    """Not the book's: two_layer_net.py (5.7.2) as a reader types it, in NumPy float64 -- the
+    book's methods, weights drawn from a seeded generator, and ``NpRelu`` for the book's Relu."""
+
+    def __init__(self, input_size, hidden_size, output_size, weight_init_std=0.01):
+        rng = numpy.random.default_rng(0)
+        self.params = {"W1": weight_init_std * rng.standard_normal((input_size, hidden_size)),
+                       "b1": numpy.zeros(hidden_size),
+                       "W2": weight_init_std * rng.standard_normal((hidden_size, output_size)),
+                       "b2": numpy.zeros(output_size)}
+        self.layers = OrderedDict(Affine1=Affine(self.params["W1"], self.params["b1"]), Relu1=NpRelu(),
+                                  Affine2=Affine(self.params["W2"], self.params["b2"]))
+        self.lastLayer = SoftmaxWithLoss()

@@ -1,0 +1,133 @@
+"""xpnet/checkpoint.py: a net's parameters and architecture in one .npz, no pickle, written
+atomically with the usual permissions and loaded on any device; training state beside them;
+what would not load back as it was (state, edited layers) refused when saving.
+
+The hostile-file reading of checkpoints is io's: test_io.py."""
+
+import json
+
+import numpy as np
+import pytest
+
+import xpnet
+from xpnet.checkpoint import Checkpoint, CheckpointError, load_checkpoint, load_net, save_net
+from xpnet.layers import Relu, Tanh
+from xpnet.trainer import Trainer
+
+from .samples import small
+
+
+def small_net():
+    return xpnet.TwoLayerNet(4, 3, 2, device="cpu", seed=0)
+
+
+def test_history_and_checkpoint_roundtrip(tmp_path, dev, mnist):
+    net = xpnet.MultiLayerNet([784, 20, 20, 10], weight_init="he", device=dev, dtype="float32", seed=3)
+    h = Trainer(net, *small(mnist, 1000), iters=30, log=None, progress=False).fit()
+    h.save_json(tmp_path / "history.json")
+    d = json.loads((tmp_path / "history.json").read_text())
+    assert {"loss", "train_acc", "test_acc", "wall_time_s"} <= set(d) and len(d["loss"]) == 30
+    path = save_net(net, tmp_path / "model")
+    assert path.endswith(".npz") and not [f for f in tmp_path.iterdir() if f.name.startswith(".tmp")]
+    back = load_net(path, device="cpu")  # e.g. trained on a GPU, loaded on a laptop
+    assert back.sizes == net.sizes and back.device.name == "cpu"
+    for k in net.params:
+        np.testing.assert_array_equal(back.params[k], dev.to_numpy(net.params[k]))
+    x = mnist[1][0][:100]
+    np.testing.assert_allclose(back.predict(x), dev.to_numpy(net.predict(dev.asarray(x))), rtol=1e-4, atol=1e-5)
+    with np.load(path, allow_pickle=False) as z:  # no pickle anywhere
+        assert "__meta__" in z.files
+
+
+def test_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
+    net = xpnet.TwoLayerNet(4, 3, 2, device="cpu", seed=0)
+    path = save_net(net, tmp_path / "m.npz")
+    before = (tmp_path / "m.npz").read_bytes()
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", boom)
+    with pytest.raises(OSError, match="disk full"):
+        save_net(net, path)
+    assert (tmp_path / "m.npz").read_bytes() == before
+    assert [f.name for f in tmp_path.iterdir()] == ["m.npz"]
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    umask = os.umask(0)
+    os.umask(umask)
+    path = save_net(xpnet.TwoLayerNet(4, 3, 2, device="cpu", seed=0), tmp_path / "m.npz")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~umask
+
+
+def test_a_net_with_edited_layers_is_not_saved_as_something_else(tmp_path):
+    net = xpnet.TwoLayerNet(8, 5, 3, device="cpu", seed=0)
+    save_net(net, tmp_path / "plain.npz")
+    assert type(load_net(tmp_path / "plain.npz").layers["Relu1"]) is Relu
+    net.layers["Relu1"] = Tanh()
+    assert "sizes" not in net.config and net.config["layers"] == ["Affine", "Tanh", "Affine"]
+    with pytest.raises(CheckpointError, match="other or edited layers"):
+        save_net(net, tmp_path / "edited.npz")
+    assert not (tmp_path / "edited.npz").exists()
+
+
+def test_today_format_without_state_still_loads(tmp_path):
+    net = small_net()
+    meta = {"format": "xpnet-checkpoint-1", "config": net.config}  # as xpnet wrote before state existed
+    np.savez(tmp_path / "old.npz", __meta__=np.array(json.dumps(meta)),
+             **{f"param/{k}": v for k, v in net.params.items()})
+    ck = load_checkpoint(tmp_path / "old.npz", device="cpu")
+    assert isinstance(ck, Checkpoint) and ck.arrays == {} and ck.meta == {}
+    for k in net.params:
+        np.testing.assert_array_equal(ck.net.params[k], net.params[k])
+    assert load_net(tmp_path / "old.npz").sizes == [4, 3, 2]
+
+
+# -- training state ------------------------------------------------------------------------
+def test_state_round_trip(tmp_path):
+    net = xpnet.MultiLayerNet([4, 5, 3, 2], "tanh", "xavier", device="cpu", seed=1)
+    rng = np.random.default_rng(0)
+    arrays = {"adam/m/W1": rng.standard_normal((4, 5)).astype(np.float32), "adam/v/b3": np.arange(2.0),
+              "rng": np.arange(4, dtype=np.uint64) * (2 ** 62), "perm": rng.permutation(7).astype(np.int32),
+              "step": np.array(12), "f16": np.ones((2, 0, 3), np.float16)}
+    meta = {"iteration": 12, "epoch": 0.5, "optimizer": {"name": "adam", "lr": 1e-3, "betas": [0.9, 0.999]},
+            "history": {"loss": [2.3, 2.1, float("inf")]}, "note": "résumé ✓", "none": None, "flag": True,
+            "np": np.float32(0.5), "tuple": (1, 2)}
+    path = save_net(net, tmp_path / "run", state={"arrays": arrays, "meta": meta})
+    ck = load_checkpoint(path, device="cpu")
+    assert set(ck.arrays) == set(arrays)
+    for k, a in arrays.items():
+        assert ck.arrays[k].dtype == a.dtype and ck.arrays[k].shape == a.shape
+        np.testing.assert_array_equal(ck.arrays[k], a)
+    assert ck.meta == dict(meta, np=0.5, tuple=[1, 2])
+    assert ck.net.sizes == [4, 5, 3, 2] and ck.net.activation == "tanh"
+    for k in net.params:
+        np.testing.assert_array_equal(ck.net.params[k], net.params[k])
+    assert load_net(path).sizes == [4, 5, 3, 2]  # load_net ignores the state
+    with np.load(path, allow_pickle=False) as z:  # still a plain .npz, no pickle
+        assert "state/adam/m/W1" in z.files
+    # a checkpoint without state: empty state
+    ck = load_checkpoint(save_net(net, tmp_path / "plain"))
+    assert ck.arrays == {} and ck.meta == {}
+
+
+@pytest.mark.parametrize("state,error,message", [
+    ({"arrays": {"m": [1.0, 2.0]}}, TypeError, r"state\['arrays'\]\['m'\] is a builtins.list; pass host NumPy"),
+    ({"arrays": {"m": np.zeros(2, bool)}}, TypeError, "has dtype bool; state arrays must be"),
+    ({"arrays": {"m": np.zeros(2, complex)}}, TypeError, "has dtype complex128"),
+    ({"arrays": {"a/../b": np.zeros(2)}}, ValueError, "state array name must be"),
+    ({"arrays": {"": np.zeros(2)}}, ValueError, "state array name must be"),
+    ({"meta": {1: "x"}}, TypeError, r"state\['meta'\] has the key 1; JSON keys must be strings"),
+    ({"meta": {"a": np.zeros(2)}}, TypeError, r"state\['meta'\]\['a'\] is a numpy.ndarray"),
+    ({"meta": [1]}, TypeError, r"state\['meta'\] must be a dict"),
+    ({"optimizer": {}}, TypeError, "state must be None or a dict"),
+    ("x", TypeError, "state must be None or a dict"),
+])
+def test_save_refuses_state_it_could_not_load_back(tmp_path, state, error, message):
+    with pytest.raises(error, match=message):
+        save_net(small_net(), tmp_path / "m.npz", state=state)
+    assert not list(tmp_path.iterdir())  # nothing written

@@ -1,0 +1,261 @@
+"""xpnet/trainer.py (with trainer_args, history, interrupts, verdicts and progress): mini-batch
+training on the device -- it learns MNIST, SGD's rate folded into the loss gradient gives the
+plain update, each fit its own history, its arguments checked; runs that survive SIGINT, SIGTERM
+and a full disk, resumed to the same bits; a divergence or a collapse named for what it is."""
+
+import io
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+
+import xpnet
+from xpnet.checkpoint import checkpoint_meta, load_checkpoint
+from xpnet.trainer import CheckpointWriteError, Trainer, TrainingDivergedError, TrainingInterrupted
+
+from .samples import small
+
+
+def test_short_run_learns_real_mnist(dev, mnist):
+    net = xpnet.TwoLayerNet(784, 50, 10, device=dev, dtype="float32", seed=0)
+    iters = 1500 if dev.kind != "array_api_strict" else 600
+    tr = Trainer(net, *small(mnist), iters=iters, batch_size=100, lr=0.1, seed=0, log=None, progress=False)
+    h = tr.fit()
+    assert len(h.loss) == iters and all(np.isfinite(h.loss))
+    assert np.mean(h.loss[-50:]) < np.mean(h.loss[:50]) / 3
+    assert h.train_acc[0] < 0.3 and h.final_test_acc > (0.88 if iters >= 1500 else 0.84)
+    assert h.eval_iters == list(range(0, iters, 60))  # an epoch is 6000 / 100 steps
+
+
+def test_folded_sgd_matches_the_plain_update(dev, mnist):
+    """The trainer folds SGD's lr into the loss gradient; the result must be the plain update's."""
+
+    class PlainSGD(xpnet.SGD):  # a subclass is never folded
+        pass
+
+    nets = []
+    for opt in (xpnet.SGD(0.1), PlainSGD(0.1)):
+        net = xpnet.TwoLayerNet(784, 20, 10, device=dev, dtype="float64", seed=4)
+        Trainer(net, *small(mnist, 1000), optimizer=opt, iters=50, log=None, progress=False, seed=2).fit()
+        nets.append(net)
+    for k in nets[0].params:
+        np.testing.assert_allclose(dev.to_numpy(nets[0].params[k]), dev.to_numpy(nets[1].params[k]),
+                                   rtol=1e-10, atol=1e-12)
+
+
+def test_adam_keeps_its_own_default_learning_rate(mnist):
+    net = xpnet.TwoLayerNet(784, 10, 10, device="cpu", dtype="float32", seed=0)
+    assert Trainer(net, *small(mnist, 500), optimizer="adam").optimizer.lr == 0.001
+    assert Trainer(net, *small(mnist, 500)).optimizer.lr == 0.1  # the book's SGD protocol
+
+
+def test_each_fit_records_its_own_history(mnist):
+    net = xpnet.TwoLayerNet(784, 10, 10, device="cpu", dtype="float32", seed=0)
+    tr = Trainer(net, *small(mnist, 500), iters=20, eval_interval=5, log=None, progress=False)
+    first, second = tr.fit(), tr.fit()
+    assert first is not second and len(second.loss) == 20 and second.eval_iters == [0, 5, 10, 15]
+
+
+def test_one_sample_training_set(mnist):
+    (x, t), _ = mnist
+    net = xpnet.TwoLayerNet(784, 10, 10, device="cpu", dtype="float32", seed=0)
+    h = Trainer(net, x[0], t[:1], iters=3, batch_size=1, log=None, progress=False, final_eval=False).fit()
+    assert len(h.loss) == 3
+
+
+def test_uint8_labels_through_the_trainer(dev):
+    net = xpnet.TwoLayerNet(8, 4, 3, device=dev, dtype="float32", seed=0)
+    rng = np.random.default_rng(0)
+    x, t = rng.random((30, 8)).astype(np.float32), rng.integers(0, 3, 30).astype(np.uint8)
+    hist = xpnet.Trainer(net, x, t, x, t, iters=3, batch_size=10, log=None).fit()
+    assert len(hist.loss) == 3 and 0.0 <= hist.final_test_acc <= 1.0
+
+
+def test_progress_bar_fits_80_columns(monkeypatch):
+    tqdm = pytest.importorskip("tqdm").tqdm
+    from xpnet.trainer import progress_bar
+
+    monkeypatch.setenv("COLUMNS", "80")
+    f = io.StringIO()
+    bar = progress_bar(tqdm, 10000, file=f)
+    bar.update(4321)
+    bar.set_postfix({"loss": "0.1234", "train": "0.9712", "test": "0.9650"}, refresh=True)
+    bar.close()
+    lines = [s for s in f.getvalue().replace("\r", "\n").splitlines() if s.strip()]
+    assert lines and all(len(s) <= 80 for s in lines)
+    assert "4321/10000" in lines[-1] and "loss=0.1234, train=0.9712, test=0.9650" in lines[-1]
+
+
+# -- divergence --------------------------------------------------------------------------------
+def test_divergence_stops_with_the_iteration(mnist):
+    net = xpnet.TwoLayerNet(784, 50, 10, weight_init_std=1.0, device="cpu", dtype="float32", seed=0)
+    tr = Trainer(net, *small(mnist, 2000), iters=300, lr=1e10, log=None, progress=False)
+    with np.errstate(all="ignore"), \
+            pytest.raises(TrainingDivergedError, match=r"at iteration \d+.*smaller learning rate"):
+        tr.fit()
+
+
+def test_without_recorded_losses_divergence_is_still_caught(mnist):
+    net = xpnet.TwoLayerNet(784, 50, 10, weight_init_std=1.0, device="cpu", dtype="float32", seed=0)
+    tr = Trainer(net, *small(mnist, 2000), iters=300, lr=1e10, record_loss=False, eval_interval=50,
+                 log=None, progress=False)
+    with np.errstate(all="ignore"), pytest.raises(TrainingDivergedError, match="parameters became NaN"):
+        tr.fit()
+    ok = Trainer(xpnet.TwoLayerNet(784, 10, 10, device="cpu", dtype="float32", seed=0), *small(mnist, 500), iters=30,
+                 record_loss=False, log=None, progress=False).fit()
+    assert ok.loss == [] and ok.final_test_acc is not None
+
+
+# -- what is refused ---------------------------------------------------------------------------
+BAD_TRAINER_ARGS = {  # each: the arguments after the net, as (x, t, xt, tt) -> (args, kwargs); the error
+    "labels out of range": (lambda x, t, xt, tt: ((x, t + 5, xt, tt), {}), ValueError,
+                            r"labels t_train must lie in \[0, 9\]"),
+    "integer images": (lambda x, t, xt, tt: (((x * 255).astype(np.uint8), t), {}), TypeError,
+                       r"x_train must be floating"),
+    "too few features": (lambda x, t, xt, tt: ((x[:, :700], t), {}), ValueError, r"x_train has shape"),
+    "empty test set": (lambda x, t, xt, tt: ((x, t, xt[:0], tt[:0]), {}), ValueError, r"x_test holds no samples"),
+    "batch_size 0": (lambda x, t, xt, tt: ((x, t), {"batch_size": 0}), ValueError,
+                     r"batch_size must be a positive integer"),
+    "eval_interval 0": (lambda x, t, xt, tt: ((x, t), {"eval_interval": 0}), ValueError,
+                        r"eval_interval must be a positive integer"),
+    "seed -1": (lambda x, t, xt, tt: ((x, t), {"seed": -1}), ValueError, r"seed must be a non-negative integer"),
+    "unknown optimizer": (lambda x, t, xt, tt: ((x, t), {"optimizer": "lbfgs"}), ValueError,
+                          r"optimizer='lbfgs': unknown optimizer"),
+    "negative lr": (lambda x, t, xt, tt: ((x, t), {"lr": -1.0}), ValueError, r"lr must be a positive"),
+    "lr beside an optimizer": (lambda x, t, xt, tt: ((x, t), {"optimizer": xpnet.Adam(), "lr": 0.1}), ValueError,
+                               r"lr was given with an optimizer object.*optimizer itself"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_TRAINER_ARGS))
+def test_trainer_refuses_bad_data_and_settings(mnist, case):
+    make, error, match = BAD_TRAINER_ARGS[case]
+    net = xpnet.TwoLayerNet(784, 10, 10, device="cpu", dtype="float32", seed=0)
+    args, kwargs = make(*small(mnist, 500))
+    with pytest.raises(error, match=match):
+        Trainer(net, *args, **kwargs)
+
+
+def test_trainer_says_what_a_net_lacks():
+    class NotANet:
+        params = {"W": np.zeros(2)}
+
+    with pytest.raises(TypeError, match="lacks gradient, accuracy"):
+        Trainer(NotANet(), np.zeros((2, 2)), np.array([0, 1]))
+
+
+# -- runs that survive: checkpoints at every evaluation, SIGINT/SIGTERM, exact resume ---------------
+@pytest.fixture(scope="module")
+def data(mnist):
+    (x, t), (xt, tt) = mnist
+    return x[:2000], t[:2000], xt[:500], tt[:500]
+
+
+def make(data, optimizer="sgd", lr=None, iters=200, log=None, device="cpu"):
+    net = xpnet.TwoLayerNet(784, 30, 10, device=device, dtype="float32", seed=1)
+    return Trainer(net, *data, optimizer=optimizer, lr=lr, iters=iters, batch_size=50, eval_interval=40,
+                   seed=3, log=log, progress=False)
+
+
+class SignalAt:
+    """A log callback that sends a real signal to this process at the n-th evaluation."""
+
+    def __init__(self, n, sig=signal.SIGINT):
+        self.n, self.sig, self.seen = n, sig, 0
+
+    def __call__(self, line):
+        self.seen += 1
+        if self.seen == self.n:
+            os.kill(os.getpid(), self.sig)
+
+
+@pytest.mark.parametrize("optimizer,lr", [("sgd", None), ("momentum", 0.05), ("adam", 0.002)])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, data, optimizer, lr, sig):
+    whole = make(data, optimizer, lr)
+    h_whole = whole.fit(checkpoint=tmp_path / "whole.npz")
+
+    part = make(data, optimizer, lr, log=SignalAt(3, sig))
+    with pytest.raises(TrainingInterrupted, match=f"{sig.name} at step") as e:
+        part.fit(checkpoint=tmp_path / "run.npz")
+    assert 0 < e.value.step < 200 and e.value.step % part.report_every == 0
+    assert checkpoint_meta(tmp_path / "run.npz")["step"] == e.value.step
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+    resumed = Trainer.resume(tmp_path / "run.npz", *data, log=None, progress=False)
+    assert resumed.step == e.value.step
+    h = resumed.fit(checkpoint=tmp_path / "run.npz")
+    for k in whole.net.params:  # exactly, not approximately
+        np.testing.assert_array_equal(resumed.net.params[k], whole.net.params[k])
+    assert h.loss == h_whole.loss and h.eval_iters == h_whole.eval_iters and h.test_acc == h_whole.test_acc
+    assert h.final_test_acc == h_whole.final_test_acc and h.step == 200
+
+
+def test_checkpoint_holds_the_whole_run(tmp_path, data):
+    tr = make(data, "adam", 0.002, iters=80)
+    tr.fit(checkpoint=tmp_path / "c.npz")
+    ck = load_checkpoint(tmp_path / "c.npz", device="cpu")  # the run's device, whatever the default is here
+    meta = ck.meta
+    assert meta["step"] == 80 and meta["device"] == "cpu"
+    assert meta["optimizer"]["class"] == "Adam" and meta["optimizer"]["iter"] == 80
+    assert {k.split("/")[1] for k in ck.arrays} == {"m", "v"} and meta["rng"]["kind"] == "pcg64"
+    assert meta["history"]["eval_iters"] == [0, 40] and len(meta["history"]["loss"]) == 80
+    assert len(meta["history"]["test_loss"]) == 2 and all(np.isfinite(meta["history"]["test_loss"]))
+    np.testing.assert_array_equal(ck.net.params["W1"], tr.net.params["W1"])
+    json.dumps(meta)  # the state is plain JSON beside the arrays
+
+
+def test_resume_refuses_other_data_and_plain_checkpoints(tmp_path, data):
+    tr = make(data, iters=40)
+    tr.fit(checkpoint=tmp_path / "c.npz")
+    x, t, xt, tt = data
+    with pytest.raises(ValueError, match="resume on the same data"):
+        Trainer.resume(tmp_path / "c.npz", x[:1000], t[:1000], xt, tt)
+    xpnet.save_net(tr.net, tmp_path / "plain.npz")
+    with pytest.raises(ValueError, match="no training run to resume"):
+        Trainer.resume(tmp_path / "plain.npz", *data)
+    more = Trainer.resume(tmp_path / "c.npz", *data, iters=80, log=None, progress=False)
+    assert more.fit().step == 80  # a finished run can be extended
+
+
+def test_a_full_disk_keeps_the_last_good_checkpoint(tmp_path, data, monkeypatch):
+    import errno
+
+    from xpnet import atomic
+
+    tr = make(data, iters=120)
+    real = atomic.os.fsync
+    calls = {"n": 0}
+
+    def full_after_two(fd):
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd)
+
+    monkeypatch.setattr(atomic.os, "fsync", full_after_two)
+    with pytest.raises(CheckpointWriteError,
+                       match=r"step 80 .*disk is full.*last good checkpoint \(step 40\) is kept"):
+        tr.fit(checkpoint=tmp_path / "c.npz")
+    assert checkpoint_meta(tmp_path / "c.npz")["step"] == 40
+    assert [p.name for p in tmp_path.iterdir()] == ["c.npz"]  # no temporary left behind
+
+
+def test_a_collapse_without_nan_is_called_what_it_is(data):
+    net = xpnet.TwoLayerNet(784, 30, 10, device="cpu", dtype="float64", seed=1)
+    tr = Trainer(net, *data, lr=1e4, iters=200, batch_size=50, eval_interval=40, log=None, progress=False)
+    with pytest.warns(RuntimeWarning, match="chance level for 10 classes.*smaller learning rate"):
+        h = tr.fit()
+    assert "did not learn" in h.verdict and all(np.isfinite(h.loss))
+    ok = make(data).fit()
+    assert ok.verdict == ""
+
+
+def test_nan_in_the_data_is_named_not_called_divergence(data):
+    x, t, xt, tt = data
+    x = x.copy()
+    x[5, 3] = np.nan
+    with pytest.raises(ValueError, match="x_train holds 1 NaN or infinite value, the first in sample 5"):
+        Trainer(xpnet.TwoLayerNet(784, 30, 10, device="cpu", seed=1), x, t, xt, tt)
