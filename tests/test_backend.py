@@ -106,6 +106,33 @@ def test_rng_is_seeded_and_in_range(dev):
     assert sorted(perm.tolist()) == list(range(20))
 
 
+def test_uniform_draws_are_seeded_in_range_and_continue_from_a_saved_state(dev):
+    g = dev.rng(3)
+    u = dev.to_numpy(g.uniform((200, 5), "float32"))
+    assert u.dtype == np.float32 and u.min() >= 0 and u.max() < 1 and 0.4 < u.mean() < 0.6
+    np.testing.assert_array_equal(dev.to_numpy(dev.rng(3).uniform((200, 5), "float32")), u)
+    for _ in range(3):  # a dropout mask a step, between batch draws
+        g.uniform((4, 5), "float64")
+    g.integers(10, 7)
+    state = g.get_state()
+    if state["kind"] == "replay":  # CuPy's: a run of equal draws is one entry with its count
+        assert len(state["calls"]) == 3 and state["calls"][1][1] == 3
+    h = dev.rng(0)
+    h.set_state(state)
+    np.testing.assert_array_equal(dev.to_numpy(h.uniform((6,), "float64")), dev.to_numpy(g.uniform((6,), "float64")))
+
+
+def test_a_hostile_replay_state_is_refused_before_it_replays():
+    from xpnet.backends.cuda import MAX_REPLAYED_DRAWS, CupyGenerator
+
+    g = CupyGenerator.__new__(CupyGenerator)  # set_state checks the record before it needs a GPU
+    g.device = None
+    for calls, why in (([[["uniform", [2, 2], "float32"], MAX_REPLAYED_DRAWS + 1]], "draws to replay"),
+                       ([[["__init__", [2], "float32"], 1]], "unknown draw"), ("all", "calls of type str")):
+        with pytest.raises(ValueError, match=why):
+            g.set_state({"kind": "replay", "seed": 1, "calls": calls})
+
+
 def test_numpy_arrays_do_not_belong_to_strict():
     strict = xpnet.device("array_api_strict")
     assert not strict.owns(np.ones(3))

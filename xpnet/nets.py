@@ -492,8 +492,11 @@ class Net:
             layer = self.layers.get(name)
             if layer is None or not callable(getattr(layer, "generator", None)) or not isinstance(saved, dict):
                 raise ValueError(f"no random layer {name!r} in this net to continue the saved generator of")
-            layer.seed = saved.get("seed")
-            layer.rng = None
+            seed = saved.get("seed")
+            if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+                raise ValueError(f"the saved seed of {name!r} must be a non-negative integer or null, got "
+                                 f"{str(seed)[:40]}")
+            layer.seed, layer.rng = seed, None
             state = saved.get("state")
             if isinstance(state, dict):
                 g = self.device.rng(layer.seed)

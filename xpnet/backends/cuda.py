@@ -102,6 +102,9 @@ class CupyDevice(Device):
         return NcclCommunicator(mpi, device(f"cuda:{gpu}"))
 
 
+MAX_REPLAYED_DRAWS = 10**7  # a saved CuPy generator state replays at most this many draws
+
+
 class CupyGenerator(Generator):
     """CuPy's own generator, created and drawn from on GPU N.
 
@@ -156,11 +159,20 @@ class CupyGenerator(Generator):
         if not isinstance(state, dict) or state.get("kind") != "replay":
             raise ValueError(f"this generator ({self.device.name}) continues a 'replay' state, got "
                              f"{state.get('kind') if isinstance(state, dict) else type(state).__name__!r}")
-        fresh = CupyGenerator(self.device, state["seed"])
         try:
-            for entry in state["calls"]:
-                # [[name, *args], count]; an entry [name, *args] is one draw (states saved before counts)
-                call, count = (entry[0], int(entry[1])) if isinstance(entry[0], list) else (entry, 1)
+            seed, calls = state["seed"], state["calls"]
+            if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0 or not isinstance(calls, list):
+                raise ValueError(f"seed {str(seed)[:40]!r} and calls of type {type(calls).__name__}")
+            # [[name, *args], count]; an entry [name, *args] is one draw (states saved before counts)
+            plan = [(e[0], int(e[1])) if isinstance(e[0], list) else (e, 1) for e in calls]
+            total = sum(max(count, 0) for _, count in plan)
+            if total > MAX_REPLAYED_DRAWS:  # a hostile count would replay for ever
+                raise ValueError(f"{total} draws to replay, more than {MAX_REPLAYED_DRAWS} (no run makes that many)")
+            unknown = [c[0] for c, _ in plan if c[0] not in ("normal", "uniform", "integers", "permutation")]
+            if unknown:
+                raise ValueError(f"unknown draw {str(unknown[0])[:40]!r}")
+            fresh = CupyGenerator(self.device, seed)
+            for call, count in plan:
                 for _ in range(count):
                     getattr(fresh, call[0])(*call[1:])
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
