@@ -5,6 +5,7 @@ what would not load back as it was (state, edited layers) refused when saving.
 The hostile-file reading of checkpoints is io's: test_io.py."""
 
 import json
+import zipfile
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from xpnet.checkpoint import Checkpoint, CheckpointError, load_checkpoint, load_
 from xpnet.layers import Relu, Tanh
 from xpnet.trainer import Trainer
 
-from .samples import small
+from .samples import extend_net, small, three_classes
 
 
 def small_net():
@@ -131,3 +132,31 @@ def test_save_refuses_state_it_could_not_load_back(tmp_path, state, error, messa
     with pytest.raises(error, match=message):
         save_net(small_net(), tmp_path / "m.npz", state=state)
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_a_checkpoint_keeps_running_statistics_and_dropout_generators(dev, tmp_path):
+    net = extend_net(dev)
+    x, t = three_classes(40)
+    xd, td = dev.asarray(x), dev.asarray(t)
+    for _ in range(3):
+        net.gradient(xd, td)
+    xpnet.save_net(net, tmp_path / "m")
+    back = xpnet.load_net(tmp_path / "m.npz", device=dev)
+    assert type(back) is xpnet.MultiLayerNetExtend and back.config == net.config
+    for k, v in net.buffers().items():
+        np.testing.assert_array_equal(dev.to_numpy(back.buffers()[k]), dev.to_numpy(v), err_msg=k)
+    np.testing.assert_array_equal(dev.to_numpy(back.predict(xd)), dev.to_numpy(net.predict(xd)))
+    net.gradient(xd, td)
+    back.gradient(xd, td)  # the next masks are the same
+    np.testing.assert_array_equal(dev.to_numpy(back.layers["Dropout2"].mask), dev.to_numpy(net.layers["Dropout2"].mask))
+
+
+def test_a_checkpoint_with_damaged_running_statistics_is_refused(tmp_path):
+    net = extend_net()
+    xpnet.save_net(net, tmp_path / "m")
+    with zipfile.ZipFile(tmp_path / "m.npz") as z, zipfile.ZipFile(tmp_path / "bad.npz", "w") as out:
+        for item in z.infolist():
+            if item.filename != "buffer/BatchNorm2/running_var.npy":
+                out.writestr(item, z.read(item))
+    with pytest.raises(xpnet.CheckpointError, match="missing members.*BatchNorm2/running_var"):
+        xpnet.load_net(tmp_path / "bad.npz")

@@ -144,6 +144,24 @@ def test_xpnet_train_on_another_idx_dataset(tmp_path, capsys):
     assert (tmp_path / "run" / "model.npz").is_file()
 
 
+@pytest.mark.slow
+def test_xpnet_train_with_batchnorm_dropout_and_weight_decay(tiny, tmp_path):
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "xpnet", "train", "--data-dir", str(tiny), "--sizes", "64,32,3",
+                        "--batchnorm", "--dropout", "0.1", "--weight-decay", "0.001", "--optimizer", "rmsprop",
+                        "--lr", "0.01", "--iters", "200", "--out", str(out), "--quiet", "--no-plot"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads((out / "history.json").read_text())["config"]["net"]
+    assert cfg["class"] == "MultiLayerNetExtend" and cfg["use_batchnorm"] and cfg["dropout_ratio"] == 0.1
+    assert cfg["weight_decay_lambda"] == 0.001
+    net = xpnet.load_net(out / "model.npz")
+    assert net.layers["Dropout1"].dropout_ratio == 0.1
+    bad = subprocess.run([sys.executable, "-m", "xpnet", "train", "--data-dir", str(tiny), "--dropout", "1.5"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--dropout" in bad.stderr and "[0, 1)" in bad.stderr
+
+
 def test_data_dir_with_a_wrong_digest_is_refused(tiny, tmp_path, capsys):
     d = make_tiny_idx(tmp_path / "d")
     (d / "SHA256SUMS").write_text("0" * 64 + " train-labels-idx1-ubyte (uncompressed)\n")

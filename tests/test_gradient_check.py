@@ -816,6 +816,132 @@ def test_a_replaced_layer_of_an_xpnet_net_is_the_one_checked(dev):
 
 
 # ---------------------------------------------------------------------------------------------
+# xpnet's chapter-6 layers and nets, on every device: modes, masks and the readers' chapter-6 bugs
+# ---------------------------------------------------------------------------------------------
+def data(dev, n=6, d=8, c=4, seed=3):
+    return arr(dev, (n, d), seed), dev.asarray(np.arange(n) % c)
+
+
+def test_a_net_with_batchnorm_dropout_and_weight_decay_passes_gradcheck(dev):
+    net = xpnet.MultiLayerNetExtend([8, 6, 5, 4], use_dropout=True, dropout_ratio=0.3, use_batchnorm=True,
+                                    weight_decay_lambda=0.1, device=dev, seed=0)
+    running = dev.to_numpy(net.layers["BatchNorm1"].running_mean)
+    report = xpnet.gradcheck(net, *data(dev))
+    assert report.passed, str(report)
+    assert {"gamma1", "beta2", "W3"} <= set(report) and "Dropout2" in report.layers
+    np.testing.assert_array_equal(dev.to_numpy(net.layers["BatchNorm1"].running_mean), running)  # put back
+
+
+def test_the_books_batch_norm_gradient_check_is_a_kink_not_a_bug(dev):
+    """ch06/batch_norm_gradient_check.py checks one sample: batch norm then outputs beta = 0 exactly,
+    every ReLU sits on its kink, and the book's diffs are near 0 except beta2's."""
+    net = xpnet.MultiLayerNetExtend(input_size=8, hidden_size_list=[6, 6], output_size=4, use_batchnorm=True,
+                                    device=dev, seed=0)
+    x, t = data(dev, n=1)
+    report = xpnet.gradcheck(net, x, t)
+    assert not report.passed and report.culprits == [], str(report)
+    assert report["beta2"].inconclusive and "kink" in report["beta2"].reason, str(report)
+    assert all(r.passed or r.inconclusive for r in report.values()), str(report)
+
+
+class BatchNormWithoutDmu(xpnet.layers.BatchNormalization):
+    """A reader's bug: dx = dxc, the mean's share of the gradient left out."""
+
+    def _backward(self, dout):
+        xp = self.xp
+        self.dbeta, self.dgamma = xp.sum(dout, axis=0), xp.sum(self.xn * dout, axis=0)
+        dxn = self.gamma * dout
+        dxc = dxn / self.std
+        dstd = -xp.sum((dxn * self.xc) / (self.std * self.std), axis=0)
+        dxc += (2.0 / self.batch_size) * self.xc * (0.5 * dstd / self.std)
+        return dxc
+
+
+class BatchNormOverFeatures(xpnet.layers.BatchNormalization):
+    """A reader's bug: the statistics per sample (axis 1), forward and backward consistent with it."""
+
+    def _forward(self, x, train_flg):
+        xp = self.xp
+        self.xc = x - xp.mean(x, axis=1, keepdims=True)
+        self.std = xp.sqrt(xp.mean(self.xc ** 2, axis=1, keepdims=True) + self.eps)
+        self.xn = self.xc / self.std
+        return self.gamma * self.xn + self.beta
+
+    def _backward(self, dout):
+        xp, d = self.xp, self.xc.shape[1]
+        self.dbeta, self.dgamma = xp.sum(dout, axis=0), xp.sum(self.xn * dout, axis=0)
+        dxn = self.gamma * dout
+        dxc = dxn / self.std
+        dstd = -xp.sum((dxn * self.xc) / (self.std * self.std), axis=1, keepdims=True)
+        dxc += (2.0 / d) * self.xc * (0.5 * dstd / self.std)
+        return dxc - xp.sum(dxc, axis=1, keepdims=True) / d
+
+
+class BatchNormTestingOnBatch(xpnet.layers.BatchNormalization):
+    """A reader's bug: testing mode normalises with the batch's own statistics."""
+
+    def _forward(self, x, train_flg):
+        return super()._forward(x, True)
+
+
+class DropoutBackwardDraws(xpnet.layers.Dropout):
+    """A reader's bug: backward draws a mask of its own instead of forward's."""
+
+    def backward(self, dout):
+        return dout * self.xp.astype(self.generator(dout).uniform(dout.shape, dout.dtype) > self.dropout_ratio,
+                                     dout.dtype)
+
+
+def net_with(dev, layer_class, kind):
+    net = xpnet.MultiLayerNetExtend([8, 6, 4], use_dropout=kind == "dropout", use_batchnorm=kind == "batchnorm",
+                                    device=dev, seed=1)
+    name = "BatchNorm1" if kind == "batchnorm" else "Dropout1"
+    old = net.layers[name]
+    net.layers[name] = layer_class(old.gamma, old.beta) if kind == "batchnorm" else layer_class(0.5, seed=2)
+    return net, name
+
+
+@pytest.mark.parametrize("bug, kind, result, words", [
+    (BatchNormWithoutDmu, "batchnorm", "x", ["BatchNorm1.backward gives a wrong gradient of input x"]),
+    (BatchNormOverFeatures, "batchnorm", "normalised axis", ["does not normalise each feature over the batch",
+                                                             "axis 0"]),
+    (BatchNormTestingOnBatch, "batchnorm", "testing mode", ["train_flg=False", "running"]),
+    (DropoutBackwardDraws, "dropout", "x", ["Dropout1.backward gives a wrong gradient of input x"]),
+])
+def test_the_readers_chapter6_bugs_are_named(dev, bug, kind, result, words):
+    net, name = net_with(dev, bug, kind)
+    report = xpnet.gradcheck(net, *data(dev))
+    assert not report.passed and report.culprits == [name], str(report)
+    reason = report.layers[name][result].reason
+    assert all(w in reason for w in words), reason
+    fine, _ = net_with(dev, xpnet.layers.BatchNormalization if kind == "batchnorm" else xpnet.layers.Dropout, kind)
+    assert xpnet.gradcheck(fine, *data(dev)).passed  # the same net with the right layer
+
+
+class DecayInLossOnly(xpnet.MultiLayerNet):
+    def gradient(self, x, t):
+        g = super().gradient(x, t)
+        return {k: g[k] - self.weight_decay_lambda * self.params[k] if k.startswith("W") else g[k] for k in g}
+
+
+class DecayOnBiasesToo(xpnet.MultiLayerNet):
+    def gradient(self, x, t):
+        g = super().gradient(x, t)
+        return {k: g[k] + self.weight_decay_lambda * self.params[k] if k.startswith("b") else g[k] for k in g}
+
+
+@pytest.mark.parametrize("cls, key, words", [(DecayInLossOnly, "W1", "lacks the weight decay"),
+                                             (DecayOnBiasesToo, "b1", "adds weight decay the loss does not have")])
+def test_weight_decay_bugs_are_named(dev, cls, key, words):
+    net = cls([8, 6, 4], weight_decay_lambda=0.5, weight_init=0.5, device=dev, seed=0)
+    with dev.scope():
+        net.params["b1"][...] = 0.3  # a bias the decay would move
+    report = xpnet.gradcheck(net, *data(dev))
+    assert not report.passed and not report[key].passed, str(report)
+    assert words in report[key].reason, report[key].reason
+
+
+# ---------------------------------------------------------------------------------------------
 # the machinery itself
 # ---------------------------------------------------------------------------------------------
 def test_float32_check_has_tolerances_that_fit(dev):

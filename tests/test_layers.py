@@ -1,11 +1,12 @@
 """xpnet/layers.py: the book's chapter-5 layers -- the shopping examples' numbers, each backward
-against central differences, label forms, dtypes kept, ``dout`` never written, arguments checked."""
+against central differences, label forms, dtypes kept, ``dout`` never written, arguments checked --
+and chapter 6's BatchNormalization and Dropout, against PyTorch's autograd at float64."""
 
 import numpy as np
 import pytest
 
 import xpnet
-from xpnet.layers import Affine, AddLayer, MulLayer, Relu, Sigmoid, SoftmaxWithLoss
+from xpnet.layers import Affine, AddLayer, BatchNormalization, Dropout, MulLayer, Relu, Sigmoid, SoftmaxWithLoss
 
 from .optional_hypothesis import given, settings, st
 
@@ -50,6 +51,13 @@ def test_shopping_with_python_numbers():
 
 def rand(dev, shape, seed=0, scale=1.0):
     return dev.asarray(np.random.default_rng(seed).standard_normal(shape) * scale, dtype="float64")
+
+
+def tt(a):
+    """``a`` as a float64 torch leaf that records its gradient (the test has imported torch)."""
+    import torch
+
+    return torch.tensor(np.asarray(a), dtype=torch.float64, requires_grad=True)
 
 
 def assert_passes(report):
@@ -172,3 +180,88 @@ def test_softmax_with_loss_checks_its_labels(dev):
     x = dev.asarray(np.zeros((2, 3)), dtype="float32")
     with pytest.raises(ValueError, match=r"lie in \[0, 2\]"):
         SoftmaxWithLoss().forward(x, dev.asarray(np.array([0, 3])))
+
+
+# -- BatchNormalization --------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(7, 5), (4, 2, 3, 3)])
+def test_batchnorm_training_forward_and_backward_agree_with_torch(dev, shape):
+    torch = pytest.importorskip("torch")
+    d = int(np.prod(shape[1:]))
+    x, dout = rand(dev, shape, 1, 3.0), rand(dev, shape, 2)
+    gamma, beta = rand(dev, (d,), 3) + 1.0, rand(dev, (d,), 4)
+    bn = BatchNormalization(gamma, beta)
+    with dev.scope():
+        out = bn.forward(x, train_flg=True)
+        dx = bn.backward(dout)
+    # torch: the book flattens (N, C, H, W) to (N, C*H*W) and normalises each of the C*H*W features
+    xt, gt, bt = tt(dev.to_numpy(x).reshape(shape[0], -1)), tt(dev.to_numpy(gamma)), tt(dev.to_numpy(beta))
+    ref = torch.nn.functional.batch_norm(xt, None, None, gt, bt, training=True, eps=10e-7)
+    ref.backward(torch.tensor(dev.to_numpy(dout).reshape(shape[0], -1)))
+    assert out.shape == shape and dx.shape == shape
+    np.testing.assert_allclose(dev.to_numpy(out).reshape(shape[0], -1), ref.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dev.to_numpy(dx).reshape(shape[0], -1), xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(dev.to_numpy(bn.dgamma), gt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(dev.to_numpy(bn.dbeta), bt.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_batchnorm_running_statistics_follow_the_book_and_testing_uses_them(dev):
+    x1, x2 = rand(dev, (6, 3), 1, 2.0), rand(dev, (6, 3), 2, 2.0)
+    gamma, beta = dev.asarray([1.0, 2.0, 0.5], dtype="float64"), dev.asarray([0.0, 1.0, -1.0], dtype="float64")
+    bn = BatchNormalization(gamma, beta)
+    with dev.scope():
+        bn.forward(x1)
+        bn.forward(x2)
+        test_out = bn.forward(x1, train_flg=False)
+    h1, h2 = dev.to_numpy(x1), dev.to_numpy(x2)
+    mean = 0.9 * (0.1 * h1.mean(0)) + 0.1 * h2.mean(0)  # from zeros, momentum 0.9, the biased variance
+    var = 0.9 * (0.1 * h1.var(0)) + 0.1 * h2.var(0)
+    np.testing.assert_allclose(dev.to_numpy(bn.running_mean), mean, rtol=1e-13)
+    np.testing.assert_allclose(dev.to_numpy(bn.running_var), var, rtol=1e-13)
+    expect = np.array([1.0, 2.0, 0.5]) * (h1 - mean) / np.sqrt(var + 10e-7) + np.array([0.0, 1.0, -1.0])
+    np.testing.assert_allclose(dev.to_numpy(test_out), expect, rtol=1e-12)
+    assert xpnet.layers.layer_state_names(bn) == ["running_mean", "running_var"]
+
+
+def test_batchnorm_refuses_a_width_it_does_not_have(dev):
+    bn = BatchNormalization(rand(dev, (4,)), rand(dev, (4,)))
+    with pytest.raises(ValueError, match="4 features.*5 per sample"):
+        bn.forward(rand(dev, (3, 5)))
+    with pytest.raises(ValueError, match="gamma and beta of one shape"):
+        BatchNormalization(rand(dev, (4,)), rand(dev, (3,)))
+
+
+# -- Dropout -------------------------------------------------------------------------------------
+def test_dropout_is_the_books_and_its_seed_repeats_the_masks(dev):
+    x = rand(dev, (50, 40), 1)
+    a, b = Dropout(0.3, seed=5), Dropout(0.3, seed=5)
+    with dev.scope():
+        ya, yb = a.forward(x), b.forward(x)
+        mask = dev.to_numpy(a.mask)
+        assert mask.dtype == np.bool_ and 0.6 < mask.mean() < 0.8  # about 1 - 0.3 kept
+        np.testing.assert_array_equal(dev.to_numpy(ya), dev.to_numpy(x) * mask)  # no rescaling in training
+        np.testing.assert_array_equal(dev.to_numpy(yb), dev.to_numpy(ya))
+        dout = rand(dev, (50, 40), 2)
+        np.testing.assert_array_equal(dev.to_numpy(a.backward(dout)), dev.to_numpy(dout) * mask)
+        np.testing.assert_allclose(dev.to_numpy(a.forward(x, train_flg=False)), dev.to_numpy(x) * 0.7, rtol=1e-15)
+        assert not np.array_equal(dev.to_numpy(a.forward(x)), dev.to_numpy(ya))  # a new mask a call
+        with a.hold_mask():
+            held = dev.to_numpy(a.mask)
+            np.testing.assert_array_equal(dev.to_numpy(a.forward(x)), dev.to_numpy(x) * held)
+            np.testing.assert_array_equal(dev.to_numpy(a.forward(x)), dev.to_numpy(x) * held)
+
+
+def test_dropout_agrees_with_torch_autograd_at_its_own_mask(dev):
+    torch = pytest.importorskip("torch")
+    x = rand(dev, (8, 6), 3)
+    layer = Dropout(0.5, seed=1)
+    with dev.scope():
+        layer.forward(x)
+        dx = layer.backward(dev.asarray(np.ones((8, 6)), dtype="float64"))
+    xt = tt(dev.to_numpy(x))
+    (xt * torch.tensor(dev.to_numpy(layer.mask))).sum().backward()
+    np.testing.assert_array_equal(dev.to_numpy(dx), xt.grad.numpy())
+
+
+def test_dropout_ratio_is_checked():
+    with pytest.raises(ValueError, match="dropout_ratio.*\\[0, 1\\)"):
+        Dropout(1.0)

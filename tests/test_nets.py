@@ -1,6 +1,7 @@
 """xpnet/nets.py: TwoLayerNet, MultiLayerNet and Net from any layers -- gradients against central
 differences and PyTorch, one seed one net on every device, dtypes kept, moved with ``to`` -- and
-every input checked where it enters the net (shape, dtype, labels, device, NaN), naming it."""
+every input checked where it enters the net (shape, dtype, labels, device, NaN), naming it --
+and chapter 6's: weight decay, and MultiLayerNetExtend (batch norm, dropout) against PyTorch."""
 
 import numpy as np
 import pytest
@@ -14,6 +15,17 @@ from .samples import C, D, data
 def batch(dev, n=3, d=20, c=5, seed=1, dtype="float64"):
     rng = np.random.default_rng(seed)
     return dev.asarray(rng.random((n, d)), dtype=dtype), dev.asarray(rng.integers(0, c, n))
+
+
+def rand(dev, shape, seed=0, scale=1.0, dtype="float64"):
+    return dev.asarray(np.random.default_rng(seed).standard_normal(shape) * scale, dtype=dtype)
+
+
+def tt(a):
+    """``a`` as a float64 torch leaf that records its gradient (the test has imported torch)."""
+    import torch
+
+    return torch.tensor(np.asarray(a), dtype=torch.float64, requires_grad=True)
 
 
 @pytest.mark.parametrize("labels", ["index", "onehot"])
@@ -136,6 +148,91 @@ def test_a_net_from_a_list_of_layers_including_a_users_own(dev):
     for _ in range(20):
         xpnet.SGD(0.05).update(net.params, net.gradient(x, t))
     assert float(net.loss(x, t)) < before
+
+
+# -- weight decay ---------------------------------------------------------------------------------
+def test_weight_decay_adds_to_the_loss_and_to_the_weights_gradients_only(dev):
+    lam = 0.3
+    net = xpnet.MultiLayerNet(input_size=5, hidden_size_list=[4], output_size=3, weight_decay_lambda=lam,
+                              device=dev, seed=0)
+    plain = xpnet.MultiLayerNet(input_size=5, hidden_size_list=[4], output_size=3, device=dev, seed=0)
+    x, t = rand(dev, (6, 5), 1), dev.asarray(np.arange(6) % 3)
+    W = {k: dev.to_numpy(v) for k, v in net.params.items()}
+    penalty = 0.5 * lam * sum((W[k] ** 2).sum() for k in ("W1", "W2"))
+    assert float(net.loss(x, t)) == pytest.approx(float(plain.loss(x, t)) + penalty, rel=1e-13)
+    g, g0 = net.gradient(x, t), plain.gradient(x, t)
+    assert float(net.last_loss()) == pytest.approx(float(plain.lastLayer.loss) + penalty, rel=1e-13)
+    for k in g:
+        expect = dev.to_numpy(g0[k]) + (lam * W[k] if k.startswith("W") else 0)
+        np.testing.assert_allclose(dev.to_numpy(g[k]), expect, rtol=1e-12, atol=1e-15)
+    report = xpnet.gradcheck(net, x, t)
+    assert report.passed, str(report)
+
+
+# -- MultiLayerNetExtend --------------------------------------------------------------------------
+def test_multi_layer_net_extend_has_the_books_layers_and_params(dev):
+    net = xpnet.MultiLayerNetExtend(input_size=6, hidden_size_list=[5, 4], output_size=3, use_dropout=True,
+                                    dropout_ration=0.2, use_batchnorm=True, device=dev, seed=0)
+    assert list(net.layers) == ["Affine1", "BatchNorm1", "Activation_function1", "Dropout1", "Affine2", "BatchNorm2",
+                                "Activation_function2", "Dropout2", "Affine3"]
+    assert list(net.params) == ["W1", "b1", "W2", "b2", "W3", "b3", "gamma1", "beta1", "gamma2", "beta2"]
+    assert net.layers["Dropout1"].dropout_ratio == 0.2 and net.last_layer is net.lastLayer
+    assert net.layers["BatchNorm2"].gamma is net.params["gamma2"]
+    np.testing.assert_array_equal(dev.to_numpy(net.params["gamma1"]), np.ones(5))
+    positional = xpnet.MultiLayerNetExtend(6, [5, 4], 3, "relu", "relu", 0, True, 0.2, True, device=dev, seed=0)
+    assert list(positional.layers) == list(net.layers) and positional.dropout_ratio == 0.2
+    same = xpnet.MultiLayerNetExtend([6, 5, 4, 3], use_dropout=True, dropout_ratio=0.2, device=dev, seed=0)
+    assert list(same.layers) == ["Affine1", "Relu1", "Dropout1", "Affine2", "Relu2", "Dropout2", "Affine3"]
+    with pytest.raises(TypeError, match="dropout_ration.*dropout_ratio"):
+        xpnet.MultiLayerNetExtend([6, 3], dropout_ration=0.1, dropout_ratio=0.2)
+
+
+def test_multi_layer_net_extend_gradient_agrees_with_torch_autograd(dev):
+    """The whole net at float64, in training mode, at the masks the net drew, weight decay included."""
+    torch = pytest.importorskip("torch")
+    lam = 0.05
+    net = xpnet.MultiLayerNetExtend(input_size=6, hidden_size_list=[5, 4], output_size=3, use_dropout=True,
+                                    use_batchnorm=True, weight_decay_lambda=lam, device=dev, seed=1)
+    x, t = rand(dev, (8, 6), 2), dev.asarray(np.arange(8) % 3)
+    grads = net.gradient(x, t)
+    p = {k: tt(dev.to_numpy(v)) for k, v in net.params.items()}
+    h = torch.tensor(dev.to_numpy(x))
+    for i in (1, 2):
+        h = h @ p[f"W{i}"] + p[f"b{i}"]
+        h = torch.nn.functional.batch_norm(h, None, None, p[f"gamma{i}"], p[f"beta{i}"], training=True, eps=10e-7)
+        h = torch.relu(h) * torch.tensor(dev.to_numpy(net.layers[f"Dropout{i}"].mask))
+    scores = h @ p["W3"] + p["b3"]
+    loss = torch.nn.functional.cross_entropy(scores, torch.tensor(dev.to_numpy(t))) + \
+        0.5 * lam * sum((p[f"W{i}"] ** 2).sum() for i in (1, 2, 3))
+    loss.backward()
+    assert float(net.last_loss()) == pytest.approx(loss.item(), rel=1e-12)
+    for k, v in p.items():
+        np.testing.assert_allclose(dev.to_numpy(grads[k]), v.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg=k)
+
+
+def test_multi_layer_net_extend_tests_by_default_and_trains_in_gradient(dev):
+    net = xpnet.MultiLayerNetExtend([6, 5, 3], use_dropout=True, dropout_ratio=0.5, use_batchnorm=True, device=dev,
+                                    seed=0)
+    x, t = rand(dev, (8, 6), 2), dev.asarray(np.arange(8) % 3)
+    a, b = dev.to_numpy(net.predict(x)), dev.to_numpy(net.predict(x))
+    np.testing.assert_array_equal(a, b)  # testing mode: no masks drawn, running statistics only read
+    np.testing.assert_array_equal(dev.to_numpy(net.layers["BatchNorm1"].running_mean), np.zeros(5))
+    net.gradient(x, t)
+    assert float(np.abs(dev.to_numpy(net.layers["BatchNorm1"].running_mean)).sum()) > 0
+    assert not np.array_equal(dev.to_numpy(net.predict(x, train_flg=True)),
+                              dev.to_numpy(net.predict(x, train_flg=True)))
+
+
+def test_numerical_gradient_holds_the_masks_and_leaves_the_running_statistics(dev):
+    net = xpnet.MultiLayerNetExtend([6, 5, 3], use_dropout=True, use_batchnorm=True, weight_decay_lambda=0.1,
+                                    device=dev, seed=2)
+    x, t = rand(dev, (8, 6), 2), dev.asarray(np.arange(8) % 3)
+    grads = net.gradient(x, t)
+    before = dev.to_numpy(net.layers["BatchNorm1"].running_var)
+    num = net.numerical_gradient(x, t)
+    np.testing.assert_array_equal(dev.to_numpy(net.layers["BatchNorm1"].running_var), before)
+    for k in grads:
+        np.testing.assert_allclose(dev.to_numpy(num[k]), dev.to_numpy(grads[k]), atol=1e-6, err_msg=k)
 
 
 # -- what is refused at construction ------------------------------------------------------------

@@ -1,5 +1,7 @@
 """xpnet/optimizers.py: the book's SGD, Momentum, AdaGrad and Adam -- their formulas, updating in
-place (the layers keep seeing the same arrays), each learning MNIST, their arguments checked."""
+place (the layers keep seeing the same arrays), each learning MNIST, their arguments checked -- and
+chapter 6's Nesterov and RMSprop (against the book's own, ``tests.book``, and PyTorch), every one
+updating a dict of numbers as the book's optimizer_compare_naive.py does."""
 
 import numpy as np
 import pytest
@@ -7,6 +9,7 @@ import pytest
 import xpnet
 from xpnet.trainer import Trainer
 
+from . import book
 from .samples import small
 
 
@@ -74,3 +77,51 @@ def test_empty_update_is_a_clear_error():
         xpnet.SGD().update({}, {})
     with pytest.raises(ValueError, match=r"missing \['b'\]"):
         xpnet.SGD().update({"W": np.zeros(2), "b": np.zeros(2)}, {"W": np.zeros(2)})
+
+
+# -- chapter 6: Nesterov and RMSprop, and a dict of numbers ---------------------------------
+@pytest.mark.parametrize("name", ["Nesterov", "RMSprop"])
+def test_nesterov_and_rmsprop_follow_the_books_rules(dev, name):
+    rng = np.random.default_rng(0)
+    ref = {"W": rng.standard_normal((3, 4)), "b": rng.standard_normal(4)}
+    book_opt = getattr(book, name)(lr=0.1)  # the book's common/optimizer.py
+    params = {k: dev.asarray(v, dtype="float64") for k, v in ref.items()}
+    opt = getattr(xpnet, name)(lr=0.1)
+    for _ in range(5):
+        g = {k: rng.standard_normal(v.shape) for k, v in ref.items()}
+        book_opt.update(ref, g)
+        opt.update(params, {k: dev.asarray(v, dtype="float64") for k, v in g.items()})
+    for k in ref:
+        np.testing.assert_allclose(dev.to_numpy(params[k]), ref[k], rtol=1e-13)
+
+
+def test_rmsprop_agrees_with_torch():
+    torch = pytest.importorskip("torch")
+    w = torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64, requires_grad=True)
+    topt = torch.optim.RMSprop([w], lr=0.05, alpha=0.99, eps=1e-7)
+    params, opt = {"w": np.array([1.0, -2.0, 3.0])}, xpnet.RMSprop(lr=0.05)
+    for _ in range(4):
+        topt.zero_grad()
+        (w ** 3).sum().backward()
+        topt.step()
+        opt.update(params, {"w": 3 * params["w"] ** 2})
+    np.testing.assert_allclose(params["w"], w.detach().numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"])
+def test_every_optimizer_updates_a_dict_of_numbers_as_the_book_does(name):
+    """The book's optimizer_compare_naive.py: f(x, y) = x**2 / 20 + y**2 from (-7, 2)."""
+    params, grads = {"x": -7.0, "y": 2.0}, {}
+    opt = getattr(xpnet, name)(lr={"SGD": 0.95, "Momentum": 0.1, "Nesterov": 0.1, "AdaGrad": 1.5,
+                                   "RMSprop": 0.3, "Adam": 0.3}[name])
+    arrays = {k: np.array([v]) for k, v in params.items()}
+    twin = getattr(xpnet, name)(lr=opt.lr)
+    for _ in range(30):
+        grads["x"], grads["y"] = params["x"] / 10.0, 2.0 * params["y"]
+        opt.update(params, grads)
+        twin.update(arrays, {"x": arrays["x"] / 10.0, "y": 2.0 * arrays["y"]})
+        assert all(type(v) is float for v in params.values())
+    assert [params["x"], params["y"]] == pytest.approx([float(arrays["x"][0]), float(arrays["y"][0])], rel=1e-12)
+    assert abs(params["x"]) < 7 and abs(params["y"]) < 2  # it went downhill
+    with pytest.raises(TypeError, match="mixes numbers"):
+        getattr(xpnet, name)().update({"x": 1.0, "y": np.ones(2)}, {"x": 1.0, "y": np.ones(2)})

@@ -15,7 +15,7 @@ import xpnet
 from xpnet.checkpoint import checkpoint_meta, load_checkpoint
 from xpnet.trainer import CheckpointWriteError, Trainer, TrainingDivergedError, TrainingInterrupted
 
-from .samples import small
+from .samples import extend_net, small, three_classes
 
 
 def test_short_run_learns_real_mnist(dev, mnist):
@@ -241,6 +241,36 @@ def test_a_full_disk_keeps_the_last_good_checkpoint(tmp_path, data, monkeypatch)
         tr.fit(checkpoint=tmp_path / "c.npz")
     assert checkpoint_meta(tmp_path / "c.npz")["step"] == 40
     assert [p.name for p in tmp_path.iterdir()] == ["c.npz"]  # no temporary left behind
+
+
+@pytest.mark.parametrize("device", ["cpu", "torch"])
+def test_a_batchnorm_dropout_run_resumes_bit_exact(tmp_path, device):
+    if device == "torch":
+        pytest.importorskip("torch")
+    x, t = three_classes()
+    kw = {"optimizer": "rmsprop", "lr": 0.01, "batch_size": 20, "seed": 1, "progress": False, "log": None}
+    with xpnet.use_device(device):
+        whole = xpnet.Trainer(extend_net(), x, t, x[:50], t[:50], iters=60, **kw)
+        h = whole.fit()
+        first = xpnet.Trainer(extend_net(), x, t, x[:50], t[:50], iters=30, **kw)
+        first.fit(checkpoint=tmp_path / "run")
+        resumed = xpnet.Trainer.resume(tmp_path / "run.npz", x, t, x[:50], t[:50], iters=60, log=None, progress=False)
+        h2 = resumed.fit()
+    dev = whole.net.device
+    for k in whole.net.params:
+        np.testing.assert_array_equal(dev.to_numpy(resumed.net.params[k]), dev.to_numpy(whole.net.params[k]), err_msg=k)
+    for k, v in whole.net.buffers().items():
+        np.testing.assert_array_equal(dev.to_numpy(resumed.net.buffers()[k]), dev.to_numpy(v), err_msg=k)
+    assert h2.loss == h.loss and h2.test_acc == h.test_acc
+
+
+def test_the_trainer_records_the_loss_with_its_penalty_and_evaluates_in_testing_mode():
+    x, t = three_classes()
+    net = extend_net("cpu", use_dropout=False, use_batchnorm=False, weight_decay_lambda=0.5)
+    tr = xpnet.Trainer(net, x, t, x[:50], t[:50], iters=5, batch_size=300, lr=1e-9, progress=False, log=None)
+    h = tr.fit()
+    assert h.loss[-1] == pytest.approx(float(net.loss(x, t)), rel=1e-5)  # the penalty is 0.5 * 0.5 * sum(W**2)
+    assert h.final_test_loss == pytest.approx(float(net.loss(x[:50], t[:50])), rel=1e-5)
 
 
 def test_a_collapse_without_nan_is_called_what_it_is(data):

@@ -1,10 +1,12 @@
 """The book's own code, once: the oracle of the tests and of the benchmark (``benchmarks/`` imports
-it from here). Deep Learning from Scratch's chapter-5 functions, layers and ``TwoLayerNet``, as
-its repository writes them, under the book's MIT licence (beside the code, below).
+it from here). Deep Learning from Scratch's chapter-5 functions, layers and ``TwoLayerNet``, and
+its chapter-6 update rules ``Nesterov`` and ``RMSprop`` and ``smooth_curve``, as its repository
+writes them, under the book's MIT licence (beside the code, below).
 
 ``book_code(np)`` builds them with ``np`` the array module handed in -- NumPy, or CuPy for the
 benchmark's "book code on a GPU"; the NumPy ones are this module's ``softmax``,
-``cross_entropy_error``, ``Relu``, ``Affine``, ``SoftmaxWithLoss`` and ``TwoLayerNet``.
+``cross_entropy_error``, ``Relu``, ``Affine``, ``SoftmaxWithLoss``, ``TwoLayerNet``, ``Nesterov``,
+``RMSprop`` and ``smooth_curve``.
 
 After them, and marked as such, what is *not* the book's code: the readers' versions the tests
 build on (``NpRelu``, ``ReaderNet``) and ``book_net_with``, which hands the book's net given weights.
@@ -18,11 +20,13 @@ import numpy
 
 # ---------------------------------------------------------------------------------------------
 # The book's code: common/functions.py (softmax, cross_entropy_error), common/layers.py (Relu,
-# Affine, SoftmaxWithLoss) and ch05/two_layer_net.py (TwoLayerNet) of
+# Affine, SoftmaxWithLoss), ch05/two_layer_net.py (TwoLayerNet), common/optimizer.py (Nesterov,
+# RMSprop) and common/util.py (smooth_curve) of
 # https://github.com/oreilly-japan/deep-learning-from-scratch, copied line for line but for three
 # changes: the code sits in a function of the array module ``np`` (so that it runs on CuPy too),
-# its Japanese comments are left out, and so is TwoLayerNet.numerical_gradient (it needs the
-# book's common/gradient.py; xpnet.gradient is that file). Its licence:
+# its Japanese comments (smooth_curve's docstring among them) are left out, and so is
+# TwoLayerNet.numerical_gradient (it needs the book's common/gradient.py; xpnet.gradient is that
+# file). Its licence:
 #
 #     The MIT License (MIT)
 #
@@ -183,14 +187,64 @@ def book_code(np):  # noqa: C901 - the book's code, kept as the book writes it
 
             return grads
 
+    class Nesterov:
+
+        """Nesterov's Accelerated Gradient (http://arxiv.org/abs/1212.0901)"""
+
+        def __init__(self, lr=0.01, momentum=0.9):
+            self.lr = lr
+            self.momentum = momentum
+            self.v = None
+
+        def update(self, params, grads):
+            if self.v is None:
+                self.v = {}
+                for key, val in params.items():
+                    self.v[key] = np.zeros_like(val)
+
+            for key in params.keys():
+                params[key] += self.momentum * self.momentum * self.v[key]
+                params[key] -= (1 + self.momentum) * self.lr * grads[key]
+                self.v[key] *= self.momentum
+                self.v[key] -= self.lr * grads[key]
+
+    class RMSprop:
+
+        """RMSprop"""
+
+        def __init__(self, lr=0.01, decay_rate = 0.99):
+            self.lr = lr
+            self.decay_rate = decay_rate
+            self.h = None
+
+        def update(self, params, grads):
+            if self.h is None:
+                self.h = {}
+                for key, val in params.items():
+                    self.h[key] = np.zeros_like(val)
+
+            for key in params.keys():
+                self.h[key] *= self.decay_rate
+                self.h[key] += (1 - self.decay_rate) * grads[key] * grads[key]
+                params[key] -= self.lr * grads[key] / (np.sqrt(self.h[key]) + 1e-7)
+
+    def smooth_curve(x):
+        window_len = 11
+        s = np.r_[x[window_len-1:0:-1], x, x[-1:-window_len:-1]]
+        w = np.kaiser(window_len, 2)
+        y = np.convolve(w/w.sum(), s, mode='valid')
+        return y[5:len(y)-5]
+
     return types.SimpleNamespace(softmax=softmax, cross_entropy_error=cross_entropy_error, Relu=Relu,
-                                 Affine=Affine, SoftmaxWithLoss=SoftmaxWithLoss, TwoLayerNet=TwoLayerNet)
+                                 Affine=Affine, SoftmaxWithLoss=SoftmaxWithLoss, TwoLayerNet=TwoLayerNet,
+                                 Nesterov=Nesterov, RMSprop=RMSprop, smooth_curve=smooth_curve)
 
 
 _numpy_book = book_code(numpy)
 softmax, cross_entropy_error = _numpy_book.softmax, _numpy_book.cross_entropy_error
 Relu, Affine, SoftmaxWithLoss, TwoLayerNet = (_numpy_book.Relu, _numpy_book.Affine, _numpy_book.SoftmaxWithLoss,
                                               _numpy_book.TwoLayerNet)
+Nesterov, RMSprop, smooth_curve = _numpy_book.Nesterov, _numpy_book.RMSprop, _numpy_book.smooth_curve
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 import xpnet
 from xpnet.trainer import History, Trainer
 
+from ..samples import three_classes
 from . import ReaderNet
 
 EPOCH_LINE = re.compile(r"=== epoch:(\d+), train acc:(\S+), test acc:(\S+) ===")
@@ -164,6 +165,16 @@ def test_a_diverging_book_run_says_so(mnist):
     tr = Trainer(net, x[:1000], t[:1000], xt[:100], tt[:100], epochs=30, optimizer_param={'lr': 1e10}, verbose=False)
     with np.errstate(all="ignore"), pytest.raises(xpnet.TrainingDivergedError, match=r"at iteration \d+"):
         tr.train()
+
+
+def test_the_books_trainer_trains_a_dropout_batchnorm_net_with_nesterov():
+    x, t = three_classes()
+    net = xpnet.MultiLayerNetExtend(input_size=20, hidden_size_list=[16, 12], output_size=3, use_dropout=True,
+                                    dropout_ration=0.1, use_batchnorm=True, seed=0)
+    tr = Trainer(net, x, t, x[:100], t[:100], epochs=4, mini_batch_size=30, optimizer="Nesterov",
+                 optimizer_param={"lr": 0.05}, verbose=False)
+    tr.train()
+    assert len(tr.train_acc_list) == 4 and tr.test_acc_list[-1] > 0.6 and tr.test_acc_list[-1] > tr.test_acc_list[0]
 
 
 # -- what is refused ---------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 NUMBER = r"(?:tensor\()?([-+0-9.e]+)"  # torch prints a 0-d tensor as tensor(2.30...)
 
