@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 import xpnet
-from xpnet.layers import Affine, AddLayer, BatchNormalization, Dropout, MulLayer, Relu, Sigmoid, SoftmaxWithLoss
+from xpnet.layers import (Affine, AddLayer, BatchNormalization, Convolution, Dropout, MulLayer, Pooling, Relu, Sigmoid,
+                          SoftmaxWithLoss)
 
+from . import book
 from .optional_hypothesis import given, settings, st
 
 pytestmark = pytest.mark.in_device_scope  # layers called directly (see conftest)
@@ -265,3 +267,91 @@ def test_dropout_agrees_with_torch_autograd_at_its_own_mask(dev):
 def test_dropout_ratio_is_checked():
     with pytest.raises(ValueError, match="dropout_ratio.*\\[0, 1\\)"):
         Dropout(1.0)
+
+
+
+# -- Convolution and Pooling (chapter 7) -----------------------------------------------------------
+CONV = [((2, 3, 7, 5), (3, 3), 1, 0), ((2, 3, 7, 5), (2, 3), 2, 1), ((1, 2, 6, 6), (3, 3), 3, 2),
+        ((2, 1, 5, 8), (1, 2), 2, 0), ((1, 2, 6, 6), (3, 2), 1, 1)]
+
+
+@pytest.mark.parametrize("shape, f, stride, pad", CONV)
+def test_convolution_agrees_with_torch_autograd(dev, shape, f, stride, pad):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(1)
+    x, W, b = rng.standard_normal(shape), rng.standard_normal((4, shape[1], *f)), rng.standard_normal(4)
+    conv = Convolution(dev.asarray(W), dev.asarray(b), stride, pad)
+    out = conv.forward(dev.asarray(x))
+    dout = rng.standard_normal(tuple(out.shape))
+    dx = conv.backward(dev.asarray(dout))
+    xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, W, b))
+    ref = torch.nn.functional.conv2d(xt, wt, bt, stride=stride, padding=pad)
+    ref.backward(torch.tensor(dout))
+    for got, want in ((out, ref.detach()), (dx, xt.grad), (conv.dW, wt.grad), (conv.db, bt.grad)):
+        np.testing.assert_allclose(dev.to_numpy(got), want.numpy(), rtol=1e-12, atol=1e-12)
+    assert conv.col.shape == (out.shape[0] * out.shape[2] * out.shape[3], shape[1] * f[0] * f[1])
+
+
+POOL = [c for c in CONV if 2 * c[3] <= min(c[1])] + [((2, 3, 6, 6), (2, 2), 2, 0)]  # torch pads at most half a window
+
+
+@pytest.mark.parametrize("shape, f, stride, pad", POOL)
+def test_pooling_agrees_with_torch_autograd(dev, shape, f, stride, pad):
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(2).standard_normal(shape)
+    pool = Pooling(*f, stride, pad)
+    out = pool.forward(dev.asarray(x))
+    dout = np.random.default_rng(3).standard_normal(tuple(out.shape))
+    dx = pool.backward(dev.asarray(dout))
+    xt = torch.tensor(x, requires_grad=True)
+    ref = torch.nn.functional.max_pool2d(xt, f, stride, pad)
+    ref.backward(torch.tensor(dout))
+    np.testing.assert_array_equal(dev.to_numpy(out), ref.detach().numpy())
+    np.testing.assert_allclose(dev.to_numpy(dx), xt.grad.numpy(), rtol=1e-13, atol=1e-15)  # overlaps: sums
+
+
+def test_pooling_ties_go_to_the_first_maximum_and_arg_max_is_the_books(dev):
+    x = np.array([[[[1.0, 3.0, 3.0, 0.0], [3.0, 2.0, 0.0, 3.0], [5.0, 5.0, 1.0, 1.0], [5.0, 5.0, 1.0, 1.0]]]])
+    pool, theirs = Pooling(2, 2), book.Pooling(2, 2)
+    out = pool.forward(dev.asarray(x))
+    np.testing.assert_array_equal(dev.to_numpy(out), theirs.forward(x))
+    np.testing.assert_array_equal(dev.to_numpy(pool.arg_max), theirs.arg_max)  # the first of equal maxima
+    dout = np.arange(4.0).reshape(1, 1, 2, 2) + 1
+    np.testing.assert_array_equal(dev.to_numpy(pool.backward(dev.asarray(dout))), theirs.backward(dout))
+
+
+def test_the_books_convolution_layers_give_the_books_numbers(dev):
+    rng = np.random.default_rng(4)
+    x, W, b = rng.standard_normal((2, 3, 8, 8)), rng.standard_normal((5, 3, 3, 3)), rng.standard_normal(5)
+    ours, theirs = Convolution(dev.asarray(W), dev.asarray(b), 1, 1), book.Convolution(W, b, 1, 1)
+    out = theirs.forward(x)
+    np.testing.assert_allclose(dev.to_numpy(ours.forward(dev.asarray(x))), out, rtol=1e-13, atol=1e-13)
+    dout = rng.standard_normal(out.shape)
+    np.testing.assert_allclose(dev.to_numpy(ours.backward(dev.asarray(dout))), theirs.backward(dout), rtol=1e-13,
+                               atol=1e-13)
+    np.testing.assert_allclose(dev.to_numpy(ours.dW), theirs.dW, rtol=1e-13, atol=1e-13)
+
+
+def test_convolution_and_pooling_pass_gradcheck(dev):
+    x = rand(dev, (2, 2, 6, 5), 5)
+    assert_passes(xpnet.gradcheck(Convolution(rand(dev, (3, 2, 3, 2), 6), rand(dev, (3,), 7), 2, 1), x))
+    assert_passes(xpnet.gradcheck(Pooling(2, 2, 2, 1), x))
+
+
+def test_a_float64_filter_with_b_0_on_float32_images_works(dev):
+    """ch07's apply_filter.py: Convolution(w, 0) with a float64 filter on a float32 image."""
+    x = dev.asarray(np.random.default_rng(8).random((1, 1, 6, 6)), dtype="float32")
+    w = dev.asarray(np.ones((1, 1, 3, 3)) / 9)
+    out = Convolution(w, 0).forward(x)
+    assert out.shape == (1, 1, 4, 4)
+    np.testing.assert_allclose(dev.to_numpy(out)[0, 0, 0, 0], dev.to_numpy(x)[0, 0, :3, :3].mean(), rtol=1e-6)
+
+
+def test_convolution_names_what_does_not_fit(dev):
+    conv = Convolution(rand(dev, (2, 3, 3, 3)), rand(dev, (2,)))
+    with pytest.raises(ValueError, match="filters of 3 channels"):
+        conv.forward(rand(dev, (1, 2, 5, 5)))
+    with pytest.raises(ValueError, match="does not fit"):
+        conv.forward(rand(dev, (1, 3, 2, 2)))
+    with pytest.raises(ValueError, match=r"b of shape \(2,\)"):
+        Convolution(rand(dev, (2, 3, 3, 3)), rand(dev, (3,)))

@@ -394,3 +394,14 @@ def other_than_host():
     """A device whose arrays are not NumPy's (a net moves NumPy data onto its device itself)."""
     pytest.importorskip("torch")
     return "torch"
+
+
+def test_np_random_seed_repeats_a_net_drawn_without_a_seed():
+    """As with the book's nets, which draw from NumPy's global generator."""
+    np.random.seed(3)
+    a = xpnet.MultiLayerNetExtend([5, 4, 3], use_dropout=True, device="cpu")
+    np.random.seed(3)
+    b = xpnet.MultiLayerNetExtend([5, 4, 3], use_dropout=True, device="cpu")
+    np.testing.assert_array_equal(a.params["W1"], b.params["W1"])
+    assert a.layers["Dropout1"].seed == b.layers["Dropout1"].seed
+    assert not np.array_equal(xpnet.MultiLayerNet([5, 4, 3], device="cpu").params["W1"], a.params["W1"])

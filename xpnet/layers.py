@@ -13,14 +13,16 @@ from __future__ import annotations
 from array_api_compat import array_namespace
 
 import contextlib
+import math
 
 from .backend import device_of, scope_of
 from .fast import Kept, column_sums, row_sums, total, zero_of
 from .validation import check_features, check_labels, check_samples, shape_str, unit_interval
 from .functions import one_hot, sigmoid
+from .util import col2im, conv_output_size, im2col, padded, windows
 
 __all__ = ["MulLayer", "AddLayer", "Relu", "Sigmoid", "Tanh", "Affine", "SoftmaxWithLoss", "Dropout",
-           "BatchNormalization", "layer_param_names", "layer_state_names"]
+           "BatchNormalization", "Convolution", "Pooling", "layer_param_names", "layer_state_names"]
 
 BOOK_PARAM_NAMES = ("W", "b", "gamma", "beta")
 
@@ -475,3 +477,113 @@ class BatchNormalization:
         self.dgamma = dgamma
         self.dbeta = dbeta
         return dx
+
+
+class Convolution:
+    """The book's convolution: filters ``W`` (FN, C, FH, FW) and biases ``b`` (FN,) over images
+    (N, C, H, W), as one matrix product of ``im2col``'s columns with the filters.
+
+    The book's attributes are kept (``x``, ``col``, ``col_W``, ``dW``, ``db``). ``b`` may be a
+    number and ``W`` of another float dtype than the images (ch07's ``apply_filter.py`` passes
+    float64 filters and ``b=0`` for float32 images): the standard's promotion then decides.
+    """
+
+    def __init__(self, W, b, stride=1, pad=0):
+        xp = array_namespace(W)
+        if W.ndim != 4:
+            raise ValueError(f"Convolution needs filters W of shape (FN, C, FH, FW), got {shape_str(W.shape)}")
+        if hasattr(b, "shape") and b.shape not in ((W.shape[0],), ()):
+            raise ValueError(f"Convolution needs b of shape ({W.shape[0]},) for {W.shape[0]} filters, got "
+                             f"{shape_str(b.shape)}")
+        self.xp, self.W, self.b = xp, W, b
+        self.stride, self.pad = stride, pad
+        self.x = self.col = self.col_W = None
+        self.dW = self.db = None
+
+    def forward(self, x):
+        xp = self.xp
+        FN, C, FH, FW = self.W.shape
+        if x.ndim != 4 or x.shape[1] != C:
+            raise ValueError(f"Convolution with filters of {C} channels needs images (N, {C}, H, W), got "
+                             f"{shape_str(x.shape)}")
+        N, _, H, W = x.shape
+        out_h = conv_output_size(H, FH, self.stride, self.pad)
+        out_w = conv_output_size(W, FW, self.stride, self.pad)
+
+        col = im2col(x, FH, FW, self.stride, self.pad)
+        col_W = xp.reshape(self.W, (FN, -1)).T
+        if col.dtype != col_W.dtype:  # the standard's promotion, which torch's matmul does not do itself
+            dt = xp.result_type(col.dtype, col_W.dtype)
+            col, col_W = xp.astype(col, dt), xp.astype(col_W, dt)
+        out = col @ col_W + self.b
+        out = xp.permute_dims(xp.reshape(out, (N, out_h, out_w, -1)), (0, 3, 1, 2))
+
+        self.x, self.col, self.col_W = x, col, col_W
+        return out
+
+    def backward(self, dout):
+        xp = self.xp
+        FN, C, FH, FW = self.W.shape
+        dout = xp.reshape(xp.permute_dims(dout, (0, 2, 3, 1)), (-1, FN))
+
+        self.db = xp.sum(dout, axis=0) if getattr(self.b, "ndim", 0) else xp.sum(dout)
+        self.dW = xp.reshape((self.col.T @ dout).T, (FN, C, FH, FW))
+
+        dcol = dout @ self.col_W.T
+        return col2im(dcol, self.x.shape, FH, FW, self.stride, self.pad)
+
+
+class Pooling:
+    """The book's max pooling over ``pool_h`` x ``pool_w`` windows, moved by ``stride``.
+
+    Ties go to the first maximum of a window (row by row), as ``argmax`` and torch do. ``pad > 0``
+    works (the book's raises "cannot reshape"): padding never wins a window, as in torch's
+    ``max_pool2d``. Written without a fancy-index scatter, which the standard lacks: forward keeps
+    a running maximum over the windows' strided slices and, for each window, the offset of its
+    first maximum; backward adds ``dout`` back through the same slices where that offset won.
+    ``arg_max`` gives the winners in the book's layout.
+    """
+
+    def __init__(self, pool_h, pool_w, stride=2, pad=0):
+        self.pool_h, self.pool_w, self.stride, self.pad = pool_h, pool_w, stride, pad
+        self.x = None
+        self._winner = None  # (N, C, out_h, out_w): the offset k = y * pool_w + x of each window's maximum
+        self.xp = None
+
+    def forward(self, x):
+        xp = self.xp = array_namespace(x)
+        if x.ndim != 4:
+            raise ValueError(f"Pooling takes images (N, C, H, W), got {shape_str(x.shape)}")
+        N, C, H, W = x.shape
+        out_h = conv_output_size(H, self.pool_h, self.stride, self.pad)
+        out_w = conv_output_size(W, self.pool_w, self.stride, self.pad)
+        img = padded(x, self.pad, -math.inf)
+        out = winner = None
+        for y, xo, v in windows(img, self.pool_h, self.pool_w, self.stride, out_h, out_w):
+            if out is None:
+                out, winner = v, xp.zeros(v.shape, dtype=xp.int32, device=x.device)
+                continue
+            better = v > out  # strictly: a tie keeps the earlier offset
+            winner = xp.where(better, xp.asarray(y * self.pool_w + xo, dtype=xp.int32, device=x.device), winner)
+            out = xp.maximum(out, v)
+        self.x, self._winner = x, winner
+        return out
+
+    @property
+    def arg_max(self):
+        """The book's attribute: each window's winning offset, flat in the order (N, out_h, out_w, C)."""
+        if self._winner is None:
+            return None
+        return self.xp.reshape(self.xp.permute_dims(self._winner, (0, 2, 3, 1)), (-1,))
+
+    def backward(self, dout):
+        xp = self.xp
+        N, C, H, W = self.x.shape
+        out_h, out_w = dout.shape[2], dout.shape[3]
+        p, s = self.pad, self.stride
+        dimg = xp.zeros((N, C, H + 2 * p, W + 2 * p), dtype=dout.dtype, device=dout.device)
+        zero = xp.zeros((), dtype=dout.dtype, device=dout.device)
+        for y, xo, _ in windows(dimg, self.pool_h, self.pool_w, s, out_h, out_w):
+            won = self._winner == y * self.pool_w + xo
+            dimg[:, :, y:y + s * (out_h - 1) + 1:s, xo:xo + s * (out_w - 1) + 1:s] += xp.where(won, dout, zero)
+        return dimg[:, :, p:H + p, p:W + p] if p else dimg

@@ -737,8 +737,9 @@ class MultiLayerNetExtend(MultiLayerNet):
             xp = array_namespace(g)
             zeros = functools.partial(xp.zeros, g.shape, dtype=g.dtype, device=g.device)
             return BatchNormalization(g, params[f"beta{i}"], running_mean=zeros(), running_var=zeros())
-        if kind == "dropout":  # its own generator: one seed, the same masks; a CuPy replay stays short
-            return Dropout(self.dropout_ratio, seed=int(rng.integers(2**62)) if self.seed is not None else None)
+        if kind == "dropout":  # its own generator, seeded from the net's: one seed, one set of masks
+            # (and on CuPy a short replay: one entry of equal draws per layer)
+            return Dropout(self.dropout_ratio, seed=int(rng.integers(2**62)))
         return super()._make_layer(kind, i, params, rng)
 
     @property

@@ -1,7 +1,8 @@
 """The book's own code, once: the oracle of the tests and of the benchmark (``benchmarks/`` imports
 it from here). Deep Learning from Scratch's chapter-5 functions, layers and ``TwoLayerNet``, and
-its chapter-6 update rules ``Nesterov`` and ``RMSprop`` and ``smooth_curve``, as its repository
-writes them, under the book's MIT licence (beside the code, below).
+its chapter-6 update rules ``Nesterov`` and ``RMSprop`` and ``smooth_curve``, its chapter-7
+``im2col``, ``col2im``, ``Convolution`` and ``Pooling``, as its repository writes them, under the
+book's MIT licence (beside the code, below).
 
 ``book_code(np)`` builds them with ``np`` the array module handed in -- NumPy, or CuPy for the
 benchmark's "book code on a GPU"; the NumPy ones are this module's ``softmax``,
@@ -21,7 +22,7 @@ import numpy
 # ---------------------------------------------------------------------------------------------
 # The book's code: common/functions.py (softmax, cross_entropy_error), common/layers.py (Relu,
 # Affine, SoftmaxWithLoss), ch05/two_layer_net.py (TwoLayerNet), common/optimizer.py (Nesterov,
-# RMSprop) and common/util.py (smooth_curve) of
+# RMSprop, Convolution, Pooling) and common/util.py (smooth_curve, im2col, col2im) of
 # https://github.com/oreilly-japan/deep-learning-from-scratch, copied line for line but for three
 # changes: the code sits in a function of the array module ``np`` (so that it runs on CuPy too),
 # its Japanese comments (smooth_curve's docstring among them) are left out, and so is
@@ -235,9 +236,127 @@ def book_code(np):  # noqa: C901 - the book's code, kept as the book writes it
         y = np.convolve(w/w.sum(), s, mode='valid')
         return y[5:len(y)-5]
 
+    def im2col(input_data, filter_h, filter_w, stride=1, pad=0):
+        N, C, H, W = input_data.shape
+        out_h = (H + 2*pad - filter_h)//stride + 1
+        out_w = (W + 2*pad - filter_w)//stride + 1
+
+        img = np.pad(input_data, [(0,0), (0,0), (pad, pad), (pad, pad)], 'constant')
+        col = np.zeros((N, C, filter_h, filter_w, out_h, out_w))
+
+        for y in range(filter_h):
+            y_max = y + stride*out_h
+            for x in range(filter_w):
+                x_max = x + stride*out_w
+                col[:, :, y, x, :, :] = img[:, :, y:y_max:stride, x:x_max:stride]
+
+        col = col.transpose(0, 4, 5, 1, 2, 3).reshape(N*out_h*out_w, -1)
+        return col
+
+    def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0):
+        N, C, H, W = input_shape
+        out_h = (H + 2*pad - filter_h)//stride + 1
+        out_w = (W + 2*pad - filter_w)//stride + 1
+        col = col.reshape(N, out_h, out_w, C, filter_h, filter_w).transpose(0, 3, 4, 5, 1, 2)
+
+        img = np.zeros((N, C, H + 2*pad + stride - 1, W + 2*pad + stride - 1))
+        for y in range(filter_h):
+            y_max = y + stride*out_h
+            for x in range(filter_w):
+                x_max = x + stride*out_w
+                img[:, :, y:y_max:stride, x:x_max:stride] += col[:, :, y, x, :, :]
+
+        return img[:, :, pad:H + pad, pad:W + pad]
+
+    class Convolution:
+        def __init__(self, W, b, stride=1, pad=0):
+            self.W = W
+            self.b = b
+            self.stride = stride
+            self.pad = pad
+
+            self.x = None
+            self.col = None
+            self.col_W = None
+
+            self.dW = None
+            self.db = None
+
+        def forward(self, x):
+            FN, C, FH, FW = self.W.shape
+            N, C, H, W = x.shape
+            out_h = 1 + int((H + 2*self.pad - FH) / self.stride)
+            out_w = 1 + int((W + 2*self.pad - FW) / self.stride)
+
+            col = im2col(x, FH, FW, self.stride, self.pad)
+            col_W = self.W.reshape(FN, -1).T
+
+            out = np.dot(col, col_W) + self.b
+            out = out.reshape(N, out_h, out_w, -1).transpose(0, 3, 1, 2)
+
+            self.x = x
+            self.col = col
+            self.col_W = col_W
+
+            return out
+
+        def backward(self, dout):
+            FN, C, FH, FW = self.W.shape
+            dout = dout.transpose(0,2,3,1).reshape(-1, FN)
+
+            self.db = np.sum(dout, axis=0)
+            self.dW = np.dot(self.col.T, dout)
+            self.dW = self.dW.transpose(1, 0).reshape(FN, C, FH, FW)
+
+            dcol = np.dot(dout, self.col_W.T)
+            dx = col2im(dcol, self.x.shape, FH, FW, self.stride, self.pad)
+
+            return dx
+
+    class Pooling:
+        def __init__(self, pool_h, pool_w, stride=2, pad=0):
+            self.pool_h = pool_h
+            self.pool_w = pool_w
+            self.stride = stride
+            self.pad = pad
+
+            self.x = None
+            self.arg_max = None
+
+        def forward(self, x):
+            N, C, H, W = x.shape
+            out_h = int(1 + (H - self.pool_h) / self.stride)
+            out_w = int(1 + (W - self.pool_w) / self.stride)
+
+            col = im2col(x, self.pool_h, self.pool_w, self.stride, self.pad)
+            col = col.reshape(-1, self.pool_h*self.pool_w)
+
+            arg_max = np.argmax(col, axis=1)
+            out = np.max(col, axis=1)
+            out = out.reshape(N, out_h, out_w, C).transpose(0, 3, 1, 2)
+
+            self.x = x
+            self.arg_max = arg_max
+
+            return out
+
+        def backward(self, dout):
+            dout = dout.transpose(0, 2, 3, 1)
+
+            pool_size = self.pool_h * self.pool_w
+            dmax = np.zeros((dout.size, pool_size))
+            dmax[np.arange(self.arg_max.size), self.arg_max.flatten()] = dout.flatten()
+            dmax = dmax.reshape(dout.shape + (pool_size,))
+
+            dcol = dmax.reshape(dmax.shape[0] * dmax.shape[1] * dmax.shape[2], -1)
+            dx = col2im(dcol, self.x.shape, self.pool_h, self.pool_w, self.stride, self.pad)
+
+            return dx
+
     return types.SimpleNamespace(softmax=softmax, cross_entropy_error=cross_entropy_error, Relu=Relu,
                                  Affine=Affine, SoftmaxWithLoss=SoftmaxWithLoss, TwoLayerNet=TwoLayerNet,
-                                 Nesterov=Nesterov, RMSprop=RMSprop, smooth_curve=smooth_curve)
+                                 Nesterov=Nesterov, RMSprop=RMSprop, smooth_curve=smooth_curve, im2col=im2col,
+                                 col2im=col2im, Convolution=Convolution, Pooling=Pooling)
 
 
 _numpy_book = book_code(numpy)
@@ -245,6 +364,8 @@ softmax, cross_entropy_error = _numpy_book.softmax, _numpy_book.cross_entropy_er
 Relu, Affine, SoftmaxWithLoss, TwoLayerNet = (_numpy_book.Relu, _numpy_book.Affine, _numpy_book.SoftmaxWithLoss,
                                               _numpy_book.TwoLayerNet)
 Nesterov, RMSprop, smooth_curve = _numpy_book.Nesterov, _numpy_book.RMSprop, _numpy_book.smooth_curve
+im2col, col2im, Convolution, Pooling = (_numpy_book.im2col, _numpy_book.col2im, _numpy_book.Convolution,
+                                        _numpy_book.Pooling)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,7 +19,11 @@ __all__ = ["Device", "Generator", "host_rng", "is_host_array", "is_host_data", "
 
 def host_rng(seed=None):
     """The host generator (NumPy PCG64) used wherever results must agree across devices, such as
-    initial weights: draw here, then place with ``Device.asarray``."""
+    initial weights: draw here, then place with ``Device.asarray``. Without a seed it is seeded
+    from NumPy's global generator, as the book's nets draw from it: a reader's
+    ``np.random.seed(0)`` makes the nets of a script the same run after run."""
+    if seed is None:
+        seed = [int(v) for v in np.random.randint(0, 2**32, size=4, dtype=np.uint64)]
     return np.random.default_rng(seed)
 
 
