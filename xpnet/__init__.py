@@ -9,8 +9,10 @@ from .exceptions import (CheckpointError, CheckpointWriteError, DatasetError, De
 from .backend import Device, device, device_of, device_report, devices, use_device
 from .gradient import numerical_gradient
 from .gradient_check import GradcheckReport, gradcheck
-from .layers import Affine, AddLayer, BatchNormalization, Dropout, MulLayer, Relu, Sigmoid, SoftmaxWithLoss, Tanh
+from .layers import (Affine, AddLayer, BatchNormalization, Convolution, Dropout, MulLayer, Pooling, Relu, Sigmoid,
+                     SoftmaxWithLoss, Tanh)
 from .nets import MultiLayerNet, MultiLayerNetExtend, Net, TwoLayerNet
+from .convnets import SimpleConvNet
 from .datasets import load_idx_dataset, load_mnist
 from .optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
 from .trainer import History, Trainer
@@ -21,8 +23,9 @@ __version__ = "0.1.0"
 __all__ = [
     "Device", "DeviceUnavailableError", "device", "device_of", "device_report", "devices", "use_device",
     "GradcheckReport", "gradcheck", "numerical_gradient",
-    "Affine", "AddLayer", "BatchNormalization", "Dropout", "MulLayer", "Relu", "Sigmoid", "SoftmaxWithLoss", "Tanh",
-    "MultiLayerNet", "MultiLayerNetExtend", "Net", "TwoLayerNet",
+    "Affine", "AddLayer", "BatchNormalization", "Convolution", "Dropout", "MulLayer", "Pooling", "Relu", "Sigmoid",
+    "SoftmaxWithLoss", "Tanh",
+    "MultiLayerNet", "MultiLayerNetExtend", "Net", "TwoLayerNet", "SimpleConvNet",
     "DatasetError", "load_idx_dataset", "load_mnist",
     "SGD", "AdaGrad", "Adam", "Momentum", "Nesterov", "RMSprop",
     "History", "Trainer", "TrainingDivergedError", "TrainingInterrupted", "CheckpointWriteError",

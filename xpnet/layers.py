@@ -483,12 +483,13 @@ class Convolution:
     """The book's convolution: filters ``W`` (FN, C, FH, FW) and biases ``b`` (FN,) over images
     (N, C, H, W), as one matrix product of ``im2col``'s columns with the filters.
 
-    The book's attributes are kept (``x``, ``col``, ``col_W``, ``dW``, ``db``). ``b`` may be a
+    The book's attributes are kept (``x``, ``col``, ``col_W``, ``dW``, ``db``); ``compute_dx=False``
+    skips the input gradient (``col2im``) of a first layer, which nobody reads. ``b`` may be a
     number and ``W`` of another float dtype than the images (ch07's ``apply_filter.py`` passes
     float64 filters and ``b=0`` for float32 images): the standard's promotion then decides.
     """
 
-    def __init__(self, W, b, stride=1, pad=0):
+    def __init__(self, W, b, stride=1, pad=0, compute_dx: bool = True):
         xp = array_namespace(W)
         if W.ndim != 4:
             raise ValueError(f"Convolution needs filters W of shape (FN, C, FH, FW), got {shape_str(W.shape)}")
@@ -496,7 +497,7 @@ class Convolution:
             raise ValueError(f"Convolution needs b of shape ({W.shape[0]},) for {W.shape[0]} filters, got "
                              f"{shape_str(b.shape)}")
         self.xp, self.W, self.b = xp, W, b
-        self.stride, self.pad = stride, pad
+        self.stride, self.pad, self.compute_dx = stride, pad, compute_dx
         self.x = self.col = self.col_W = None
         self.dW = self.db = None
 
@@ -529,6 +530,8 @@ class Convolution:
         self.db = xp.sum(dout, axis=0) if getattr(self.b, "ndim", 0) else xp.sum(dout)
         self.dW = xp.reshape((self.col.T @ dout).T, (FN, C, FH, FW))
 
+        if not self.compute_dx:  # a first layer: its input gradient is read by nobody
+            return None
         dcol = dout @ self.col_W.T
         return col2im(dcol, self.x.shape, FH, FW, self.stride, self.pad)
 

@@ -30,10 +30,10 @@ from .layers import (Affine, BatchNormalization, Dropout, Relu, Sigmoid, Softmax
                      layer_param_names, layer_state_names)
 from .protocols import is_layer, takes_onehot, takes_train_flg
 from .validation import (check_array, check_features, check_finite, check_labels, check_net_size, check_samples,
-                         index_labels, is_array, is_kind, positive_int, unit_interval)
+                         index_labels, is_array, is_kind, positive_int, shape_str, unit_interval)
 
 __all__ = ["Net", "MultiLayerNet", "MultiLayerNetExtend", "TwoLayerNet", "ACTIVATIONS", "WEIGHT_INITS",
-           "is_weight_init", "last_layer_of"]
+           "weight_init_std_for", "is_weight_init", "last_layer_of"]
 
 ACTIVATIONS = {"relu": Relu, "sigmoid": Sigmoid, "tanh": Tanh}
 # weight_init by name -> k of the std sqrt(k / fan_in): He's for ReLU, Xavier's for sigmoid (the book's
@@ -135,7 +135,8 @@ class Net:
         self.lastLayer = last_layer if last_layer is not None else SoftmaxWithLoss(dev.xp)
         self.grads = None  # the gradients of the last gradient() call, as the book's nets return them
         self._slots_seen, self._slots = None, None
-        self._weights_seen, self._weights_list, self._largest_weight = None, None, 0
+        self._weights_seen, self._weights_list, self._largest_weight, self._flat_input = None, None, 0, True
+        self.input_dim = getattr(self, "input_dim", None)  # a sample's shape, for a net taking images
         self._eye = None
         self._grad_slots()  # fails now, not at the first gradient, when layers and params disagree
 
@@ -146,13 +147,16 @@ class Net:
             self._weights_seen = [(layer, getattr(layer, "W", None)) for layer in self.layers.values()]
             self._weights_list = [w for _, w in self._weights_seen if is_array(w) and w.ndim == 2]
             self._largest_weight = max((w.shape[0] * w.shape[1] for w in self._weights_list), default=0)
+            first = next((w for _, w in self._weights_seen if is_array(w)), None)
+            self._flat_input = first is not None and first.ndim == 2  # an Affine first, not a Convolution
         return self._weights_list
 
     @property
     def n_features(self):
-        """Inputs per sample (the first weight matrix's rows), or None when no layer says."""
+        """Inputs per sample (the first weight matrix's rows) of a net whose first layer is an
+        Affine; None when no layer says, or when the net takes images (a Convolution first)."""
         ws = self._weights()
-        return ws[0].shape[0] if ws else None
+        return ws[0].shape[0] if ws and self._flat_input else None
 
     @property
     def num_classes(self):
@@ -186,6 +190,9 @@ class Net:
             check_features(x, d, name)
             if x.ndim != 2:
                 x = xp.reshape(x, (-1, d))
+        elif self.input_dim is not None and tuple(x.shape[1:]) != self.input_dim:
+            raise ValueError(f"{name} must hold images of shape {self.input_dim} (N, C, H, W with N samples), got "
+                             f"{shape_str(x.shape)}")
         if finite:
             check_finite(x, name, xp)
         return x
@@ -526,7 +533,8 @@ def is_weight_init(weight_init) -> bool:
         and math.isfinite(weight_init) and weight_init > 0
 
 
-def _init_scale(weight_init, fan_in: int) -> float:
+def weight_init_std_for(weight_init, fan_in: int) -> float:
+    """The initial weights' standard deviation: the number given, He's sqrt(2 / fan_in) or Xavier's sqrt(1 / fan_in)."""
     if not is_weight_init(weight_init):
         raise ValueError(f"weight_init must be a positive finite number, 'he' or 'xavier', got {weight_init!r}")
     if isinstance(weight_init, str):
@@ -624,7 +632,7 @@ class MultiLayerNet(Net):
         dt = dev.dtype(dtype)
         if not dev.xp.isdtype(dt, "real floating"):
             raise TypeError(f"dtype must be a floating type such as 'float32', got {dtype!r}")
-        _init_scale(weight_init, sizes[0])  # refuses a bad one by name
+        weight_init_std_for(weight_init, sizes[0])  # refuses a bad one by name
         if not isinstance(weight_init, str):
             weight_init = float(weight_init)  # np.float32(0.01) too; the config stays JSON
         self.sizes, self.activation, self.weight_init, self.seed = sizes, activation, weight_init, seed
@@ -637,7 +645,7 @@ class MultiLayerNet(Net):
         """The initial weights' standard deviation for a layer of ``fan_in`` inputs: the number
         given, or He's sqrt(2 / fan_in) ('he', 'relu'), or Xavier's sqrt(1 / fan_in) ('xavier',
         'sigmoid')."""
-        return _init_scale(self.weight_init, fan_in)
+        return weight_init_std_for(self.weight_init, fan_in)
 
     def _activation_key(self, i: int) -> str:
         """The name of the i-th activation layer: Relu1 (xpnet's), Activation_function1 (the book's)."""

@@ -58,9 +58,10 @@ def config_of(net) -> dict:
     config = getattr(net, "config", None)
     if not isinstance(config, dict) or config.get("class") not in CLASSES or "sizes" not in config:
         raise CheckpointError(
-            f"save_net records {', '.join(CLASSES)} architectures; {net!r} has other or edited layers, "
-            "so a checkpoint could not rebuild it. Save its parameters yourself (e.g. numpy.savez of "
-            "{k: net.device.to_numpy(v) for k, v in net.params.items()}) and rebuild the layers in code")
+            f"save_net records {', '.join(CLASSES)} architectures; {net!r} is another class (convnets: not yet) "
+            "or has other or edited layers, so a checkpoint could not rebuild it. Save its parameters yourself "
+            "(e.g. numpy.savez of {k: net.device.to_numpy(v) for k, v in net.params.items()}) and rebuild the "
+            "layers in code")
     return config
 
 
