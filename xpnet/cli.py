@@ -21,14 +21,22 @@ _positive_int = int_at_least(1, "positive")
 _seed = int_at_least(0, "non-negative")
 
 
-def _positive_float(s):
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {s!r}") from None
-    if not v > 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {s!r}")
-    return v
+def _float_arg(ok, expected: str):
+    """An argparse type: a float for which ``ok(value)`` holds, else the message 'expected ...'."""
+    def parse(s):
+        try:
+            v = float(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {s!r}") from None
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {s!r}")
+        return v
+    return parse
+
+
+_positive_float = _float_arg(lambda v: 0 < v < float("inf"), "a positive finite number")
+_ratio = _float_arg(lambda v: 0 <= v < 1, "a ratio in [0, 1) (the share of units dropped)")
+_non_negative_float = _float_arg(lambda v: 0 <= v < float("inf"), "a finite number >= 0")
 
 
 def _sizes(s):
@@ -41,32 +49,13 @@ def _sizes(s):
     return v
 
 
-def _ratio(s):
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a ratio in [0, 1), got {s!r}") from None
-    if not 0 <= v < 1:
-        raise argparse.ArgumentTypeError(f"expected a ratio in [0, 1) (the share of units dropped), got {s!r}")
-    return v
-
-
-def _non_negative_float(s):
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {s!r}") from None
-    if not 0 <= v < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {s!r}")
-    return v
-
-
 def _weight_init(s):
     from .nets import WEIGHT_INITS
 
     if s.lower() in WEIGHT_INITS:
         return s.lower()
-    return _positive_float(s)
+    return _float_arg(lambda v: 0 < v < float("inf"),
+                      f"a positive number (the std) or one of {', '.join(WEIGHT_INITS)}")(s)
 
 
 def _device_arg(s):

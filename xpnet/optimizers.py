@@ -156,15 +156,9 @@ class Momentum(Optimizer):
                 params[key], self.v[key] = p, v  # the same arrays; numbers' new values
 
 
-class Nesterov(Optimizer):
-    """Nesterov's accelerated gradient in the book's form:
+class Nesterov(Momentum):
+    """Nesterov's accelerated gradient in the book's form (Momentum's settings and velocity):
     p <- p + momentum^2 v - (1 + momentum) lr g;  v <- momentum v - lr g."""
-
-    settings, buffers = ("lr", "momentum"), ("v",)
-
-    def __init__(self, lr=0.01, momentum=0.9):
-        self.lr, self.momentum = positive_number("lr", lr), unit_interval("momentum", momentum)
-        self.v = None
 
     def update(self, params, grads):
         _check_grads(params, grads)
