@@ -82,3 +82,52 @@ def test_a_conv_net_is_not_saved_as_something_else(tmp_path):
     with pytest.raises(xpnet.CheckpointError, match="SimpleConvNet.*another class"):
         xpnet.save_net(xpnet.SimpleConvNet(**SMALL, seed=0), tmp_path / "m")
     assert not (tmp_path / "m.npz").exists()
+
+
+class _HeldMask:
+    """Stands in for the book's Dropout with a given mask (the book's draws from np.random)."""
+
+    def __init__(self, mask):
+        self.mask = mask
+
+    def forward(self, x):
+        return x * self.mask
+
+    def backward(self, dout):
+        return dout * self.mask
+
+
+def test_deep_conv_net_has_the_books_layers_and_gives_its_gradients():
+    net = xpnet.DeepConvNet(seed=0, device="cpu")
+    kinds = [type(v).__name__ for v in net.layers.values()]
+    assert kinds == ["Convolution", "Relu", "Convolution", "Relu", "Pooling"] * 3 + \
+        ["Affine", "Relu", "Dropout", "Affine", "Dropout"]
+    assert net.params["W7"].shape == (1024, 50) and net.params["W6"].shape == (64, 64, 3, 3)
+    assert float(np.std(net.params["W7"])) == pytest.approx(np.sqrt(2 / 1024), rel=0.05)  # He's
+    x, t = np.random.default_rng(1).random((3, 1, 28, 28)), np.array([1, 2, 3])
+    grads = net.gradient(x, t)  # training mode: its two dropout masks drawn
+    drops = iter(layer.mask for layer in net.layers.values() if type(layer).__name__ == "Dropout")
+    layers = []  # the book's layers on the same arrays, in the same order
+    for layer in net.layers.values():
+        kind = type(layer).__name__
+        if kind == "Convolution":
+            layers.append(book.Convolution(layer.W, layer.b, layer.stride, layer.pad))
+        elif kind == "Affine":
+            layers.append(book.Affine(layer.W, layer.b))
+        else:
+            layers.append({"Relu": book.Relu, "Pooling": lambda: book.Pooling(2, 2, 2)}.get(kind, lambda: None)()
+                          or _HeldMask(next(drops)))
+    h = x
+    for layer in layers:
+        h = layer.forward(h)
+    last = book.SoftmaxWithLoss()
+    loss = last.forward(h, t)
+    dout = last.backward(1)
+    for layer in reversed(layers):
+        dout = layer.backward(dout)
+    assert float(net.lastLayer.loss) == pytest.approx(loss, rel=1e-5)
+    with_w = [v for v in layers if hasattr(v, "dW")]
+    for i, layer in enumerate(with_w, start=1):
+        np.testing.assert_allclose(grads[f"W{i}"], layer.dW, rtol=1e-6, atol=1e-10, err_msg=f"W{i}")
+        np.testing.assert_allclose(grads[f"b{i}"], layer.db, rtol=1e-6, atol=1e-10, err_msg=f"b{i}")
+    assert 0 <= net.accuracy(x, t) <= 1 and net.loss(x, t) > 0

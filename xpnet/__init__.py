@@ -12,7 +12,7 @@ from .gradient_check import GradcheckReport, gradcheck
 from .layers import (Affine, AddLayer, BatchNormalization, Convolution, Dropout, MulLayer, Pooling, Relu, Sigmoid,
                      SoftmaxWithLoss, Tanh)
 from .nets import MultiLayerNet, MultiLayerNetExtend, Net, TwoLayerNet
-from .convnets import SimpleConvNet
+from .convnets import DeepConvNet, SimpleConvNet
 from .datasets import load_idx_dataset, load_mnist
 from .optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
 from .trainer import History, Trainer
@@ -25,7 +25,7 @@ __all__ = [
     "GradcheckReport", "gradcheck", "numerical_gradient",
     "Affine", "AddLayer", "BatchNormalization", "Convolution", "Dropout", "MulLayer", "Pooling", "Relu", "Sigmoid",
     "SoftmaxWithLoss", "Tanh",
-    "MultiLayerNet", "MultiLayerNetExtend", "Net", "TwoLayerNet", "SimpleConvNet",
+    "MultiLayerNet", "MultiLayerNetExtend", "Net", "TwoLayerNet", "SimpleConvNet", "DeepConvNet",
     "DatasetError", "load_idx_dataset", "load_mnist",
     "SGD", "AdaGrad", "Adam", "Momentum", "Nesterov", "RMSprop",
     "History", "Trainer", "TrainingDivergedError", "TrainingInterrupted", "CheckpointWriteError",

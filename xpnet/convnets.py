@@ -1,8 +1,9 @@
-"""The book's convolutional nets: ``SimpleConvNet`` (``ch07/simple_convnet.py``).
+"""The book's convolutional nets: ``SimpleConvNet`` (``ch07/simple_convnet.py``) and
+``DeepConvNet`` (``ch08/deep_convnet.py``).
 
-Conv1 -> Relu1 -> Pool1 -> Affine1 -> Relu2 -> Affine2 -> SoftmaxWithLoss, the book's layers and
-parameter names on xpnet's ``Net``, so predict, loss, gradient, numerical_gradient and the
-gradient check work as for the other nets, on every device. Images stay (N, C, H, W).
+The book's layers and parameter names on xpnet's ``Net``, so predict, loss, gradient,
+numerical_gradient and the gradient check work as for the other nets, on every device. Images
+stay (N, C, H, W).
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from .backend import device as get_device, dtype_name, host_rng
-from .layers import Affine, Convolution, Pooling, Relu, SoftmaxWithLoss
+from .layers import Affine, Convolution, Dropout, Pooling, Relu, SoftmaxWithLoss
 from .nets import Net, weight_init_std_for
 from .util import conv_output_size
 from .validation import positive_int
 
-__all__ = ["SimpleConvNet"]
+__all__ = ["SimpleConvNet", "DeepConvNet"]
 
 _CONV_DEFAULT = {'filter_num': 30, 'filter_size': 5, 'pad': 0, 'stride': 1}
 
@@ -81,3 +82,76 @@ class SimpleConvNet(Net):
         return (f"SimpleConvNet({c}x{h}x{w}, {self.params['W1'].shape[0]} filters of {self.params['W1'].shape[2]}, "
                 f"hidden {self.params['W2'].shape[1]}, {self.params['W3'].shape[1]} classes, "
                 f"device={self.device.name!r}, dtype={dtype_name(self.dtype)})")
+
+
+_DEEP = tuple({'filter_num': n, 'filter_size': 3, 'pad': p, 'stride': 1}  # the book's conv_param_1 .. 6
+              for n, p in ((16, 1), (16, 1), (32, 1), (32, 2), (64, 1), (64, 1)))
+
+
+class DeepConvNet(Net):
+    """The book's deep convnet: (conv - relu - conv - relu - pool) x 3 - affine - relu - dropout -
+    affine - dropout - softmax, He's initial weights, the book's signature and defaults, plus
+    ``device=``, ``dtype=`` (float64 unless told) and ``seed=``.
+
+    As in the book, ``loss`` runs in training mode (its dropout on) and ``predict`` in testing
+    mode; ``accuracy(x, t, batch_size=100)`` counts every sample. The book keeps ``layers`` as a
+    list; here it is the OrderedDict every xpnet net has (Convolution1, Relu1, ..., Pooling1,
+    ..., Affine1, Dropout1, ...), in the book's order.
+    """
+
+    def __init__(self, input_dim=(1, 28, 28), conv_param_1=None, conv_param_2=None, conv_param_3=None,
+                 conv_param_4=None, conv_param_5=None, conv_param_6=None, hidden_size=50, output_size=10, *,
+                 device=None, dtype="float64", seed=None, params=None):
+        given = (conv_param_1, conv_param_2, conv_param_3, conv_param_4, conv_param_5, conv_param_6)
+        convs = [dict(d, **(g or {})) for d, g in zip(_DEEP, given)]
+        if not isinstance(input_dim, (tuple, list)) or len(input_dim) != 3:
+            raise ValueError(f"input_dim must be (channels, height, width), got {input_dim!r}")
+        C, H, W = (positive_int(f"input_dim[{i}]", v) for i, v in enumerate(input_dim))
+        hidden_size, output_size = positive_int("hidden_size", hidden_size), positive_int("output_size", output_size)
+        shapes, c, h, w = [], C, H, W
+        for i, cp in enumerate(convs):  # the image's size through the convolutions and the three poolings
+            f = positive_int("filter_size", cp['filter_size'])
+            shapes.append((positive_int("filter_num", cp['filter_num']), c, f, f))
+            c, h, w = cp['filter_num'], conv_output_size(h, f, cp['stride'], cp['pad']), \
+                conv_output_size(w, f, cp['stride'], cp['pad'])
+            if i % 2:
+                h, w = h // 2, w // 2
+        flat = c * h * w  # 64*4*4 for the book's 28x28 images
+        if flat == 0:
+            raise ValueError(f"images of {H}x{W} leave nothing after DeepConvNet's three poolings")
+        dev = get_device(device)
+        dt = dev.dtype(dtype)
+        self.input_dim = (C, H, W)
+        rng = host_rng(seed)
+        if params is None:  # He's: sqrt(2 / inputs of a unit), drawn on the host
+            randn, params = rng.standard_normal, {}
+            for i, s in enumerate(shapes, start=1):
+                params[f'W{i}'] = weight_init_std_for('he', s[1] * s[2] * s[3]) * randn(s)
+                params[f'b{i}'] = [0.0] * s[0]
+            params['W7'] = weight_init_std_for('he', flat) * randn((flat, hidden_size))
+            params['b7'] = [0.0] * hidden_size
+            params['W8'] = weight_init_std_for('he', hidden_size) * randn((hidden_size, output_size))
+            params['b8'] = [0.0] * output_size
+        self.params = {k: dev.asarray(v, dtype=dt) for k, v in params.items()}
+        drop_seeds = [int(v) for v in rng.integers(2**62, size=2)]  # each dropout's own generator
+
+        layers = []
+        with dev.scope():
+            for i, cp in enumerate(convs, start=1):
+                layers.append(Convolution(self.params[f'W{i}'], self.params[f'b{i}'], cp['stride'], cp['pad'],
+                                          compute_dx=i > 1))
+                layers.append(Relu())
+                if i % 2 == 0:
+                    layers.append(Pooling(pool_h=2, pool_w=2, stride=2))
+            layers += [Affine(self.params['W7'], self.params['b7']), Relu(), Dropout(0.5, seed=drop_seeds[0]),
+                       Affine(self.params['W8'], self.params['b8']), Dropout(0.5, seed=drop_seeds[1])]
+        self.last_layer = SoftmaxWithLoss()
+        Net.__init__(self, layers, self.last_layer, params=self.params, device=dev)
+
+    def loss(self, x, t, train_flg=True):
+        """The book's: in training mode, its dropout on."""
+        return super().loss(x, t, train_flg)
+
+    def accuracy(self, x, t, batch_size=100) -> float:
+        """The book's default batch of 100 images at a time; every sample counted."""
+        return super().accuracy(x, t, batch_size)
