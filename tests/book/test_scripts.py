@@ -2,6 +2,7 @@
 print what the book's code prints. Those that train for minutes run shortened: the test rewrites
 a constant or two (each rewrite must match the script once, so an edited script fails here)."""
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -29,6 +30,9 @@ def devices():
 def run(name, device="cpu", **rewrites):
     """Run examples/ch06/<name>.py with ``old=new`` rewrites of its text; returns its stdout."""
     src = (ROOT / "examples" / "ch06" / f"{name}.py").read_text(encoding="utf-8")
+    if "import matplotlib" in src and importlib.util.find_spec("matplotlib") is None:
+        pytest.skip(f"the book's {name}.py plots with matplotlib, which the test extra leaves out "
+                    "(pip install '.[train]' or '.[plot]')")
     # seeded, so that a finding checked on a short run is the same every run (xpnet's nets draw
     # their weights from NumPy's global generator when given no seed, as the book's do)
     rewrites = {"seed": ("\nimport numpy as np", "\nimport numpy as np; np.random.seed(1)"), **rewrites}
