@@ -286,6 +286,33 @@ def test_labels_out_of_range(dev, net):
         net.loss(x, dev.asarray(np.array([0, -1, 2, 2, 1])))
 
 
+@pytest.mark.parametrize("dtype", ["int64", "int32"])
+def test_labels_out_of_range_in_a_loop_batch(dev, net, dtype):
+    """Labels in the form a reader's loop passes (int64/int32 of the device): the step's own path
+    still refuses a label below 0 or above C-1, with the range."""
+    x, _, _ = data(dev)
+    for bad, seen in (([0, -1, 2, 2, 1], r"\[-1, 2\]"), ([0, 1, 3, 2, 1], r"\[0, 3\]")):
+        with pytest.raises(ValueError, match=r"labels t must lie in \[0, 2\].*" + seen):
+            net.gradient(x, dev.asarray(np.array(bad), dtype=dtype))
+
+
+def test_every_label_form_gives_the_same_gradient(dev, net):
+    """int64 and int32 labels (the loop's path), uint8 (converted) and one-hot rows (checked as
+    distributions) are one batch: the same gradients, the same loss."""
+    x, _, _ = data(dev)
+    labels = np.array([0, 1, 2, 2, 1])
+    forms = [dev.asarray(labels, dtype=d) for d in ("int64", "int32", "uint8")]
+    forms.append(dev.asarray(np.eye(C)[labels], dtype="float32"))
+    grads, losses = [], []
+    for t in forms:
+        grads.append({k: dev.to_numpy(v) for k, v in net.gradient(x, t).items()})
+        losses.append(float(net.lastLayer.loss))
+    for g in grads[1:]:
+        for k in g:
+            np.testing.assert_array_equal(g[k], grads[0][k])
+    assert losses == [losses[0]] * 4
+
+
 def test_labels_of_the_wrong_shape(dev, net):
     x, _, _ = data(dev)
     with pytest.raises(ValueError, match=r"integer labels t must have shape \(5,\)"):

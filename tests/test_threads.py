@@ -100,3 +100,42 @@ def test_small_steps_are_timed_and_get_a_thread_count_when_asked(monkeypatch):
     assert _CHOOSERS[1234567.0].choice in _CHOOSERS[1234567.0].arms
     after = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
     assert after == before  # every block restores what it found
+
+
+def test_blas_pools_read_and_set_what_threadpoolctl_sees():
+    """The pools the policy sets (a pthreads OpenBLAS's own C functions where there is one) act
+    on the very library threadpoolctl reports, and a worker thread's setting goes through
+    threadpoolctl (which lets one thread at a time change a process-wide pool)."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from xpnet.threads import blas_libraries
+
+    def seen():
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+
+    pools = blas_libraries()
+    assert len(pools) == len(seen())
+    before = [p.get_num_threads() for p in pools]
+    assert before == seen()
+    try:
+        for p in pools:
+            p.set_num_threads(1)
+        assert seen() == [1] * len(pools) and [p.get_num_threads() for p in pools] == [1] * len(pools)
+        import threading
+
+        errors = []
+
+        def worker():
+            try:
+                for p in pools:
+                    p.set_num_threads(1)
+            except Exception as e:  # pragma: no cover - the failure is reported below
+                errors.append(e)
+
+        th = threading.Thread(target=worker)
+        th.start()
+        th.join()
+        assert not errors
+    finally:
+        for p, n in zip(pools, before):
+            p.set_num_threads(n)
+    assert seen() == before

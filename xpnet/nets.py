@@ -30,7 +30,8 @@ from .layers import (Affine, BatchNormalization, Dropout, Relu, Sigmoid, Softmax
                      layer_param_names, layer_state_names)
 from .protocols import is_layer, takes_onehot, takes_train_flg
 from .validation import (check_array, check_features, check_finite, check_labels, check_net_size, check_samples,
-                         index_labels, is_array, is_kind, positive_int, shape_str, unit_interval)
+                         index_labels, is_array, is_kind, labels_out_of_range, positive_int, shape_str,
+                         unit_interval)
 
 __all__ = ["Net", "MultiLayerNet", "MultiLayerNetExtend", "TwoLayerNet", "ACTIVATIONS", "WEIGHT_INITS",
            "weight_init_std_for", "is_weight_init", "last_layer_of"]
@@ -312,6 +313,9 @@ class Net:
         dtype and device, ``t_onehot`` one-hot rows of that dtype. No checks; ``net.grads`` is
         left alone. ``last_loss()`` gives the batch's loss when read. The trainer's step, in
         training mode (``train_flg=True``)."""
+        return self._backprop(x, t_onehot, dout)
+
+    def _backprop(self, x, t_onehot, dout=1.0):  # backprop's body, for callers already in the scope
         self._forward_loss_layer(self.forward(x, True), t_onehot)
         return self.backward(dout)
 
@@ -341,6 +345,9 @@ class Net:
         The checks are those a step can afford: shapes, dtypes, devices, the labels' range or
         one-hot rows summing to 1; not the NaN scan of ``x`` (``loss``, ``accuracy``,
         ``predict`` and the trainer do that where data enters)."""
+        if self._is_step_batch(x, t):  # the book loop's batch: its labels' range is all left to check
+            self.grads = grads = self._backprop(x, self._step_onehot(t))
+            return grads
         x = self._input(x)
         check_samples(x.shape[0], "x", "the gradient of the mean loss")
         c = self.num_classes
@@ -348,6 +355,30 @@ class Net:
             return self._gradient_by_scores(x, t)
         self.grads = grads = self.backprop(x, self._targets(t, x.shape[0], c))
         return grads
+
+    def _is_step_batch(self, x, t) -> bool:
+        """Whether ``x`` and ``t`` are already in the form a step computes on -- x a non-empty 2-d
+        batch of this device and dtype with the first layer's width, t integer labels of this
+        device, one per row, for xpnet's loss layer -- decided by attribute tests alone, so that
+        only the labels' range scan is left (``_input`` and ``_targets`` are the full checks,
+        which accept, convert or refuse by name whatever this declines). Call after
+        ``_weights()``, as ``on_batch`` does."""
+        ws, dev = self._weights_list, self.device
+        if not (ws and self._flat_input and dev.owns(x) and dev.owns(t) and x.dtype == self.dtype):
+            return False
+        xp, shape = self.xp, x.shape
+        return (len(shape) == 2 and shape[0] and shape[1] == ws[0].shape[0] and t.shape == shape[:1]
+                and (t.dtype == xp.int64 or t.dtype == xp.int32) and takes_onehot(self.lastLayer))
+
+    def _step_onehot(self, t):
+        """One-hot rows of a step batch's labels (``_is_step_batch``), refused unless each lies in
+        [0, C-1] (``check_labels``' range scan and message): rows of a kept identity."""
+        c, eye = self._weights_list[-1].shape[1], self._eye
+        if labels_out_of_range(t, c, self.xp):
+            check_labels(t, t.shape[0], c, self.xp)  # raises, naming the range
+        if eye is None or eye.shape[0] != c:
+            eye = self._eye = self.xp.eye(c, dtype=self.dtype, device=self.device.native)
+        return self.device.take_rows(eye, t)
 
     def _gradient_by_scores(self, x, t):
         y = self.forward(x, True)

@@ -9,8 +9,11 @@ in the last bit. ``cpu_thread_scope`` is the policy; ``XPNET_BLAS_THREADS`` over
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
+import itertools
 import os
+import threading
 import time
 
 from .backends.base import null_scope
@@ -51,9 +54,51 @@ def blas_thread_limit(n: int):
 
 @functools.lru_cache(maxsize=1)
 def blas_libraries() -> tuple:
-    """threadpoolctl's controllers of the BLAS libraries NumPy loaded (empty without it)."""
+    """The BLAS libraries NumPy loaded, as thread pools (``get_num_threads``, ``set_num_threads``,
+    ``num_threads``): threadpoolctl's controllers, a pthreads OpenBLAS's with its own C functions
+    (``_OpenBLASPool``); empty without threadpoolctl."""
     controller = _blas_controller()
-    return () if controller is None else tuple(c for c in controller.lib_controllers if c.user_api == "blas")
+    if controller is None:
+        return ()
+    return tuple(_OpenBLASPool.of(c) or c for c in controller.lib_controllers if c.user_api == "blas")
+
+
+class _OpenBLASPool:
+    """A pthreads OpenBLAS's thread count read and set by its own C functions, called straight
+    through ctypes: threadpoolctl's methods around the same calls cost several microseconds a
+    step in a reader's loop (benchmarks/README.md). Off the main thread the setting goes through
+    threadpoolctl, which lets one thread at a time change a process-wide pool."""
+
+    __slots__ = ("controller", "num_threads", "get_num_threads", "_set", "_main")
+
+    def __init__(self, controller, get, set_):
+        self.controller, self.num_threads = controller, controller.num_threads
+        self.get_num_threads, self._set = get, set_
+        self._main = threading.main_thread().ident
+
+    @classmethod
+    def of(cls, controller):
+        """The pool for a threadpoolctl controller of OpenBLAS on pthreads; None for any other."""
+        if getattr(controller, "internal_api", None) != "openblas" or \
+                getattr(controller, "threading_layer", None) != "pthreads":
+            return None
+        try:
+            lib = ctypes.CDLL(controller.filepath, mode=getattr(os, "RTLD_NOLOAD", 0))
+        except OSError:
+            return None
+        for prefix, suffix in itertools.product(("", "scipy_"), ("", "64_", "_64")):  # as the builds name them
+            get = getattr(lib, f"{prefix}openblas_get_num_threads{suffix}", None)
+            set_ = getattr(lib, f"{prefix}openblas_set_num_threads{suffix}", None)
+            if get is not None and set_ is not None:
+                get.restype, get.argtypes, set_.restype, set_.argtypes = ctypes.c_int, (), None, (ctypes.c_int,)
+                return cls(controller, get, set_)
+        return None
+
+    def set_num_threads(self, n: int) -> None:
+        if threading.get_ident() == self._main:
+            self._set(n)
+        else:
+            self.controller.set_num_threads(n)
 
 
 class _BlasThreads:
@@ -67,17 +112,44 @@ class _BlasThreads:
         self.libs, self.n, self.old = libs, n, ()
 
     def __enter__(self):
-        self.old = tuple(lib.get_num_threads() for lib in self.libs)
+        n, self.old = self.n, [lib.get_num_threads() for lib in self.libs]
         for lib, old in zip(self.libs, self.old):
-            if old != self.n:
-                lib.set_num_threads(self.n)
+            if old != n:
+                lib.set_num_threads(n)
         return self
 
     def __exit__(self, *exc):
+        n = self.n
         for lib, old in zip(self.libs, self.old):
-            if old is not None and old != self.n:
+            if old is not None and old != n:
                 lib.set_num_threads(old)
         return False
+
+
+class _OneBlasThreads:
+    """``_BlasThreads`` for the one BLAS library most NumPy builds load: the same block with no
+    loop (it wraps every ``gradient()`` call of a reader's loop)."""
+
+    __slots__ = ("lib", "n", "old")
+
+    def __init__(self, lib, n: int):
+        self.lib, self.n, self.old = lib, n, None
+
+    def __enter__(self):
+        self.old = old = self.lib.get_num_threads()
+        if old != self.n:
+            self.lib.set_num_threads(self.n)
+        return self
+
+    def __exit__(self, *exc):
+        old = self.old
+        if old is not None and old != self.n:
+            self.lib.set_num_threads(old)
+        return False
+
+
+def _blas_threads(pools, n: int):
+    return _OneBlasThreads(pools[0], n) if len(pools) == 1 else _BlasThreads(pools, n)
 
 
 class ThreadChooser:
@@ -155,11 +227,11 @@ def cpu_thread_scope(pools, largest_product_flops: float, steps: int, choosers: 
         return null_scope()
     mode = _blas_threads_from_env()
     if isinstance(mode, int):
-        return _BlasThreads(pools, mode)
+        return _blas_threads(pools, mode)
     if largest_product_flops >= SMALL_PRODUCT_FLOPS:
         return null_scope()
     if mode != "auto":
-        return _BlasThreads(pools, 1)
+        return _blas_threads(pools, 1)
     chooser = choosers.get(largest_product_flops)
     if chooser is None:
         full = max((getattr(p, "num_threads", 1) or 1) for p in pools)  # as the library started

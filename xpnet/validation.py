@@ -26,6 +26,7 @@ __all__ = [
     "check_array",
     "check_features",
     "check_labels",
+    "labels_out_of_range",
     "check_distribution",
     "distribution_tolerance",
     "check_finite",
@@ -146,7 +147,7 @@ def check_labels(t, n: int, c: int, xp, check_range: bool = True, name: str = "t
         if check_range and n:
             if is_kind(xp, t.dtype, "unsigned integer"):  # torch has no comparisons for uint16..uint64
                 t = index_labels(t, xp)  # (exact but for uint64 above 2**63, which turn negative: refused too)
-            if _count_out_of_range(t, c, xp):
+            if labels_out_of_range(t, c, xp):
                 lo, hi = int(xp.min(t)), int(xp.max(t))
                 raise ValueError(
                     f"labels {name} must lie in [0, {c - 1}] for {c} classes, got values in "
@@ -169,11 +170,13 @@ def check_labels(t, n: int, c: int, xp, check_range: bool = True, name: str = "t
 _INT_MAX: dict = {}
 
 
-def _count_out_of_range(t, c: int, xp) -> int:
+def labels_out_of_range(t, c: int, xp) -> int:
     """How many signed labels lie outside [0, c-1]. ``t // c`` is nonzero exactly there: one
     operation where ``(t < 0) | (t >= c)`` takes three, on a check that runs in every
     ``gradient()``. When c exceeds the dtype's range (which the strict namespace refuses to
     divide or compare by) every value lies below c and ``t < 0`` is the whole test."""
+    if 0 < c <= 127:  # within every signed integer dtype's range: no dtype to look up
+        return _count_nonzero(t // c, xp)
     key = (id(xp), t.dtype)
     top = _INT_MAX.get(key)
     if top is None:
