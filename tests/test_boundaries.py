@@ -41,6 +41,7 @@ BACKEND_IMPORTERS = {
     "xpnet/io/npy.py": "host-side I/O: parses .npy headers with NumPy's own parser, reads images as NumPy",
     "xpnet/io/checkpoint_format.py": "host-side I/O: checks the NumPy state arrays and dtypes a checkpoint records",
     "xpnet/io/idx.py": "host-side data: decodes IDX files into NumPy arrays",
+    "xpnet/io/book_pickle.py": "host-side data: the book's pickled parameters, rebuilt as NumPy arrays",
     "xpnet/testing.py": "test assertions: results of every device are compared on the host, in NumPy",
     "xpnet/distributed.py": "MPI reduces host buffers (NumPy views of the device arrays) in place",
 }

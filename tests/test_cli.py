@@ -89,8 +89,8 @@ def test_help_shows_defaults_and_version(capsys):
         main(["train", "--help"])
     out = capsys.readouterr().out
     assert e.value.code == 0
-    for default in ("(default: 100)", "(default: sgd)", "(default: float32)", "(default: 10000",
-                    "(default: 0)", "$XPNET_DEVICE"):
+    for default in ("(default: 100)", "(default: sgd for mlp, adam for the convnets)", "(default: float32)",
+                    "(default: 10000", "(default: 0)", "$XPNET_DEVICE"):
         assert default in " ".join(out.split()), default
     assert "--quiet" in out and "final line" in out
     with pytest.raises(SystemExit) as e:
@@ -299,3 +299,50 @@ def test_module_entry_point_and_gradcheck(tiny):
                        capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "TwoLayerNet 64-50-3 on cpu" in r.stdout and "W1: max abs diff" in r.stdout and "PASSED" in r.stdout
+
+
+# -- the book's convnets ---------------------------------------------------------------------
+def test_train_a_simple_conv_net_resume_evaluate_and_predict_it(tiny, tmp_path, capsys):
+    """``--net simpleconv``: the images stay (N, 1, 8, 8); the book's Adam by default; the run
+    resumes, and evaluate and predict take its checkpoint."""
+    out = tmp_path / "run"
+    common = ["--data-dir", str(tiny), "--no-plot"]
+    assert main(["train", "--device", "cpu", "--net", "simpleconv", "--iters", "40", "--eval-interval", "20",
+                 "--batch-size", "30", "--hidden", "16", "--out", str(out), *common]) == 0
+    text = capsys.readouterr().out
+    assert "SimpleConvNet(1x8x8, 30 filters of 5, hidden 16, 3 classes" in text and "adam lr 0.001" in text
+    hist = json.loads((out / "history.json").read_text())
+    assert hist["config"]["net"]["class"] == "SimpleConvNet" and len(hist["loss"]) == 40
+    assert main(["train", "--resume", str(out), "--iters", "80", *common]) == 0
+    assert "resuming" in capsys.readouterr().out
+    hist = json.loads((out / "history.json").read_text())
+    assert len(hist["loss"]) == 80 and hist["final_test_acc"] > 0.6, hist["final_test_acc"]
+    assert main(["evaluate", str(out / "model.npz"), "--data-dir", str(tiny)]) == 0
+    assert f"accuracy {hist['final_test_acc']:.4f}" in capsys.readouterr().out
+    images = tmp_path / "x.npy"
+    (_, _), (xt, _) = xpnet.load_idx_dataset(tiny)
+    np.save(images, xt[:3])  # flat rows, as --images takes them
+    assert main(["predict", str(out / "model.npz"), "--images", str(images)]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 4
+
+
+def test_train_a_deep_conv_net_briefly(tiny, tmp_path, capsys):
+    assert main(["train", "--device", "cpu", "--net", "deepconv", "--iters", "3", "--batch-size", "10",
+                 "--data-dir", str(tiny), "--out", str(tmp_path / "run"), "--quiet", "--no-plot"]) == 0
+    assert xpnet.load_net(tmp_path / "run" / "model.npz").config["class"] == "DeepConvNet"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--net", "simpleconv", "--sizes", "64,3"], "--sizes does not apply to --net simpleconv"),
+    (["--net", "deepconv", "--batchnorm"], "--batchnorm does not apply to --net deepconv"),
+    (["--net", "deepconv", "--weight-init", "he"], "--weight-init does not apply to --net deepconv"),
+])
+def test_options_of_the_mlp_are_refused_for_the_convnets(tiny, tmp_path, capsys, args, message):
+    assert main(["train", "--device", "cpu", *args, "--data-dir", str(tiny), "--out", str(tmp_path / "r")]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
+def test_an_activation_without_sizes_is_not_ignored(tiny, tmp_path, capsys):
+    assert main(["train", "--device", "cpu", "--activation", "sigmoid", "--iters", "2", "--data-dir", str(tiny),
+                 "--out", str(tmp_path / "r"), "--no-plot"]) == 0
+    assert "MultiLayerNet(64-50-3, sigmoid" in capsys.readouterr().out

@@ -78,10 +78,73 @@ def test_the_trainer_takes_images_and_a_conv_net_learns():
     assert h.final_test_acc > 0.6, h.final_test_acc
 
 
-def test_a_conv_net_is_not_saved_as_something_else(tmp_path):
-    with pytest.raises(xpnet.CheckpointError, match="SimpleConvNet.*another class"):
-        xpnet.save_net(xpnet.SimpleConvNet(**SMALL, seed=0), tmp_path / "m")
+DEEP_SMALL = {"input_dim": (1, 16, 16), "hidden_size": 8, "output_size": 3,
+              "conv_param_1": {"filter_num": 4}, "conv_param_2": {"filter_num": 4}, "conv_param_3": {"filter_num": 4},
+              "conv_param_4": {"filter_num": 4}, "conv_param_5": {"filter_num": 4}, "conv_param_6": {"filter_num": 4}}
+
+
+@pytest.mark.parametrize("make", [lambda dev: xpnet.SimpleConvNet(**SMALL, device=dev, dtype="float32", seed=0),
+                                  lambda dev: xpnet.DeepConvNet(**DEEP_SMALL, device=dev, seed=0)],
+                         ids=["simple", "deep"])
+def test_a_conv_net_checkpoint_rebuilds_the_same_net_on_any_device(dev, tmp_path, make):
+    net = make(dev)
+    path = xpnet.save_net(net, tmp_path / "m")
+    x = np.random.default_rng(0).random((4,) + net.input_dim)
+    for where in (dev, "cpu"):
+        back = xpnet.load_net(path, device=where)
+        assert type(back) is type(net) and back.config == net.config and back.dtype == back.device.dtype(
+            net.config["dtype"])
+        np.testing.assert_allclose(back.device.to_numpy(back.predict(back.device.asarray(x))),
+                                   dev.to_numpy(net.predict(dev.asarray(x))), rtol=1e-6, atol=1e-7)
+        assert back.generator_states() == net.generator_states()  # DeepConvNet's dropouts go on where they stood
+
+
+def test_a_conv_net_with_a_replaced_layer_is_not_saved_as_the_book_net(tmp_path):
+    net = xpnet.SimpleConvNet(**SMALL, seed=0)
+    net.layers["Relu1"] = xpnet.Relu()
+    with pytest.raises(xpnet.CheckpointError, match=r"another class or has other or edited layers.*save_params"):
+        xpnet.save_net(net, tmp_path / "m")
     assert not (tmp_path / "m.npz").exists()
+    net.save_params(str(tmp_path / "p.npz"))  # what the message offers works
+    other = xpnet.SimpleConvNet(**SMALL, seed=1)
+    other.load_params(str(tmp_path / "p.npz"))
+    np.testing.assert_array_equal(other.params["W1"], net.params["W1"])
+
+
+def test_an_edited_conv_record_is_refused_as_damaged(tmp_path):
+    import json
+
+    net = xpnet.SimpleConvNet(**SMALL, seed=0)
+    path = xpnet.save_net(net, tmp_path / "m")
+    with np.load(path) as z:
+        members = {k: z[k] for k in z.files}
+    record = json.loads(str(members["__meta__"][()]))
+    for change, message in (({"conv_param": {"filter_num": 4, "filter_size": 3, "pad": 1, "stride": 0}},
+                             r"stride must be an integer >= 1"),
+                            ({"hidden_size": True}, r"hidden_size must be a positive integer"),
+                            ({"input_dim": [1, 10]}, r"input_dim must be \(channels, height, width\)"),
+                            ({"hidden_size": 10 ** 9}, r"more than a checkpoint may hold")):
+        edited = dict(record, config=dict(record["config"], **change))
+        members["__meta__"] = np.array(json.dumps(edited))
+        np.savez(tmp_path / "e.npz", **members)
+        with pytest.raises(xpnet.CheckpointError, match=message):
+            xpnet.load_net(tmp_path / "e.npz")
+
+
+def test_a_deep_conv_net_run_resumes_bit_exact(tmp_path):
+    rng = np.random.default_rng(0)
+    x, t = rng.random((60, 1, 16, 16)).astype(np.float32), np.arange(60) % 3
+    kw = {"optimizer": "adam", "lr": 0.01, "batch_size": 10, "seed": 1, "progress": False, "log": None,
+          "eval_interval": 4}
+    whole = Trainer(xpnet.DeepConvNet(**DEEP_SMALL, dtype="float32", seed=2), x, t, x[:20], t[:20], iters=8, **kw)
+    h = whole.fit()
+    first = Trainer(xpnet.DeepConvNet(**DEEP_SMALL, dtype="float32", seed=2), x, t, x[:20], t[:20], iters=4, **kw)
+    first.fit(checkpoint=tmp_path / "run")
+    resumed = Trainer.resume(tmp_path / "run.npz", x, t, x[:20], t[:20], iters=8, log=None, progress=False)
+    h2 = resumed.fit()
+    for k in whole.net.params:
+        np.testing.assert_array_equal(resumed.net.params[k], whole.net.params[k], err_msg=k)
+    assert h2.loss == h.loss and h2.test_acc == h.test_acc
 
 
 class _HeldMask:

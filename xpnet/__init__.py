@@ -16,7 +16,7 @@ from .convnets import DeepConvNet, SimpleConvNet
 from .datasets import load_idx_dataset, load_mnist
 from .optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
 from .trainer import History, Trainer
-from .checkpoint import Checkpoint, load_checkpoint, load_net, save_net
+from .checkpoint import Checkpoint, load_checkpoint, load_net, load_params, save_net, save_params
 
 __version__ = "0.1.0"
 
@@ -29,6 +29,6 @@ __all__ = [
     "DatasetError", "load_idx_dataset", "load_mnist",
     "SGD", "AdaGrad", "Adam", "Momentum", "Nesterov", "RMSprop",
     "History", "Trainer", "TrainingDivergedError", "TrainingInterrupted", "CheckpointWriteError",
-    "Checkpoint", "CheckpointError", "load_checkpoint", "load_net", "save_net",
+    "Checkpoint", "CheckpointError", "load_checkpoint", "load_net", "save_net", "load_params", "save_params",
     "DistributedError",
 ]

@@ -23,14 +23,17 @@ from .atomic import write_atomic
 from .backend import device as get_device
 from .exceptions import CheckpointError, CheckpointWriteError, DeviceUnavailableError
 from .history import History
-from .io.checkpoint_format import (FORMAT, MAX_META_BYTES, MAX_PARAM_BYTES, MAX_STATE_BYTES, META, buffer_shapes,
-                                   check_members, check_state, config_of, param_shapes, read_record, record_text,
+from .io.checkpoint_format import (CONV_CLASSES, FORMAT, MAX_META_BYTES, MAX_PARAM_BYTES, MAX_STATE_BYTES, META,
+                                   buffer_shapes, check_members, check_state, config_of, read_record, record_text,
                                    state_spec)
+from .io.book_pickle import is_pickle, read_book_params
 from .io.npz import open_npz
+from .convnets import DeepConvNet, SimpleConvNet
 from .nets import MultiLayerNet, MultiLayerNetExtend, TwoLayerNet
 
-__all__ = ["save_net", "load_net", "load_checkpoint", "checkpoint_meta", "Checkpoint", "CheckpointError",
-           "save_run", "load_run", "SavedRun", "RUN_FORMAT", "MAX_PARAM_BYTES", "MAX_STATE_BYTES", "MAX_META_BYTES"]
+__all__ = ["save_params", "load_params", "save_net", "load_net", "load_checkpoint", "checkpoint_meta", "Checkpoint",
+           "CheckpointError", "save_run", "load_run", "SavedRun", "RUN_FORMAT", "MAX_PARAM_BYTES", "MAX_STATE_BYTES",
+           "MAX_META_BYTES"]
 
 
 @dataclass
@@ -73,7 +76,7 @@ def load_checkpoint(path, device=None, dtype=None) -> Checkpoint:
     dev = get_device(device)
     with open_npz(path) as npz:
         record, arch = read_record(npz)
-        shapes, buffers = param_shapes(arch["sizes"], arch.get("use_batchnorm", False)), buffer_shapes(arch)
+        shapes, buffers = arch["shapes"], buffer_shapes(arch)
         meta, spec, state_cap = state_spec(record, path, 8 * arch["n_params"])
         check_members(npz, shapes, spec, buffers)
         params, used = {}, 0
@@ -109,9 +112,26 @@ def checkpoint_meta(path) -> dict:
         return state_spec(record, path, 8 * arch["n_params"])[0]
 
 
-def _rebuild(arch: dict, params: dict, dev, dtype, path: str):
-    sizes = arch["sizes"]
+def takes_images(path) -> bool:
+    """Whether the net saved at ``path`` is a convnet, which takes images (N, C, H, W): read from
+    its record alone. False when the file cannot say (loading it then names the fault)."""
     try:
+        with open_npz(os.fspath(path)) as npz:
+            return read_record(npz)[1]["class"] in CONV_CLASSES
+    except (CheckpointError, OSError):
+        return False
+
+
+def _rebuild(arch: dict, params: dict, dev, dtype, path: str):
+    try:
+        if arch["class"] in CONV_CLASSES:
+            kw = dict(arch["kwargs"])
+            if arch["class"] == "DeepConvNet":
+                convs = kw.pop("conv_params")
+                kw.update({f"conv_param_{i}": cp for i, cp in enumerate(convs, start=1)})
+            return {"SimpleConvNet": SimpleConvNet, "DeepConvNet": DeepConvNet}[arch["class"]](
+                **kw, device=dev, dtype=dtype, params=params)
+        sizes = arch["sizes"]
         if arch["class"] == "TwoLayerNet":
             return TwoLayerNet(*sizes, arch["weight_init"], device=dev, dtype=dtype, params=params)
         kwargs = {"device": dev, "dtype": dtype, "params": params, "layer_names": arch["layer_names"],
@@ -123,6 +143,80 @@ def _rebuild(arch: dict, params: dict, dev, dtype, path: str):
         return MultiLayerNet(sizes, arch["activation"], arch["weight_init"], **kwargs)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: cannot rebuild the saved net ({e})") from None
+
+
+# -- the book's save_params / load_params ------------------------------------------------
+def save_params(net, file_name="params.pkl") -> str:
+    """The book's ``save_params``: ``net.params`` as host arrays under their keys, in one atomic
+    write of xpnet's ``.npz`` -- never a pickle, whatever the name (the book's ``params.pkl``
+    included: ``load_params`` reads it back by its content). Returns the path."""
+    path = os.fspath(file_name)
+    arrays = {k: net.device.to_numpy(v) for k, v in net.params.items()}
+    write_atomic(path, lambda f: np.savez(f, **arrays))
+    return path
+
+
+def load_params(net, file_name="params.pkl") -> None:
+    """The book's ``load_params``: the parameters saved in ``file_name`` written into
+    ``net.params`` in place (the layers keep computing with the same arrays), converted to the
+    net's dtype and device.
+
+    Reads the book's pickles (``ch07/params.pkl``, ``ch08/deep_convnet_params.pkl``) without
+    running anything from them (``xpnet.io.book_pickle``), ``save_params``' files and xpnet
+    checkpoints. The file is refused unread when larger than the net's parameters could be,
+    and as a whole -- before any parameter changes -- when a key is missing or unknown, a shape
+    differs or a value is NaN or infinite."""
+    path = os.fspath(file_name)
+    shapes = {k: tuple(v.shape) for k, v in net.params.items()}
+    cap = 2 * 8 * sum(int(np.prod(s)) for s in shapes.values()) + (1 << 20)  # float64, and room for the format
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        raise CheckpointError(f"cannot read {path}: {e.strerror or e}") from None
+    if head.startswith(b"PK"):
+        arrays = _npz_params(path, shapes, cap)
+    elif is_pickle(head):
+        arrays = read_book_params(path, cap)
+    else:
+        raise CheckpointError(f"{path} is neither the book's pickle of parameters nor xpnet's .npz")
+    _check_params(path, arrays, shapes)
+    dev = net.device
+    with dev.scope():
+        for k, a in arrays.items():
+            net.params[k][...] = dev.asarray(a, dtype=net.dtype)
+
+
+def _npz_params(path, shapes: dict, cap: int) -> dict:
+    with open_npz(path) as npz:
+        names = set(npz.names)
+        prefix = "param/" if META + ".npy" in names else ""  # an xpnet checkpoint, or save_params' file
+        keys = [n[len(prefix):-4] for n in names if n.startswith(prefix) and n.endswith(".npy") and n != META + ".npy"]
+        _check_params(path, dict.fromkeys(keys), shapes)
+        arrays, left = {}, cap
+        for k in keys:
+            arrays[k] = npz.array(f"{prefix}{k}.npy", kind="parameter", max_bytes=left)  # shapes: _check_params
+            left -= arrays[k].nbytes
+    return arrays
+
+
+def _check_params(path, arrays: dict, shapes: dict) -> None:
+    """The saved keys are the net's (each named when not), and, once read, of its shapes, finite."""
+    missing, unknown = [k for k in shapes if k not in arrays], sorted(k for k in arrays if k not in shapes)
+    if unknown:
+        raise CheckpointError(f"{path} holds a parameter {unknown[0]!r}, which this net does not have (it has "
+                              f"{', '.join(shapes)}): saved from another architecture")
+    if missing:
+        raise CheckpointError(f"{path} has no parameter {missing[0]!r}, which this net needs (the file holds "
+                              f"{', '.join(arrays) or 'none'}): saved from another architecture")
+    for k, a in arrays.items():
+        if a is None:
+            continue
+        if tuple(a.shape) != shapes[k]:
+            raise CheckpointError(f"{path}: parameter {k!r} has shape {tuple(a.shape)}, this net's is {shapes[k]}: "
+                                  "saved from a net of other sizes (build the net with the saved sizes)")
+        if not np.isfinite(a).all():
+            raise CheckpointError(f"{path}: parameter {k!r} holds NaN or infinite values; the file is damaged")
 
 
 # -- training runs: a net's checkpoint that also holds where its training stood --------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -115,12 +116,18 @@ def _parser():
                        description="Train a net (the book's TwoLayerNet by default) and write history.json, "
                                    "model.npz and curves.png to a run folder.")
     t.add_argument("--device", type=_device_arg, default=None, help=DEVICE_HELP)
-    t.add_argument("--hidden", type=_positive_int, default=50, help="hidden units of the two-layer net")
+    t.add_argument("--net", choices=list(NETS), default="mlp",
+                   help="mlp: the book's TwoLayerNet (MultiLayerNet with --sizes); simpleconv: its chapter 7 "
+                        "SimpleConvNet; deepconv: its chapter 8 DeepConvNet (these two train as the book does: "
+                        "adam, lr 0.001, 20 epochs, unless told)")
+    t.add_argument("--hidden", type=_positive_int, default=None,
+                   help="hidden units (default: 50 for mlp and deepconv, 100 for simpleconv, as the book)")
     t.add_argument("--sizes", type=_sizes,
                    help="all layer sizes, e.g. 784,100,100,10: a MultiLayerNet (overrides --hidden)")
-    t.add_argument("--activation", choices=["relu", "sigmoid"], default="relu", help="activation (--sizes nets)")
-    t.add_argument("--weight-init", type=_weight_init, default=0.01, help="std of the initial weights, "
-                   "'he' (or 'relu') or 'xavier' (or 'sigmoid')")
+    t.add_argument("--activation", choices=["relu", "sigmoid"], default=None,
+                   help="activation of --sizes nets (default: relu)")
+    t.add_argument("--weight-init", type=_weight_init, default=None, help="std of the initial weights, "
+                   "'he' (or 'relu') or 'xavier' (or 'sigmoid') (default: 0.01; deepconv: He's, always)")
     length = t.add_mutually_exclusive_group()
     length.add_argument("--iters", type=_positive_int, default=None,
                         help="training iterations (default: 10000, the book's protocol)")
@@ -129,8 +136,8 @@ def _parser():
     t.add_argument("--batch-size", type=_positive_int, default=100, help="mini-batch size")
     t.add_argument("--lr", type=_positive_float, default=None,
                    help="learning rate (default: 0.1 for sgd, the optimizer's own default otherwise)")
-    t.add_argument("--optimizer", choices=["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"], default="sgd",
-                   help="optimizer")
+    t.add_argument("--optimizer", choices=["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"], default=None,
+                   help="optimizer (default: sgd for mlp, adam for the convnets)")
     t.add_argument("--batchnorm", action="store_true",
                    help="batch normalisation after each hidden Affine (the book's MultiLayerNetExtend)")
     t.add_argument("--dropout", type=_ratio, default=None, metavar="RATIO",
@@ -219,14 +226,15 @@ def _index_spec(s):
     return items
 
 
-def _load(data_dir):
+def _load(data_dir, flatten=True):
     """(x_train, t_train), (x_test, t_test) from ``--data-dir`` (any IDX dataset, checked against
-    the SHA256SUMS file there when present), else MNIST ($XPNET_DATA_DIR or the bundled copy)."""
+    the SHA256SUMS file there when present), else MNIST ($XPNET_DATA_DIR or the bundled copy);
+    images (N, C, H, W) unless ``flatten``."""
     from .datasets import load_idx_dataset, load_mnist
     from .exceptions import DatasetError
 
     try:
-        return load_idx_dataset(data_dir) if data_dir else load_mnist()
+        return load_idx_dataset(data_dir, flatten=flatten) if data_dir else load_mnist(flatten=flatten)
     except DatasetError as e:
         raise _Fail(f"--data-dir {data_dir}: {e}" if data_dir else str(e)) from None
 
@@ -292,7 +300,10 @@ def _train(args, comm) -> int:
     except RunFolderError as e:
         raise _Fail(str(e)) from None
     try:
-        (x_train, t_train), (x_test, t_test) = _load(args.data_dir)
+        from .checkpoint import takes_images
+
+        images = takes_images(folder.checkpoint) if args.resume else args.net != "mlp"
+        (x_train, t_train), (x_test, t_test) = _load(args.data_dir, flatten=not images)
         progress, epoch_log = (False, None) if quiet else (None, log)
         per_epoch = max(len(x_train) // (args.batch_size * (comm.size if comm is not None else 1)), 1)  # global batches
         iters = args.iters or (args.epochs * per_epoch if args.epochs else None)
@@ -310,28 +321,17 @@ def _train(args, comm) -> int:
             say(f"xpnet train: resuming {folder.path} at step {trainer.step} of {trainer.iters} ({net} on "
                 f"{net.device.name}, {type(trainer.optimizer).__name__}; settings from its checkpoint)")
         else:
-            iters = iters or 10000
-            d, c = x_train.shape[1], _classes(t_train, t_test)  # input size and classes: from the data
-            sizes = args.sizes or [d, args.hidden, c]
-            if sizes[0] != d or sizes[-1] != c:
-                raise _Fail(f"--sizes must start with {d} (pixels per image) and end with {c} (classes) for this "
-                            f"data, got {','.join(map(str, sizes))}")
+            conv = args.net != "mlp"
+            optimizer = args.optimizer or ("adam" if conv else "sgd")
+            iters = iters or (20 * per_epoch if conv else 10000)  # the book's protocols
+            c = _classes(t_train, t_test)  # the classes: from the data
             kw = {"device": dev, "dtype": args.dtype, "seed": args.seed}
-            if args.batchnorm or args.dropout is not None:
-                ratio = 0.5 if args.dropout is None else args.dropout
-                net = xpnet.MultiLayerNetExtend(sizes, args.activation, args.weight_init, use_batchnorm=args.batchnorm,
-                                                use_dropout=args.dropout is not None, dropout_ratio=ratio,
-                                                weight_decay_lambda=args.weight_decay, **kw)
-            elif args.sizes or args.weight_decay:
-                net = xpnet.MultiLayerNet(sizes, args.activation, args.weight_init,
-                                          weight_decay_lambda=args.weight_decay, **kw)
-            else:
-                net = xpnet.TwoLayerNet(sizes[0], sizes[1], sizes[2], args.weight_init, **kw)
-            trainer = Trainer(net, x_train, t_train, x_test, t_test, optimizer=args.optimizer, lr=args.lr,
+            net = _conv_net(args, x_train, c, kw) if conv else _mlp(args, x_train.shape[1], c, kw)
+            trainer = Trainer(net, x_train, t_train, x_test, t_test, optimizer=optimizer, lr=args.lr,
                               batch_size=args.batch_size, iters=iters, eval_interval=args.eval_interval, seed=args.seed,
                               progress=progress, log=epoch_log, communicator=comm)
             procs = f" x {comm.size} processes ({comm.engine})" if comm is not None else ""
-            say(f"xpnet train: {net} on {dev.name}, {args.optimizer} lr {trainer.optimizer.lr}, batch {args.batch_size}"
+            say(f"xpnet train: {net} on {dev.name}, {optimizer} lr {trainer.optimizer.lr}, batch {args.batch_size}"
                 f"{procs}, {iters} iterations" + (f" ({args.epochs} epochs)" if args.epochs else "")
                 + f"; run folder {folder.path}")
         folder.drop_views()  # the checkpoint is the truth until the views are written again
@@ -364,6 +364,48 @@ def _train(args, comm) -> int:
         print(f"xpnet train: {hist.verdict}", file=sys.stderr)
         return 1
     return 0
+
+
+NETS = {"mlp": "TwoLayerNet or MultiLayerNet", "simpleconv": "SimpleConvNet", "deepconv": "DeepConvNet"}
+
+
+def _mlp(args, d, c, kw):
+    import xpnet
+
+    sizes = args.sizes or [d, args.hidden or 50, c]
+    if sizes[0] != d or sizes[-1] != c:
+        raise _Fail(f"--sizes must start with {d} (pixels per image) and end with {c} (classes) for this "
+                    f"data, got {','.join(map(str, sizes))}")
+    activation, init = args.activation or "relu", 0.01 if args.weight_init is None else args.weight_init
+    if args.batchnorm or args.dropout is not None:
+        ratio = 0.5 if args.dropout is None else args.dropout
+        return xpnet.MultiLayerNetExtend(sizes, activation, init, use_batchnorm=args.batchnorm,
+                                         use_dropout=args.dropout is not None, dropout_ratio=ratio,
+                                         weight_decay_lambda=args.weight_decay, **kw)
+    if args.sizes or args.weight_decay or activation != "relu":
+        return xpnet.MultiLayerNet(sizes, activation, init, weight_decay_lambda=args.weight_decay, **kw)
+    return xpnet.TwoLayerNet(sizes[0], sizes[1], sizes[2], init, **kw)
+
+
+def _conv_net(args, x_train, c, kw):
+    """The book's SimpleConvNet or DeepConvNet for the data's images (N, C, H, W)."""
+    import xpnet
+
+    mlp_only = [name for name, given in (("--sizes", args.sizes), ("--activation", args.activation),
+                                         ("--batchnorm", args.batchnorm), ("--dropout", args.dropout is not None),
+                                         ("--weight-decay", args.weight_decay)) if given]
+    if args.net == "deepconv" and args.weight_init is not None:
+        mlp_only.append("--weight-init")
+    if mlp_only:
+        raise _Fail(f"{mlp_only[0]} does not apply to --net {args.net} (the book's {NETS[args.net]}, whose layers "
+                    "are fixed): leave it out, or train --net mlp")
+    try:
+        if args.net == "simpleconv":
+            return xpnet.SimpleConvNet(x_train.shape[1:], hidden_size=args.hidden or 100, output_size=c,
+                                       weight_init_std=0.01 if args.weight_init is None else args.weight_init, **kw)
+        return xpnet.DeepConvNet(x_train.shape[1:], hidden_size=args.hidden or 50, output_size=c, **kw)
+    except ValueError as e:  # images too small for the book's filters and poolings
+        raise _Fail(f"--net {args.net}: {e}") from None
 
 
 def cmd_train(args) -> int:
@@ -413,9 +455,14 @@ def _load_model(path, dev):
         raise _Fail(f"MODEL: {e}") from None
 
 
+def _pixels(net) -> int:
+    """Values per image the net takes: its first Affine's rows, or a convnet's C * H * W."""
+    return net.n_features if net.n_features is not None else math.prod(net.input_dim)
+
+
 def _check_fits(net, x, labels, what):
-    if x.shape[1] != net.n_features:
-        raise _Fail(f"the model takes {net.n_features} pixels per image but {what} has {x.shape[1]}: "
+    if x.shape[1] != _pixels(net):
+        raise _Fail(f"the model takes {_pixels(net)} pixels per image but {what} has {x.shape[1]}: "
                     f"use the data the model was trained on")
     if labels is not None and labels.size and int(labels.max()) >= net.num_classes:
         raise _Fail(f"{what} has labels up to {int(labels.max())} but the model knows {net.num_classes} classes: "
@@ -431,7 +478,8 @@ def _outputs(net, dev, x, t=None, batch=10000):
     pred, top, probs, correct, loss = [], [], [], 0, 0.0
     with dev.scope():
         for i in range(0, len(x), batch):
-            xb = dev.asarray(x[i:i + batch], dtype=net.dtype)
+            xb = x[i:i + batch]
+            xb = dev.asarray(xb if net.n_features is not None else xb.reshape((-1,) + net.input_dim), dtype=net.dtype)
             p = softmax(net.predict(xb), xp)
             k = xp.argmax(p, axis=1)
             pred += dev.to_numpy(k).tolist()
@@ -492,7 +540,7 @@ def cmd_predict(args) -> int:
     dev = _device(args)
     net = _load_model(args.model, dev)
     if args.images:
-        x, t = _load_images(args.images, net.n_features), None
+        x, t = _load_images(args.images, _pixels(net)), None
         what = f"--images {args.images}"
         spec = args.index
     else:

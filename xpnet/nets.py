@@ -450,6 +450,22 @@ class Net:
         with self.held():
             return {k: numerical_gradient(loss_W, p) for k, p in self.params.items()}
 
+    # -- the book's files ------------------------------------------------------------------
+    def save_params(self, file_name="params.pkl"):
+        """The parameters, saved as ``xpnet.checkpoint.save_params`` does (xpnet's ``.npz``, never
+        a pickle, whatever the name); returns the path."""
+        from .checkpoint import save_params
+
+        return save_params(self, file_name)
+
+    def load_params(self, file_name="params.pkl"):
+        """Loads parameters into this net in place: the book's pickles (read without running
+        anything from them), ``save_params``' files and xpnet checkpoints
+        (``xpnet.checkpoint.load_params``)."""
+        from .checkpoint import load_params
+
+        load_params(self, file_name)
+
     # -- copies --------------------------------------------------------------------------
     def to(self, device=None, dtype=None):
         """A copy on another device and/or dtype, layers included (edited ones too): the

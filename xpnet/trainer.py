@@ -41,7 +41,8 @@ class Trainer:
     labels or one-hot rows), ``x_test``, ``t_test`` (optional in xpnet's form); host (NumPy)
     arrays or arrays of the net's device. ``optimizer``: a name (any case) or an object with
     ``update(params, grads)``; ``seed``: the mini-batch draws (default 0); ``eval_batch_size``:
-    rows per evaluation batch (10000), bounding memory. These three go with either form.
+    rows per evaluation batch (10000; a net's own ``eval_batch_size`` where it has one, as the convnets'
+    100), bounding memory. These three go with either form.
 
     The book's form (``train()``, ``train_step()``): ``epochs`` (20) of
     ``max_iter = int(epochs * iter_per_epoch)`` steps, ``iter_per_epoch = max(train_size /
@@ -61,7 +62,7 @@ class Trainer:
 
     def __init__(self, net=None, x_train=None, t_train=None, x_test=None, t_test=None, *book_args,
                  optimizer=_D("sgd"), lr=_D(None), batch_size=_D(100), iters=_D(10000), eval_interval=_D(None),
-                 eval_batch_size=_D(10000), record_loss=_D(True), report_every=_D(100), final_eval=_D(True),
+                 eval_batch_size=_D(None), record_loss=_D(True), report_every=_D(100), final_eval=_D(True),
                  seed=_D(0), progress=_D(None), log=_D(print), communicator=_D(None), network=None,
                  epochs=_D(20), mini_batch_size=_D(100), optimizer_param=_D({"lr": 0.01}),
                  evaluate_sample_num_per_epoch=_D(None), verbose=_D(True)):
@@ -92,7 +93,8 @@ class Trainer:
         self.batch_size = positive_int(*(("mini_batch_size", o["mini_batch_size"]) if self.book else
                                          ("batch_size", o["batch_size"])))
         self.iters = positive_int("iters", o["iters"])
-        self.eval_batch_size = positive_int("eval_batch_size", o["eval_batch_size"])
+        self.eval_batch_size = positive_int("eval_batch_size", o["eval_batch_size"], allow_none=True) or \
+            getattr(net, "eval_batch_size", 10000)  # a convnet's: the images its im2col handles fastest
         report_every = positive_int("report_every", o["report_every"])
         eval_interval = positive_int("eval_interval", o["eval_interval"], allow_none=True)
         self.seed = non_negative_int("seed", o["seed"], allow_none=True)

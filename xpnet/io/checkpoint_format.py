@@ -22,6 +22,7 @@ import re
 
 import numpy as np
 
+from ..convnets import deep_conv_shapes, simple_conv_shapes
 from ..exceptions import CheckpointError
 from ..nets import ACTIVATIONS, is_weight_init
 from ..validation import format_bytes
@@ -32,7 +33,8 @@ __all__ = ["FORMAT", "CLASSES", "META", "MAX_PARAM_BYTES", "MAX_STATE_BYTES", "M
            "check_members"]
 
 FORMAT = "xpnet-checkpoint-1"
-CLASSES = ("TwoLayerNet", "MultiLayerNet", "MultiLayerNetExtend")
+CLASSES = ("TwoLayerNet", "MultiLayerNet", "MultiLayerNetExtend", "SimpleConvNet", "DeepConvNet")
+CONV_CLASSES = ("SimpleConvNet", "DeepConvNet")
 META = "__meta__"           # the array holding the JSON record
 
 MAX_PARAM_BYTES = 2 << 30   # all parameters together, as stored
@@ -56,12 +58,13 @@ def _state_cap(param_bytes: int) -> int:
 def config_of(net) -> dict:
     """The architecture ``net`` records (``net.config``), refused unless a checkpoint can rebuild it."""
     config = getattr(net, "config", None)
-    if not isinstance(config, dict) or config.get("class") not in CLASSES or "sizes" not in config:
+    if not isinstance(config, dict) or config.get("class") not in CLASSES or \
+            ("sizes" not in config and config.get("class") not in CONV_CLASSES) or "layers" in config:
         raise CheckpointError(
-            f"save_net records {', '.join(CLASSES)} architectures; {net!r} is another class (convnets: not yet) "
-            "or has other or edited layers, so a checkpoint could not rebuild it. Save its parameters yourself "
-            "(e.g. numpy.savez of {k: net.device.to_numpy(v) for k, v in net.params.items()}) and rebuild the "
-            "layers in code")
+            f"save_net records {', '.join(CLASSES)} architectures; {net!r} is another class "
+            "or has other or edited layers, so a checkpoint could not rebuild it. Save its parameters with "
+            "net.save_params(path) (or xpnet.save_params(net, path)), rebuild the layers in code and load them "
+            "with net.load_params(path)")
     return config
 
 
@@ -167,8 +170,10 @@ def architecture(record: dict, path: str) -> dict:
     if not isinstance(cfg, dict):
         raise _damaged(path, f"'config' is {type(cfg).__name__}, not an object")
     missing = [k for k in ("class", "sizes", "activation", "weight_init", "dtype") if k not in cfg]
-    if missing:
+    if missing and cfg.get("class") not in CONV_CLASSES:
         raise _damaged(path, f"config lacks {', '.join(map(repr, missing))}")
+    if cfg.get("class") in CONV_CLASSES:
+        return _conv_architecture(cfg, path)
     kind, sizes, activation, weight_init, dtype = (cfg[k] for k in ("class", "sizes", "activation",
                                                                     "weight_init", "dtype"))
     if not isinstance(sizes, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0
@@ -203,12 +208,47 @@ def architecture(record: dict, path: str) -> dict:
         if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
             raise _damaged(path, f"dropout_ratio must be a number in [0, 1), got {_short(ratio)}")
         extend["dropout_ratio"] = ratio
-    n_params = sum(math.prod(s) for s in param_shapes(sizes, extend.get("use_batchnorm", False)).values())
-    if 2 * n_params > MAX_PARAM_BYTES:  # even as float16
-        raise CheckpointError(f"{path} records sizes {str(sizes)[:200]}: {n_params} parameters, more than a "
-                              f"checkpoint may hold ({format_bytes(MAX_PARAM_BYTES)}); refused before reading them")
+    shapes = param_shapes(sizes, extend.get("use_batchnorm", False))
+    n_params = _n_params(shapes, path, f"sizes {str(sizes)[:200]}")
     return {"class": kind, "sizes": sizes, "activation": activation, "weight_init": weight_init, "dtype": dtype,
-            "layer_names": layer_names, "n_params": n_params, "weight_decay_lambda": decay, **extend}
+            "layer_names": layer_names, "n_params": n_params, "weight_decay_lambda": decay, "shapes": shapes,
+            **extend}
+
+
+def _n_params(shapes: dict, path: str, what: str) -> int:
+    n_params = sum(math.prod(s) for s in shapes.values())
+    if 2 * n_params > MAX_PARAM_BYTES:  # even as float16
+        raise CheckpointError(f"{path} records {what}: {n_params} parameters, more than a checkpoint may hold "
+                              f"({format_bytes(MAX_PARAM_BYTES)}); refused before reading them")
+    return n_params
+
+
+def _conv_architecture(cfg: dict, path: str) -> dict:
+    """A convnet's record: its constructor's settings, held to the constructor's own checks
+    (``simple_conv_shapes``/``deep_conv_shapes``, which allocate nothing)."""
+    kind = cfg["class"]
+    names = ("input_dim", "conv_param", "hidden_size", "output_size", "weight_init_std") if kind == "SimpleConvNet" \
+        else ("input_dim", "conv_params", "hidden_size", "output_size")
+    missing = [k for k in names + ("dtype",) if k not in cfg]
+    if missing:
+        raise _damaged(path, f"config lacks {', '.join(map(repr, missing))}")
+    if not isinstance(cfg["dtype"], str):
+        raise _damaged(path, f"dtype must be a name such as 'float32', got {_short(cfg['dtype'])}")
+    kwargs = {k: cfg[k] for k in names}
+    try:
+        if kind == "SimpleConvNet":
+            if not is_weight_init(kwargs["weight_init_std"]):
+                raise ValueError(f"weight_init_std must be a positive finite number, 'he' or 'xavier', got "
+                                 f"{_short(kwargs['weight_init_std'])}")
+            shapes = simple_conv_shapes(kwargs["input_dim"], kwargs["conv_param"], kwargs["hidden_size"],
+                                        kwargs["output_size"])
+        else:
+            shapes = deep_conv_shapes(kwargs["input_dim"], kwargs["conv_params"], kwargs["hidden_size"],
+                                      kwargs["output_size"])
+    except (TypeError, ValueError) as e:
+        raise _damaged(path, f"its {kind} settings are refused: {e}") from None
+    n_params = _n_params(shapes, path, f"a {kind} of {_short(kwargs)[:200]}")
+    return {"class": kind, "dtype": cfg["dtype"], "n_params": n_params, "shapes": shapes, "kwargs": kwargs}
 
 
 def param_shapes(sizes, batchnorm: bool = False) -> dict:
