@@ -11,7 +11,10 @@ from .gradient import numerical_gradient
 from .gradient_check import GradcheckReport, gradcheck
 from .layers import (Affine, AddLayer, BatchNormalization, Convolution, Dropout, MulLayer, Pooling, Relu, Sigmoid,
                      SoftmaxWithLoss, Tanh)
-from .nets import MultiLayerNet, MultiLayerNetExtend, Net, TwoLayerNet
+from .nets import Net
+from .multi_layer_net import MultiLayerNet
+from .multi_layer_net_extend import MultiLayerNetExtend
+from .two_layer_net import TwoLayerNet
 from .convnets import DeepConvNet, SimpleConvNet
 from .datasets import load_idx_dataset, load_mnist
 from .optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop

@@ -29,7 +29,9 @@ from .io.checkpoint_format import (CONV_CLASSES, FORMAT, MAX_META_BYTES, MAX_PAR
 from .io.book_pickle import is_pickle, read_book_params
 from .io.npz import open_npz
 from .convnets import DeepConvNet, SimpleConvNet
-from .nets import MultiLayerNet, MultiLayerNetExtend, TwoLayerNet
+from .multi_layer_net import MultiLayerNet
+from .multi_layer_net_extend import MultiLayerNetExtend
+from .two_layer_net import TwoLayerNet
 
 __all__ = ["save_params", "load_params", "save_net", "load_net", "load_checkpoint", "checkpoint_meta", "Checkpoint",
            "CheckpointError", "save_run", "load_run", "SavedRun", "RUN_FORMAT", "MAX_PARAM_BYTES", "MAX_STATE_BYTES",
