@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from array_api_compat import array_namespace
 
-from .validation import check_labels, check_samples, index_labels, is_kind, positive_int, shape_str
+from .validation import check_labels, check_samples, label_column, index_labels, is_kind, positive_int, shape_str
 
 __all__ = [
     "identity_function",
@@ -108,6 +108,7 @@ def _batch_and_onehot(y, t, xp, check, name):
         raise ValueError(f"{name}: expected scores of shape (N, C) or (C,), got {y.ndim}-d shape {tuple(y.shape)}")
     n, c = y.shape
     check_samples(n, name, "the mean cross entropy")
+    t = label_column(t, n, xp) if hasattr(t, "dtype") else t
     if check_labels(t, n, c, xp, check_range=check) == "index":
         t = one_hot(t, c, y.dtype, xp, check=False)
     elif t.dtype != y.dtype:

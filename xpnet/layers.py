@@ -17,7 +17,7 @@ import math
 
 from .backend import device_of, scope_of
 from .fast import Kept, column_sums, row_sums, total, zero_of
-from .validation import check_features, check_labels, check_samples, shape_str, unit_interval
+from .validation import check_features, check_labels, check_samples, label_column, shape_str, unit_interval
 from .functions import one_hot, sigmoid
 from .util import col2im, conv_output_size, im2col, padded, windows
 
@@ -303,6 +303,7 @@ class SoftmaxWithLoss(_LazyNamespace):
                              f"{shape_str(x.shape) if hasattr(x, 'shape') else type(x).__name__}")
         n, c = x.shape
         check_samples(n, "x", "SoftmaxWithLoss's mean loss")
+        t = label_column(t, n, xp) if hasattr(t, "dtype") else t
         t1 = one_hot(t, c, x.dtype, xp, check=False) if check_labels(t, n, c, xp, check) == "index" else t
         if t1.dtype != x.dtype:  # float64 one-hot rows from np.eye on a float32 net, say
             t1 = xp.astype(t1, x.dtype)

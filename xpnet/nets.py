@@ -28,7 +28,7 @@ from .functions import one_hot
 from .layers import Relu, Sigmoid, SoftmaxWithLoss, Tanh, held, layer_param_names, layer_state_names
 from .protocols import is_layer, takes_onehot, takes_train_flg
 from .validation import (check_array, check_features, check_finite, check_labels, check_samples,
-                         index_labels, is_array, is_kind, labels_out_of_range, positive_int, shape_str)
+                         index_labels, is_array, is_kind, label_column, labels_out_of_range, positive_int, shape_str)
 
 __all__ = ["Net", "ACTIVATIONS", "WEIGHT_INITS", "weight_init_std_for", "is_weight_init", "last_layer_of"]
 
@@ -203,6 +203,7 @@ class Net:
         """(labels on this device, their form): validated against n samples and c classes."""
         t = self._moved(t)
         check_array(t, "t", self.device)
+        t = label_column(t, n, self.xp)
         return t, check_labels(t, n, c, self.xp)
 
     def _onehot(self, t, form, c):

@@ -12,7 +12,7 @@ from typing import Any
 
 from .backend import is_host_data
 from .functions import one_hot
-from .validation import check_features, check_finite, check_labels, index_labels
+from .validation import check_features, check_finite, check_labels, index_labels, label_column
 
 __all__ = ["Split", "place", "class_count"]
 
@@ -71,6 +71,7 @@ def place(x, t, split: str, device, dtype, n_features: int | None = None, num_cl
         if not is_host_data(t):
             raise ValueError(f"t_{split} is not on the net's device {device.name!r}")
         t = device.asarray(t)
+    t = label_column(t, x.shape[0], xp)
     c = num_classes
     if c is None:  # a reader's net: the labels say how many classes there are
         c = t.shape[1] if t.ndim == 2 else int(xp.max(t)) + 1 if t.shape[0] else 1

@@ -26,6 +26,7 @@ __all__ = [
     "check_array",
     "check_features",
     "check_labels",
+    "label_column",
     "labels_out_of_range",
     "check_distribution",
     "distribution_tolerance",
@@ -127,6 +128,14 @@ def check_features(x, n_features: int, name: str = "x") -> None:
             f"{name} has shape {shape_str(x.shape)} but the model expects {n_features} features "
             f"per sample: shape (N, {n_features}) or (N, ...) with {n_features} values per sample"
         )
+
+
+def label_column(t, n: int, xp):
+    """Integer labels given as a column, shape (N, 1) (the book's ``ch07/gradient_check.py`` passes
+    ``np.array([1]).reshape((1, 1))``), as the (N,) labels they are; anything else as given."""
+    if getattr(t, "shape", None) == (n, 1) and is_kind(xp, t.dtype, "integral"):
+        return xp.reshape(t, (n,))
+    return t
 
 
 def check_labels(t, n: int, c: int, xp, check_range: bool = True, name: str = "t") -> str:
