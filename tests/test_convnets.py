@@ -194,3 +194,44 @@ def test_deep_conv_net_has_the_books_layers_and_gives_its_gradients():
         np.testing.assert_allclose(grads[f"W{i}"], layer.dW, rtol=1e-6, atol=1e-10, err_msg=f"W{i}")
         np.testing.assert_allclose(grads[f"b{i}"], layer.db, rtol=1e-6, atol=1e-10, err_msg=f"b{i}")
     assert 0 <= net.accuracy(x, t) <= 1 and net.loss(x, t) > 0
+
+
+def _torch_loss(torch, net, x, t, masks):
+    """The net's loss computed by torch's own conv2d, max_pool2d and cross_entropy, layer by layer
+    from the net's layers (their strides and pads), the dropout masks as given."""
+    F = torch.nn.functional
+    params = {k: torch.tensor(np.asarray(net.device.to_numpy(v)), dtype=torch.float64, requires_grad=True)
+              for k, v in net.params.items()}
+    by_id = {id(v): k for k, v in net.params.items()}
+    h, masks = torch.tensor(x, dtype=torch.float64), iter(masks)
+    for layer in net.layers.values():
+        kind = type(layer).__name__
+        if kind == "Convolution":
+            h = F.conv2d(h, params[by_id[id(layer.W)]], params[by_id[id(layer.b)]], layer.stride, layer.pad)
+        elif kind == "Pooling":
+            h = F.max_pool2d(h, (layer.pool_h, layer.pool_w), layer.stride, layer.pad)
+        elif kind == "Affine":
+            h = h.reshape(h.shape[0], -1) @ params[by_id[id(layer.W)]] + params[by_id[id(layer.b)]]
+        elif kind == "Relu":
+            h = torch.relu(h)
+        else:  # the book's dropout: x * mask in training, no rescaling
+            h = h * torch.tensor(next(masks), dtype=torch.float64)
+    loss = F.cross_entropy(h, torch.tensor(t))
+    loss.backward()
+    return float(loss.detach()), {k: p.grad.numpy() for k, p in params.items()}
+
+
+@pytest.mark.parametrize("make", [lambda dev: xpnet.SimpleConvNet(**SMALL, device=dev, seed=5),
+                                  lambda dev: xpnet.DeepConvNet(**DEEP_SMALL, device=dev, seed=5)],
+                         ids=["simple", "deep"])
+def test_conv_nets_give_torch_autograds_loss_and_gradients(dev, make):
+    torch = pytest.importorskip("torch")
+    net = make(dev)
+    rng = np.random.default_rng(7)
+    x, t = rng.standard_normal((5,) + net.input_dim), np.array([0, 1, 2, 1, 0])
+    grads = net.gradient(dev.asarray(x), dev.asarray(t))  # training mode: DeepConvNet's masks drawn
+    masks = [dev.to_numpy(v.mask).astype(np.float64) for v in net.layers.values() if type(v).__name__ == "Dropout"]
+    loss, ref = _torch_loss(torch, net, x, t, masks)
+    assert float(net.lastLayer.loss) == pytest.approx(loss, rel=1e-12)
+    for k, g in ref.items():
+        np.testing.assert_allclose(dev.to_numpy(grads[k]), g, rtol=1e-9, atol=1e-12, err_msg=k)

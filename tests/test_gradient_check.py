@@ -8,6 +8,7 @@ layer must pass (no false alarms). The layers are written once against the Array
 Affine and TwoLayerNet (``tests.book``).
 """
 
+import re
 from collections import OrderedDict
 
 import numpy as np
@@ -1002,3 +1003,116 @@ def test_a_kink_does_not_hide_a_wrong_gradient_elsewhere(dev):
     assert report["x"].worst_index == (0, 0)
     assert_fails(report, "x", "ReluWrongSlope.backward gives a wrong gradient of input x")
     assert "x[0, 0]" not in report["x"].reason
+
+
+# -- convnets: a correct ReLU -> Pool net passes; a reader's typical conv bugs are named ---------
+def _out_hw(x, FH, FW, s, p):
+    return (x.shape[2] + 2 * p - FH) // s + 1, (x.shape[3] + 2 * p - FW) // s + 1
+
+
+class ColumnsInFyFxC(book.Convolution):
+    """im2col's columns in (fy, fx, c) order, the filters' rows in (c, fy, fx): two channels mixed."""
+
+    def forward(self, x):
+        FN, C, FH, FW = self.W.shape
+        oh, ow = _out_hw(x, FH, FW, self.stride, self.pad)
+        col = book.im2col(x, FH, FW, self.stride, self.pad).reshape(-1, C, FH, FW).transpose(0, 2, 3, 1)
+        self.x, self.col, self.col_W = x, col.reshape(col.shape[0], -1), self.W.reshape(FN, -1).T
+        return (self.col @ self.col_W + self.b).reshape(x.shape[0], oh, ow, -1).transpose(0, 3, 1, 2)
+
+
+def _col2im(col, shape, FH, FW, s, p, order=(0, 3, 4, 5, 1, 2), assign=False, crop=True):
+    """The book's col2im with a reader's slips: another transpose, ``=`` for ``+=``, no crop."""
+    N, C, H, W = shape
+    oh, ow = (H + 2 * p - FH) // s + 1, (W + 2 * p - FW) // s + 1
+    col = col.reshape(N, oh, ow, C, FH, FW).transpose(*order).reshape(N, C, FH, FW, oh, ow)
+    img = np.zeros((N, C, H + 2 * p + s - 1, W + 2 * p + s - 1))
+    for y in range(FH):
+        for x in range(FW):
+            if assign:
+                img[:, :, y:y + s * oh:s, x:x + s * ow:s] = col[:, :, y, x, :, :]
+            else:
+                img[:, :, y:y + s * oh:s, x:x + s * ow:s] += col[:, :, y, x, :, :]
+    return img[:, :, p:H + p, p:W + p] if crop else img[:, :, :H + 2 * p, :W + 2 * p]
+
+
+def conv_with(**col2im_slips):
+    class Conv(book.Convolution):
+        def backward(self, dout):
+            FN, C, FH, FW = self.W.shape
+            d = dout.transpose(0, 2, 3, 1).reshape(-1, FN)
+            self.db, self.dW = d.sum(axis=0), (self.col.T @ d).T.reshape(FN, C, FH, FW)
+            return _col2im(d @ self.col_W.T, self.x.shape, FH, FW, self.stride, self.pad, **col2im_slips)
+    return Conv
+
+
+class DWWithoutTranspose(book.Convolution):
+    def backward(self, dout):
+        dx = super().backward(dout)
+        self.dW = (self.col.T @ dout.transpose(0, 2, 3, 1).reshape(-1, self.W.shape[0])).reshape(self.W.shape)
+        return dx
+
+
+class ForwardWithoutTranspose(book.Convolution):
+    def forward(self, x):
+        out = super().forward(x)  # (N, OH, OW, FN) rows read as (N, FN, OH, OW)
+        return out.transpose(0, 2, 3, 1).reshape(out.shape)
+
+
+class DbOverFourAxes(book.Convolution):
+    def backward(self, dout):
+        dx = super().backward(dout)
+        self.db = dout.sum(axis=0)
+        return dx
+
+
+class PoolScatteredInNCHW(book.Pooling):
+    def backward(self, dout):
+        dmax = np.zeros((dout.size, self.pool_h * self.pool_w))
+        dmax[np.arange(self.arg_max.size), self.arg_max.flatten()] = dout.flatten()  # dout not transposed
+        return book.col2im(dmax, self.x.shape, self.pool_h, self.pool_w, self.stride, self.pad)
+
+
+class PoolSpreadEvenly(book.Pooling):
+    def backward(self, dout):
+        size = self.pool_h * self.pool_w
+        even = np.repeat(dout.transpose(0, 2, 3, 1).reshape(-1, 1) / size, size, axis=1)
+        return book.col2im(even, self.x.shape, self.pool_h, self.pool_w, self.stride, self.pad)
+
+
+def conv_net(conv=None, pool=None, seed=0):
+    """Conv -> ReLU -> Conv -> ReLU -> Pool -> Affine on 2-channel 6x6 images, 3x3 filters with
+    pad 1 (overlapping windows, padding to crop); ``conv`` replaces the second convolution."""
+    rng = np.random.default_rng(seed)
+    W1, W2, W3 = (0.3 * rng.standard_normal(s) for s in ((3, 2, 3, 3), (4, 3, 3, 3), (36, 3)))
+    return xpnet.Net([xpnet.Convolution(W1, 0.1 * rng.standard_normal(3), 1, 1), xpnet.Relu(),
+                      (conv or xpnet.Convolution)(W2, 0.1 * rng.standard_normal(4), 1, 1), xpnet.Relu(),
+                      (pool or xpnet.Pooling)(2, 2, 2), xpnet.Affine(W3, np.zeros(3))]), rng
+
+
+def test_a_correct_relu_pool_net_passes_though_its_pooling_alone_is_inconclusive():
+    net, rng = conv_net()
+    report = xpnet.gradcheck(net, rng.standard_normal((4, 2, 6, 6)), np.array([0, 1, 2, 1]))
+    assert report.passed and report.culprits == [] and "PASSED" in str(report), str(report)
+    assert any(r.inconclusive for r in report.layers["Pooling1"].values())  # tied ReLU zeros in a window
+    assert "layer Pooling1: ????" in str(report)
+
+
+@pytest.mark.parametrize("conv, pool, culprit, why", [
+    (ColumnsInFyFxC, None, "ColumnsInFyFxC1", r"input x"),  # dW is right for what it computes; dx is not
+    (conv_with(order=(0, 3, 1, 2, 4, 5)), None, "Conv1", r"input x"),  # col2im undoing the wrong transpose
+    (conv_with(assign=True), None, "Conv1", r"input x"),  # = for +=: overlapping windows lose their sum
+    (conv_with(crop=False), None, "Conv1", r"gradient of input x has shape \(4, 3, 8, 8\) but x has shape"),
+    (DWWithoutTranspose, None, "DWWithoutTranspose1", r"\bW\b"),
+    (ForwardWithoutTranspose, None, "ForwardWithoutTranspose1", r""),
+    (DbOverFourAxes, None, "DbOverFourAxes1", r"db has shape \(4, 6, 6\) but b has shape \(4,\)"),
+    (None, PoolScatteredInNCHW, "PoolScatteredInNCHW1", r"input x"),
+    (None, PoolSpreadEvenly, "PoolSpreadEvenly1", r"input x"),
+], ids=["im2col-fy-fx-c", "col2im-transpose", "col2im-assign", "col2im-no-crop", "dW-no-transpose",
+        "forward-no-transpose", "db-4d", "pool-scatter-nchw", "pool-spread-evenly"])
+def test_a_readers_conv_bug_is_named_in_its_layer(conv, pool, culprit, why):
+    net, rng = conv_net(conv, pool)
+    report = xpnet.gradcheck(net, rng.standard_normal((4, 2, 6, 6)), np.array([0, 1, 2, 1]))
+    assert not report.passed and report.culprits == [culprit], str(report)
+    assert any(re.search(why, f"{r.name} {r.reason}") for r in report.layers[culprit].values() if not r.passed), \
+        str(report)
