@@ -355,3 +355,32 @@ def test_convolution_names_what_does_not_fit(dev):
         conv.forward(rand(dev, (1, 3, 2, 2)))
     with pytest.raises(ValueError, match=r"b of shape \(2,\)"):
         Convolution(rand(dev, (2, 3, 3, 3)), rand(dev, (3,)))
+
+
+@pytest.mark.parametrize("shape, f, stride, pad", POOL)
+def test_the_devices_own_convolution_and_pooling_give_the_portable_paths_numbers(dev, shape, f, stride, pad,
+                                                                                  monkeypatch):
+    """Where the device has its own kernels (torch's conv2d and max_pool2d), the layers use them;
+    they give what the portable im2col path gives, the book's col, col_W and arg_max included."""
+    import xpnet.layers
+
+    from xpnet.fast import conv_kernels
+
+    rng = np.random.default_rng(5)
+    x = dev.asarray(np.maximum(rng.standard_normal(shape), 0))  # ties of zeros in the pooling windows
+    W, b = dev.asarray(rng.standard_normal((4, shape[1], *f))), dev.asarray(rng.standard_normal(4))
+    assert (conv_kernels(x) is not None) == (dev.name.startswith("torch"))
+
+    def run():
+        conv, pool = Convolution(W, b, stride, pad), Pooling(*f, stride, pad)
+        h = conv.forward(x)
+        out = pool.forward(h)
+        dh = pool.backward(dev.asarray(np.arange(float(np.prod(out.shape))).reshape(tuple(out.shape)) % 7))
+        dx = conv.backward(dh)
+        return [dev.to_numpy(a) for a in (h, out, dh, dx, conv.dW, conv.db, conv.col, conv.col_W, pool.arg_max)]
+
+    native = run()
+    monkeypatch.setattr(xpnet.layers, "conv_kernels", lambda *a: None)
+    portable = run()
+    for got, want in zip(native, portable):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from operator import is_
 
-__all__ = ["Kept", "column_sums", "row_sums", "same_objects", "total", "zero_of"]
+from .backend import device_of
+
+__all__ = ["Kept", "column_sums", "conv_kernels", "row_sums", "same_objects", "total", "zero_of"]
 
 
 class Kept(dict):
@@ -75,3 +77,18 @@ def same_objects(now, seen) -> bool:
     validity test of what a net remembers about its layers and parameters (identity tests run
     in C, a fraction of building a tuple of ids to compare)."""
     return len(now) == len(seen) and all(map(is_, now, seen))
+
+
+def conv_kernels(x, W=None, b=None):
+    """The device's own convolution and max pooling (``Device.conv_kernels``: torch's) for images
+    ``x`` -- and, for a convolution, filters ``W`` and biases ``b`` of x's dtype, b an array of
+    one value per filter -- or None: the layers then compute the book's way, with im2col."""
+    try:
+        kernels = device_of(x).conv_kernels()
+    except TypeError:  # an array of no device xpnet knows
+        return None
+    if kernels is None or W is None:
+        return kernels
+    if W.dtype != x.dtype or getattr(b, "dtype", None) != x.dtype or b.shape != (W.shape[0],):
+        return None
+    return kernels

@@ -16,7 +16,7 @@ import contextlib
 import math
 
 from .backend import device_of, scope_of
-from .fast import Kept, column_sums, row_sums, total, zero_of
+from .fast import Kept, column_sums, conv_kernels, row_sums, total, zero_of
 from .validation import check_features, check_labels, check_samples, label_column, shape_str, unit_interval
 from .functions import one_hot, sigmoid
 from .util import col2im, conv_output_size, im2col, padded, windows
@@ -488,6 +488,8 @@ class Convolution:
     skips the input gradient (``col2im``) of a first layer, which nobody reads. ``b`` may be a
     number and ``W`` of another float dtype than the images (ch07's ``apply_filter.py`` passes
     float64 filters and ``b=0`` for float32 images): the standard's promotion then decides.
+    Where the device has its own convolution (torch's ``conv2d``: ``fast.conv_kernels``), it
+    computes the same numbers; ``col`` and ``col_W`` are then made when first read.
     """
 
     def __init__(self, W, b, stride=1, pad=0, compute_dx: bool = True):
@@ -499,8 +501,23 @@ class Convolution:
                              f"{shape_str(b.shape)}")
         self.xp, self.W, self.b = xp, W, b
         self.stride, self.pad, self.compute_dx = stride, pad, compute_dx
-        self.x = self.col = self.col_W = None
+        self.x, self._col, self._col_W, self._kernels = None, None, None, None
         self.dW = self.db = None
+
+    @property
+    def col(self):
+        """The book's im2col columns of the last input (N*out_h*out_w, C*FH*FW)."""
+        if self._col is None and self.x is not None:
+            FN, C, FH, FW = self.W.shape
+            self._col = im2col(self.x, FH, FW, self.stride, self.pad)
+        return self._col
+
+    @property
+    def col_W(self):
+        """The filters as the book's columns (C*FH*FW, FN)."""
+        if self._col_W is None and self.x is not None:
+            self._col_W = self.xp.reshape(self.W, (self.W.shape[0], -1)).T
+        return self._col_W
 
     def forward(self, x):
         xp = self.xp
@@ -511,6 +528,10 @@ class Convolution:
         N, _, H, W = x.shape
         out_h = conv_output_size(H, FH, self.stride, self.pad)
         out_w = conv_output_size(W, FW, self.stride, self.pad)
+        self._kernels = kernels = conv_kernels(x, self.W, self.b)
+        if kernels is not None:  # the device's own convolution
+            self.x, self._col, self._col_W = x, None, None
+            return kernels.conv2d(x, self.W, self.b, self.stride, self.pad)
 
         col = im2col(x, FH, FW, self.stride, self.pad)
         col_W = xp.reshape(self.W, (FN, -1)).T
@@ -520,12 +541,16 @@ class Convolution:
         out = col @ col_W + self.b
         out = xp.permute_dims(xp.reshape(out, (N, out_h, out_w, -1)), (0, 3, 1, 2))
 
-        self.x, self.col, self.col_W = x, col, col_W
+        self.x, self._col, self._col_W = x, col, col_W
         return out
 
     def backward(self, dout):
         xp = self.xp
         FN, C, FH, FW = self.W.shape
+        if self._kernels is not None:
+            dx, self.dW, self.db = self._kernels.conv2d_backward(dout, self.x, self.W, self.stride, self.pad,
+                                                                 self.compute_dx)
+            return dx
         dout = xp.reshape(xp.permute_dims(dout, (0, 2, 3, 1)), (-1, FN))
 
         self.db = xp.sum(dout, axis=0) if getattr(self.b, "ndim", 0) else xp.sum(dout)
@@ -545,22 +570,37 @@ class Pooling:
     ``max_pool2d``. Written without a fancy-index scatter, which the standard lacks: forward keeps
     a running maximum over the windows' strided slices and, for each window, the offset of its
     first maximum; backward adds ``dout`` back through the same slices where that offset won.
-    ``arg_max`` gives the winners in the book's layout.
+    ``arg_max`` gives the winners in the book's layout. Where the device has its own max pooling
+    (torch's ``max_pool2d``: ``fast.conv_kernels``), it computes the same numbers.
     """
 
     def __init__(self, pool_h, pool_w, stride=2, pad=0):
         self.pool_h, self.pool_w, self.stride, self.pad = pool_h, pool_w, stride, pad
         self.x = None
         self._winner = None  # (N, C, out_h, out_w): the offset k = y * pool_w + x of each window's maximum
+        self._kernels, self._indices = None, None  # the device's own pooling, and where its maxima are
         self.xp = None
 
     def forward(self, x):
-        xp = self.xp = array_namespace(x)
+        self.xp = array_namespace(x)
         if x.ndim != 4:
             raise ValueError(f"Pooling takes images (N, C, H, W), got {shape_str(x.shape)}")
         N, C, H, W = x.shape
         out_h = conv_output_size(H, self.pool_h, self.stride, self.pad)
         out_w = conv_output_size(W, self.pool_w, self.stride, self.pad)
+        kernels = conv_kernels(x)
+        self._kernels = kernels if kernels is not None and kernels.pools(self.pool_h, self.pool_w, self.pad) else None
+        if self._kernels is not None:
+            out, self._indices = self._kernels.max_pool2d(x, self.pool_h, self.pool_w, self.stride, self.pad)
+            self.x, self._winner = x, None
+            return out
+        out, self._winner = self._winners(x, out_h, out_w)
+        self.x = x
+        return out
+
+    def _winners(self, x, out_h, out_w):
+        """(maxima, winners): the portable forward."""
+        xp = self.xp
         img = padded(x, self.pad, -math.inf)
         out = winner = None
         for y, xo, v in windows(img, self.pool_h, self.pool_w, self.stride, out_h, out_w):
@@ -570,18 +610,22 @@ class Pooling:
             better = v > out  # strictly: a tie keeps the earlier offset
             winner = xp.where(better, xp.asarray(y * self.pool_w + xo, dtype=xp.int32, device=x.device), winner)
             out = xp.maximum(out, v)
-        self.x, self._winner = x, winner
-        return out
+        return out, winner
 
     @property
     def arg_max(self):
         """The book's attribute: each window's winning offset, flat in the order (N, out_h, out_w, C)."""
+        if self._winner is None and self.x is not None:  # after the device's own pooling: found when read
+            self._winner = self._winners(self.x, *self._indices.shape[2:])[1]
         if self._winner is None:
             return None
         return self.xp.reshape(self.xp.permute_dims(self._winner, (0, 2, 3, 1)), (-1,))
 
     def backward(self, dout):
         xp = self.xp
+        if self._kernels is not None:
+            return self._kernels.max_pool2d_backward(dout, self.x, self._indices, self.pool_h, self.pool_w,
+                                                     self.stride, self.pad)
         N, C, H, W = self.x.shape
         out_h, out_w = dout.shape[2], dout.shape[3]
         p, s = self.pad, self.stride

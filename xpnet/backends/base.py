@@ -124,6 +124,12 @@ class Device:
         return host_memory_bytes()
 
     # -- how to run a training step ---------------------------------------------------
+    def conv_kernels(self):
+        """The backend's own convolution and max pooling (an object with ``conv2d``,
+        ``conv2d_backward``, ``max_pool2d``, ``max_pool2d_backward``) for ``Convolution`` and
+        ``Pooling`` to use instead of the portable im2col path; None where it has none."""
+        return None
+
     def take_rows(self, x, indices):
         """The rows of ``x`` at ``indices`` (integers in ``[0, len(x))``, as a trainer draws
         them): the standard's ``take`` along the first axis, or a cheaper gather where one is."""

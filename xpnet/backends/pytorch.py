@@ -27,10 +27,40 @@ class TorchThreadPool:
         self._torch.set_num_threads(n)
 
 
+class TorchConvKernels:
+    """torch's own conv2d and max_pool2d (oneDNN on the CPU, cuDNN on CUDA) behind xpnet's
+    Convolution and Pooling on a torch device: the portable im2col path's numbers (the layer
+    tests compare both with torch autograd at float64), several times faster."""
+
+    def __init__(self, torch):
+        self._torch, self._F = torch, torch.nn.functional
+
+    def conv2d(self, x, W, b, stride: int, pad: int):
+        return self._F.conv2d(x, W, b, stride, pad)
+
+    def conv2d_backward(self, dout, x, W, stride: int, pad: int, compute_dx: bool):
+        """(dx or None, dW, db) of ``conv2d`` at ``dout``."""
+        return self._torch.ops.aten.convolution_backward(
+            dout, x, W, [W.shape[0]], [stride, stride], [pad, pad], [1, 1], False, [0, 0], 1,
+            [compute_dx, True, True])
+
+    @staticmethod
+    def pools(pool_h: int, pool_w: int, pad: int) -> bool:
+        return 2 * pad <= min(pool_h, pool_w)  # torch pads at most half a window
+
+    def max_pool2d(self, x, pool_h: int, pool_w: int, stride: int, pad: int):
+        """(out, indices): the maxima and where they are (the first of tied maxima, as argmax)."""
+        return self._F.max_pool2d(x, (pool_h, pool_w), stride, pad, return_indices=True)
+
+    def max_pool2d_backward(self, dout, x, indices, pool_h: int, pool_w: int, stride: int, pad: int):
+        return self._torch.ops.aten.max_pool2d_with_indices_backward(
+            dout, x, [pool_h, pool_w], [stride, stride], [pad, pad], [1, 1], False, indices)
+
+
 class TorchDevice(Device):
     """``torch`` or ``torch:cuda:N``: PyTorch through array-api-compat."""
 
-    __slots__ = ("_torch", "_threads")
+    __slots__ = ("_torch", "_threads", "_kernels")
     kind = "torch"
 
     def __init__(self, gpu: int | None = None):
@@ -55,9 +85,12 @@ class TorchDevice(Device):
                 )
             native = torch.device(f"cuda:{gpu}")
             name = f"torch:{native}"
-        self._torch = torch
+        self._torch, self._kernels = torch, TorchConvKernels(torch)
         self._threads = (TorchThreadPool(torch),) if native.type == "cpu" else ()
         super().__init__(name, array_namespace(torch.empty(0)), native=native, array_type=torch.Tensor)
+
+    def conv_kernels(self):
+        return self._kernels
 
     def take_rows(self, x, indices):
         # array-api-compat's take wraps negative indices first (three more operations a call, on
