@@ -32,6 +32,7 @@ from xpnet.validation import format_bytes, int_at_least
 from .contenders import (LEAN_NET_LOOP, LEAN_NET_LOOP_1T, TUNED_NET_LOOP, BookContender, JaxContender,
                          NumpyNetLoopContender, TorchContender, TorchGraphContender, TunedNumpyContender,
                          TunedNumpyOneThreadContender, YardstickContender)
+from .conv import conv_contenders, conv_targets
 from .xpnet_contenders import BookLoopContender, XpnetContender
 
 TUNED, TUNED_1T = TunedNumpyContender.name, TunedNumpyOneThreadContender.name
@@ -415,6 +416,18 @@ def run(quick=False, repeats=3, steps=2000, devices=None, protocol=True, with_ja
         tables["accelerator_mlp"] = accelerator_table(accelerators, sizes, batch, data, steps, repeats, log,
                                                       split=split, pause=pause, torch_devices=torch_devices,
                                                       with_jax=why_no_jax is None, rate_n=1024 if quick else 4096)
+    # 3c. the book's convnets (chapters 7 and 8): SimpleConvNet and DeepConvNet
+    (xi, ti), (xti, tti) = xpnet.load_mnist(flatten=False)
+    if quick:
+        xi, ti, xti, tti = xi[:500], ti[:500], xti[:100], tti[:100]
+    conv_devices = [d for d in devices if d in ("cpu", "torch") or is_accelerator(d)]
+    for kind, title, k_steps in (("simple", "SimpleConvNet (ch07) 1x28x28, batch 100, float32", 50),
+                                 ("deep", "DeepConvNet (ch08) 1x28x28, batch 100, float32", 10)):
+        fs_conv = conv_contenders(kind, ((xi, ti), (xti, tti)), 100, conv_devices, torch_devices, quick=quick)
+        stats = time_steps([f() for f in fs_conv.values()], 2 if quick else k_steps, repeats, warmup=1 if quick else 3,
+                           split=1 if quick else 5, pause=pause)
+        tables[f"conv_{kind}"] = _table(f"{title}: per step (gradient, Adam, loss)", stats, 0, rate, log, unit="ms")
+        tables[f"conv_{kind}"]["targets"] = conv_targets(kind, stats, log)
     # 4. the whole protocol
     if protocol:
         iters = 60 if quick else 10000
@@ -529,8 +542,8 @@ def _table(title, stats, flops, rate, log, unit="us"):
     ref_key = next((k for k in stats if k.startswith("xpnet cpu")), None)
     ref = stats[ref_key]["median"] if ref_key else None
     floor_s = flops / (rate * 1e9)
-    log(f"\n{title}  ({flops / 1e6:.1f} MFLOP, floor at {rate:.0f} GFLOP/s: "
-        f"{_fmt(floor_s, unit)})")
+    log(f"\n{title}" + (f"  ({flops / 1e6:.1f} MFLOP, floor at {rate:.0f} GFLOP/s: {_fmt(floor_s, unit)})"
+                         if flops else ""))
     if tuned_key:
         log(f"  (vs hand-tuned: ratio to the faster hand-tuned row of this run, {tuned_key!r})")
     log(f"  {'contender':<36} {'median':>10} {'min-max':>21} {'vs hand-tuned':>14} {'vs xpnet cpu':>13}")
@@ -551,6 +564,8 @@ def _ratio(r):
 
 
 def _fmt(seconds, unit):
+    if unit == "ms":
+        return f"{seconds * 1e3:.1f} ms"
     return f"{seconds * 1e6:.0f} us" if unit == "us" else f"{seconds:.2f} s"
 
 

@@ -407,3 +407,24 @@ def test_busy_cpu_spinners_are_killed_at_the_end():
     with harness.busy_cpu(2, seconds=60) as procs:
         assert len(procs) == 2 and all(p.poll() is None for p in procs)
     assert all(p.poll() is not None for p in procs)
+
+
+def test_the_conv_tables_contenders_hold_the_same_net():
+    """torch.nn's modules and the book's layers start from xpnet's very weights: the same scores."""
+    torch = pytest.importorskip("torch")
+    from benchmarks.conv import BookConvContender, TorchConvContender, make_net
+
+    x = np.random.default_rng(0).random((6, 1, 28, 28)).astype(np.float32)
+    data = ((x, np.arange(6) % 10), (x, np.arange(6) % 10))
+    net = make_net("simple", quick=True)
+    want = net.predict(x)
+    t = TorchConvContender("simple", data, 6, 0, quick=True)
+    with torch.no_grad():
+        np.testing.assert_allclose(t.model(torch.tensor(x)).numpy(), want, rtol=1e-4, atol=1e-5)
+    b = BookConvContender("simple", data, 6, 0, quick=True)
+    h = x.astype(np.float64)
+    for layer, _ in b.layers:
+        h = layer.forward(h)
+    np.testing.assert_allclose(h, make_net("simple", dtype="float64", quick=True).predict(x), rtol=1e-10)
+    for c in (t, b):
+        c.steps(2)  # a step runs

@@ -1,7 +1,7 @@
 """The book's own code, once: the oracle of the tests and of the benchmark (``benchmarks/`` imports
 it from here). Deep Learning from Scratch's chapter-5 functions, layers and ``TwoLayerNet``, and
-its chapter-6 update rules ``Nesterov`` and ``RMSprop`` and ``smooth_curve``, its chapter-7
-``im2col``, ``col2im``, ``Convolution`` and ``Pooling``, as its repository writes them, under the
+its chapter-6 update rules ``Nesterov``, ``RMSprop`` and ``Adam``, ``Dropout`` and ``smooth_curve``,
+its chapter-7 ``im2col``, ``col2im``, ``Convolution`` and ``Pooling``, as its repository writes them, under the
 book's MIT licence (beside the code, below).
 
 ``book_code(np)`` builds them with ``np`` the array module handed in -- NumPy, or CuPy for the
@@ -21,8 +21,9 @@ import numpy
 
 # ---------------------------------------------------------------------------------------------
 # The book's code: common/functions.py (softmax, cross_entropy_error), common/layers.py (Relu,
-# Affine, SoftmaxWithLoss), ch05/two_layer_net.py (TwoLayerNet), common/optimizer.py (Nesterov,
-# RMSprop, Convolution, Pooling) and common/util.py (smooth_curve, im2col, col2im) of
+# Affine, SoftmaxWithLoss, Dropout, Convolution, Pooling), ch05/two_layer_net.py (TwoLayerNet),
+# common/optimizer.py (Nesterov, RMSprop, Adam; Adam's commented-out lines left out) and common/util.py
+# (smooth_curve, im2col, col2im) of
 # https://github.com/oreilly-japan/deep-learning-from-scratch, copied line for line but for three
 # changes: the code sits in a function of the array module ``np`` (so that it runs on CuPy too),
 # its Japanese comments (smooth_curve's docstring among them) are left out, and so is
@@ -229,6 +230,52 @@ def book_code(np):  # noqa: C901 - the book's code, kept as the book writes it
                 self.h[key] += (1 - self.decay_rate) * grads[key] * grads[key]
                 params[key] -= self.lr * grads[key] / (np.sqrt(self.h[key]) + 1e-7)
 
+    class Adam:
+
+        """Adam (http://arxiv.org/abs/1412.6980v8)"""
+
+        def __init__(self, lr=0.001, beta1=0.9, beta2=0.999):
+            self.lr = lr
+            self.beta1 = beta1
+            self.beta2 = beta2
+            self.iter = 0
+            self.m = None
+            self.v = None
+
+        def update(self, params, grads):
+            if self.m is None:
+                self.m, self.v = {}, {}
+                for key, val in params.items():
+                    self.m[key] = np.zeros_like(val)
+                    self.v[key] = np.zeros_like(val)
+
+            self.iter += 1
+            lr_t  = self.lr * np.sqrt(1.0 - self.beta2**self.iter) / (1.0 - self.beta1**self.iter)
+
+            for key in params.keys():
+                self.m[key] += (1 - self.beta1) * (grads[key] - self.m[key])
+                self.v[key] += (1 - self.beta2) * (grads[key]**2 - self.v[key])
+
+                params[key] -= lr_t * self.m[key] / (np.sqrt(self.v[key]) + 1e-7)
+
+    class Dropout:
+        """
+        http://arxiv.org/abs/1207.0580
+        """
+        def __init__(self, dropout_ratio=0.5):
+            self.dropout_ratio = dropout_ratio
+            self.mask = None
+
+        def forward(self, x, train_flg=True):
+            if train_flg:
+                self.mask = np.random.rand(*x.shape) > self.dropout_ratio
+                return x * self.mask
+            else:
+                return x * (1.0 - self.dropout_ratio)
+
+        def backward(self, dout):
+            return dout * self.mask
+
     def smooth_curve(x):
         window_len = 11
         s = np.r_[x[window_len-1:0:-1], x, x[-1:-window_len:-1]]
@@ -355,7 +402,8 @@ def book_code(np):  # noqa: C901 - the book's code, kept as the book writes it
 
     return types.SimpleNamespace(softmax=softmax, cross_entropy_error=cross_entropy_error, Relu=Relu,
                                  Affine=Affine, SoftmaxWithLoss=SoftmaxWithLoss, TwoLayerNet=TwoLayerNet,
-                                 Nesterov=Nesterov, RMSprop=RMSprop, smooth_curve=smooth_curve, im2col=im2col,
+                                 Nesterov=Nesterov, RMSprop=RMSprop, Adam=Adam, Dropout=Dropout,
+                                 smooth_curve=smooth_curve, im2col=im2col,
                                  col2im=col2im, Convolution=Convolution, Pooling=Pooling)
 
 
@@ -364,6 +412,7 @@ softmax, cross_entropy_error = _numpy_book.softmax, _numpy_book.cross_entropy_er
 Relu, Affine, SoftmaxWithLoss, TwoLayerNet = (_numpy_book.Relu, _numpy_book.Affine, _numpy_book.SoftmaxWithLoss,
                                               _numpy_book.TwoLayerNet)
 Nesterov, RMSprop, smooth_curve = _numpy_book.Nesterov, _numpy_book.RMSprop, _numpy_book.smooth_curve
+Adam, Dropout = _numpy_book.Adam, _numpy_book.Dropout
 im2col, col2im, Convolution, Pooling = (_numpy_book.im2col, _numpy_book.col2im, _numpy_book.Convolution,
                                         _numpy_book.Pooling)
 
