@@ -299,7 +299,7 @@ def busy_cpu(n: int, seconds: float = 900.0):
 
 # ---------------------------------------------------------------------------------------
 def run(quick=False, repeats=3, steps=2000, devices=None, protocol=True, with_jax=True, log=print,
-        only=None, busy=0):
+        only=None, busy=0, conv_steps=50):
     """Every table (``only="book"``: the book net's per-step table alone); ``busy=N`` times the
     book net's step once more with N processes spinning on the CPU. A contender whose optional
     tool (CuPy, torch, JAX, threadpoolctl) or device is missing is skipped with a line saying why."""
@@ -416,16 +416,20 @@ def run(quick=False, repeats=3, steps=2000, devices=None, protocol=True, with_ja
         tables["accelerator_mlp"] = accelerator_table(accelerators, sizes, batch, data, steps, repeats, log,
                                                       split=split, pause=pause, torch_devices=torch_devices,
                                                       with_jax=why_no_jax is None, rate_n=1024 if quick else 4096)
-    # 3c. the book's convnets (chapters 7 and 8): SimpleConvNet and DeepConvNet
+    # 3c. the book's convnets (chapters 7 and 8): SimpleConvNet and DeepConvNet (``conv_steps`` steps
+    # a repeat, a fifth of them for DeepConvNet; 0 leaves them out)
     (xi, ti), (xti, tti) = xpnet.load_mnist(flatten=False)
     if quick:
         xi, ti, xti, tti = xi[:500], ti[:500], xti[:100], tti[:100]
     conv_devices = [d for d in devices if d in ("cpu", "torch") or is_accelerator(d)]
-    for kind, title, k_steps in (("simple", "SimpleConvNet (ch07) 1x28x28, batch 100, float32", 50),
-                                 ("deep", "DeepConvNet (ch08) 1x28x28, batch 100, float32", 10)):
+    for kind, title, k_steps in (("simple", "SimpleConvNet (ch07) 1x28x28, batch 100, float32", conv_steps),
+                                 ("deep", "DeepConvNet (ch08) 1x28x28, batch 100, float32", max(conv_steps // 5, 1))):
+        if not conv_steps:
+            break
         fs_conv = conv_contenders(kind, ((xi, ti), (xti, tti)), 100, conv_devices, torch_devices, quick=quick)
-        stats = time_steps([f() for f in fs_conv.values()], 2 if quick else k_steps, repeats, warmup=1 if quick else 3,
-                           split=1 if quick else 5, pause=pause)
+        k_steps = 2 if quick else k_steps
+        stats = time_steps([f() for f in fs_conv.values()], k_steps, repeats, warmup=1 if quick else 2,
+                           split=min(5, k_steps), pause=pause)
         tables[f"conv_{kind}"] = _table(f"{title}: per step (gradient, Adam, loss)", stats, 0, rate, log, unit="ms")
         tables[f"conv_{kind}"]["targets"] = conv_targets(kind, stats, log)
     # 4. the whole protocol
@@ -580,6 +584,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--no-jax", action="store_true", help="leave out the jitted JAX contender")
     p.add_argument("--json", default="bench-results.json", help="where to write the table as JSON")
     p.add_argument("--only", choices=["book"], default=None, help="time only the book net's per-step table")
+    p.add_argument("--conv-steps", type=int_at_least(0, "non-negative"), default=50, metavar="N",
+                   help="timed SimpleConvNet steps a repeat (DeepConvNet: a fifth); 0 leaves the convnets out")
     p.add_argument("--busy", type=int_at_least(0, "non-negative"), default=0, metavar="N",
                    help="also time the book net's step with N processes spinning on the CPU (a busy machine)")
     return p
@@ -600,7 +606,8 @@ def run_cli(args) -> int:
     """Run with the options of ``add_arguments`` (an argparse namespace); write the JSON."""
     devices = [d.strip() for d in args.devices.split(",")] if args.devices else None
     res = run(quick=args.quick, repeats=args.repeats, steps=args.steps, devices=devices,
-              protocol=not args.no_protocol, with_jax=not args.no_jax, only=args.only, busy=args.busy)
+              protocol=not args.no_protocol, with_jax=not args.no_jax, only=args.only, busy=args.busy,
+              conv_steps=args.conv_steps)
     data = json.dumps(res, indent=1, default=float).encode()
     write_atomic(args.json, lambda f: f.write(data))
     print(f"\nwritten: {args.json}")

@@ -234,7 +234,7 @@ for s in $stages; do
                 note_later "torch sees no CUDA GPU (or is missing): the bench leaves out its CUDA rows"
             # shellcheck disable=SC2086  # XPNET_GPU_BENCH_ARGS: options, split on spaces
             run bench "${XPNET_GPU_BENCH_S:-160}" "$PY" -m benchmarks --devices "$devices" \
-                ${XPNET_GPU_BENCH_ARGS:---no-protocol --steps 500 --repeats 2} --json "$OUT/bench.json"
+                ${XPNET_GPU_BENCH_ARGS:---no-protocol --steps 500 --repeats 2 --conv-steps 10} --json "$OUT/bench.json"
             verdict bench XPNET_GPU_BENCH_S ;;
     esac
 done
