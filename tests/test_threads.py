@@ -139,3 +139,13 @@ def test_blas_pools_read_and_set_what_threadpoolctl_sees():
         for p, n in zip(pools, before):
             p.set_num_threads(n)
     assert seen() == before
+
+
+def test_a_conv_nets_products_count_its_filters_at_every_position(monkeypatch):
+    """The thread policy sees a convolution's product (its filters at each of the image's
+    positions), not only the Affines': a SimpleConvNet batch keeps every BLAS thread."""
+    monkeypatch.delenv("XPNET_BLAS_THREADS", raising=False)
+    assert xpnet.TwoLayerNet(784, 50, 10, device="cpu").product_size_per_sample == 784 * 50
+    net = xpnet.SimpleConvNet(device="cpu")
+    assert net.product_size_per_sample == 28 * 28 * 30 * 1 * 5 * 5  # above the Affine's 4320 * 100
+    assert xpnet.device("cpu").step_scope(2 * 100 * net.product_size_per_sample) is null_scope()

@@ -144,9 +144,21 @@ class Net:
             self._weights_seen = [(layer, getattr(layer, "W", None)) for layer in self.layers.values()]
             self._weights_list = [w for _, w in self._weights_seen if is_array(w) and w.ndim == 2]
             self._largest_weight = max((w.shape[0] * w.shape[1] for w in self._weights_list), default=0)
+            filters = [w for _, w in self._weights_seen if is_array(w) and w.ndim == 4]
+            if filters:  # a convolution's product per sample: its filters at each of (at most) the image's positions
+                positions = math.prod(self.input_dim[1:]) if self.input_dim else math.inf
+                self._largest_weight = max(self._largest_weight, max(positions * math.prod(w.shape) for w in filters))
             first = next((w for _, w in self._weights_seen if is_array(w)), None)
             self._flat_input = first is not None and first.ndim == 2  # an Affine first, not a Convolution
         return self._weights_list
+
+    @property
+    def product_size_per_sample(self):
+        """The largest of the net's matrix products per sample (M*K for a row of an Affine; a
+        convolution's filters at each of the image's positions): with the batch size, what the
+        CPU's thread policy (``Device.step_scope``) needs to know."""
+        self._weights()
+        return self._largest_weight
 
     @property
     def n_features(self):

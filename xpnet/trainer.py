@@ -11,6 +11,7 @@ per-step losses stay there until one transfer brings a chunk back to be checked 
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 
@@ -393,9 +394,16 @@ class Trainer:
             self._rng = self.device.rng(self.seed)
         return self._rng
 
-    def _largest_product(self) -> int:
-        widths = [w.shape for w in self.net.params.values() if getattr(w, "ndim", 0) == 2]
-        return max((a * b for a, b in widths), default=0) * 2 * self.batch_size
+    def _largest_product(self):
+        """FLOPs of the step's largest product: the net's own account (xpnet's nets), else from its
+        parameters -- any 4-d one (a convolution's filters) counts as large."""
+        per_sample = getattr(self.net, "product_size_per_sample", None)
+        if per_sample is None:
+            params = list(self.net.params.values())
+            widths = [w.shape for w in params if getattr(w, "ndim", 0) == 2]
+            per_sample = math.inf if any(getattr(w, "ndim", 0) == 4 for w in params) else \
+                max((a * b for a, b in widths), default=0)
+        return 2 * per_sample * self.batch_size
 
     def _report(self, pending, start, bar) -> list:
         """Bring a chunk of losses to the host (one transfer), check them, show progress;
