@@ -289,3 +289,23 @@ def test_nan_in_the_data_is_named_not_called_divergence(data):
     x[5, 3] = np.nan
     with pytest.raises(ValueError, match="x_train holds 1 NaN or infinite value, the first in sample 5"):
         Trainer(xpnet.TwoLayerNet(784, 30, 10, device="cpu", seed=1), x, t, xt, tt)
+
+
+def test_soft_targets_are_trained_on_as_given(dev):
+    """Label-smoothed rows train as given: the trainer's step takes them, not one-hot rows rebuilt
+    from their argmax (which once trained a smoothed run exactly as a hard one)."""
+    x, t = three_classes(120)
+    hard = np.eye(3)[t]
+    soft = 0.8 * hard + 0.2 / 3  # label smoothing: rows still sum to 1
+    runs = {}
+    for name, targets in (("hard", hard), ("soft", soft)):
+        net = xpnet.TwoLayerNet(20, 8, 3, device=dev, seed=0)
+        h = Trainer(net, x, targets, iters=20, batch_size=30, lr=0.5, seed=3, progress=False, log=None,
+                    final_eval=False).fit()
+        runs[name] = (net, h)
+    (a, _), (b, _) = runs["hard"], runs["soft"]
+    assert not np.allclose(dev.to_numpy(a.params["W2"]), dev.to_numpy(b.params["W2"]))
+    from xpnet.splits import place
+
+    split = place(soft, soft, "train", dev, dev.dtype("float64"), 3, 3).with_onehot(3, dev.dtype("float64"), dev.xp)
+    np.testing.assert_array_equal(dev.to_numpy(split.onehot), soft)

@@ -39,7 +39,12 @@ class Split:
                      None if self.onehot is None else self.onehot[:m, ...])
 
     def with_onehot(self, num_classes: int, dtype, xp) -> Split:
-        self.onehot = one_hot(self.labels, num_classes, dtype, xp)
+        """The targets as rows of ``dtype``: one-hot rows of integer labels; rows given (one-hot
+        or soft, label-smoothed ones) kept as they are, never rebuilt from their argmax."""
+        if self.t.ndim == 2 and xp.isdtype(self.t.dtype, "real floating"):
+            self.onehot = xp.astype(self.t, dtype, copy=True)
+        else:
+            self.onehot = one_hot(self.labels, num_classes, dtype, xp)
         return self
 
 
