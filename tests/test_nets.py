@@ -432,3 +432,42 @@ def test_np_random_seed_repeats_a_net_drawn_without_a_seed():
     np.testing.assert_array_equal(a.params["W1"], b.params["W1"])
     assert a.layers["Dropout1"].seed == b.layers["Dropout1"].seed
     assert not np.array_equal(xpnet.MultiLayerNet([5, 4, 3], device="cpu").params["W1"], a.params["W1"])
+
+
+# -- params= (issue 27): copied, checked, and seeds named ------------------------------------------
+@pytest.mark.parametrize("make", [
+    lambda dev, p=None, **kw: xpnet.TwoLayerNet(4, 3, 2, device=dev, params=p, **kw),
+    lambda dev, p=None, **kw: xpnet.MultiLayerNetExtend([4, 3, 2], use_batchnorm=True, device=dev, params=p, **kw),
+    lambda dev, p=None, **kw: xpnet.SimpleConvNet((1, 6, 6), {"filter_num": 2, "filter_size": 3}, 3, 2, device=dev,
+                                                  params=p, **kw),
+], ids=["two-layer", "extend", "simple-conv"])
+def test_params_are_the_nets_own_copies_and_checked_by_key_and_shape(dev, make):
+    given = {k: dev.to_numpy(v) for k, v in make(dev, seed=0).params.items()}
+    for v in given.values():
+        v.flags.writeable = False  # read-only arrays work: the net trains its own copies
+    a, b = make(dev, given), make(dev, given)
+    before = {k: v.copy() for k, v in given.items()}
+    with dev.scope():
+        for k in a.params:
+            a.params[k] -= 1.0
+    for k in given:
+        np.testing.assert_array_equal(given[k], before[k])  # the caller's arrays
+        np.testing.assert_array_equal(dev.to_numpy(b.params[k]), before[k])  # and another net's
+    first = next(iter(given))
+    with pytest.raises(ValueError, match=rf"must hold exactly .*'{first}' is missing"):
+        make(dev, {k: v for k, v in given.items() if k != first})
+    with pytest.raises(ValueError, match=r"'W9' is not one of them"):
+        make(dev, dict(given, W9=np.ones(2)))
+    with pytest.raises(ValueError, match=rf"params\['{first}'\] has shape .* make it"):
+        make(dev, dict(given, **{first: np.ones((7,) + given[first].shape[1:])}))
+
+
+@pytest.mark.parametrize("seed", [-1, "x", 1.5, True])
+def test_a_bad_seed_is_named_even_when_params_are_given(seed):
+    p = {k: np.asarray(v) for k, v in xpnet.TwoLayerNet(4, 3, 2, seed=0, device="cpu").params.items()}
+    for make in (lambda: xpnet.TwoLayerNet(4, 3, 2, seed=seed, device="cpu"),
+                 lambda: xpnet.TwoLayerNet(4, 3, 2, seed=seed, params=p, device="cpu"),
+                 lambda: xpnet.MultiLayerNet([4, 3, 2], seed=seed, device="cpu"),
+                 lambda: xpnet.DeepConvNet(seed=seed, device="cpu")):
+        with pytest.raises(ValueError, match=r"seed must be a non-negative integer or None"):
+            make()

@@ -12,9 +12,9 @@ from collections import OrderedDict
 
 from .backend import device as get_device, dtype_name, host_rng
 from .layers import Affine, Convolution, Dropout, Pooling, Relu, SoftmaxWithLoss
-from .nets import Net, weight_init_std_for
+from .nets import Net, given_params, weight_init_std_for
 from .util import conv_output_size
-from .validation import positive_int
+from .validation import non_negative_int, positive_int
 
 __all__ = ["SimpleConvNet", "DeepConvNet", "simple_conv_shapes", "deep_conv_shapes"]
 
@@ -35,21 +35,6 @@ def _conv_param(given, default: dict, name: str) -> dict:
     if unknown:
         raise TypeError(f"{name} has the unknown key {unknown[0]!r}; it takes {', '.join(default)}")
     return cp
-
-
-def _given_params(params, shapes: dict, cls: str) -> dict:
-    """``params=`` checked against the shapes the settings imply: every key, no other, each shape."""
-    if not isinstance(params, dict):
-        raise TypeError(f"params must be a dict of arrays keyed {', '.join(shapes)}, got {type(params).__name__}")
-    missing, extra = [k for k in shapes if k not in params], sorted(k for k in params if k not in shapes)
-    if missing or extra:
-        raise ValueError(f"params for this {cls} must hold exactly {', '.join(shapes)}: "
-                         + (f"{missing[0]!r} is missing" if missing else f"{extra[0]!r} is not one of them"))
-    for k, shape in shapes.items():
-        got = getattr(params[k], "shape", None)  # (lists are shaped by the layers' own checks)
-        if got is not None and tuple(got) != shape:
-            raise ValueError(f"params[{k!r}] has shape {got}; this {cls}'s settings make it {shape}")
-    return params
 
 
 def _layer_snapshot(net) -> tuple:
@@ -119,6 +104,7 @@ class SimpleConvNet(_BookConvNet):
         H, W = _image_dims(input_dim)[1:]
         pad, stride = conv_param['pad'], conv_param['stride']
         weight_init_std_for(weight_init_std, 1)  # a bad one is named even when params are given
+        non_negative_int("seed", seed, allow_none=True)
         dev = get_device(device)
         dt = dev.dtype(dtype)
         self.input_dim, self.conv_param = (C, H, W), conv_param
@@ -132,9 +118,9 @@ class SimpleConvNet(_BookConvNet):
             params['b2'] = [0.0] * hidden_size
             params['W3'] = std(weight_init_std, fans["W3"]) * randn((hidden_size, output_size))
             params['b3'] = [0.0] * output_size
+            self.params = {k: dev.asarray(v, dtype=dt) for k, v in params.items()}
         else:
-            params = _given_params(params, shapes, "SimpleConvNet")
-        self.params = {k: dev.asarray(v, dtype=dt) for k, v in params.items()}
+            self.params = given_params(params, shapes, "SimpleConvNet", dev, dt)
         self.weight_init_std = weight_init_std
 
         self.layers = OrderedDict()
@@ -209,6 +195,7 @@ class DeepConvNet(_BookConvNet):
                  device=None, dtype="float64", seed=None, params=None):
         given = (conv_param_1, conv_param_2, conv_param_3, conv_param_4, conv_param_5, conv_param_6)
         shapes = deep_conv_shapes(input_dim, given, hidden_size, output_size)
+        non_negative_int("seed", seed, allow_none=True)
         convs = [_conv_param(g, d, f"conv_param_{i}") for i, (d, g) in enumerate(zip(_DEEP, given), start=1)]
         C, H, W = _image_dims(input_dim)
         flat, (hidden_size, output_size) = shapes["W7"][0], shapes["W8"]
@@ -226,9 +213,9 @@ class DeepConvNet(_BookConvNet):
             params['b7'] = [0.0] * hidden_size
             params['W8'] = weight_init_std_for('he', hidden_size) * randn((hidden_size, output_size))
             params['b8'] = [0.0] * output_size
+            self.params = {k: dev.asarray(v, dtype=dt) for k, v in params.items()}
         else:
-            params = _given_params(params, shapes, "DeepConvNet")
-        self.params = {k: dev.asarray(v, dtype=dt) for k, v in params.items()}
+            self.params = given_params(params, shapes, "DeepConvNet", dev, dt)
         self.conv_params = convs
         drop_seeds = [int(v) for v in rng.integers(2**62, size=2)]  # each dropout's own generator
 

@@ -8,8 +8,8 @@ from collections import OrderedDict
 
 from .backend import device as get_device, dtype_name, host_rng
 from .layers import Affine, BatchNormalization, Dropout, SoftmaxWithLoss
-from .nets import ACTIVATIONS, Net, weight_init_std_for
-from .validation import check_net_size, positive_int
+from .nets import ACTIVATIONS, Net, given_params, weight_init_std_for
+from .validation import check_net_size, non_negative_int, positive_int
 
 __all__ = ["MultiLayerNet"]
 
@@ -49,8 +49,9 @@ class MultiLayerNet(Net):
         dev, dt = self._describe(sizes, activation, weight_init, seed, layer_names, device, dtype, params is None)
         rng = host_rng(seed)  # drawn on the host: one seed gives the same net on every backend
         if params is None:
-            params = self._draw(rng)
-        params = {k: dev.asarray(v, dtype=dt) for k, v in params.items()}
+            params = {k: dev.asarray(v, dtype=dt) for k, v in self._draw(rng).items()}
+        else:
+            params = given_params(params, self._param_shapes(), type(self).__name__, dev, dt)
         with dev.scope():  # what a layer allocates (running statistics) goes to the net's GPU
             layers = OrderedDict((name, self._make_layer(kind, i, params, rng)) for name, kind, i in self._plan())
         super().__init__(layers, SoftmaxWithLoss(), params=params, device=dev, weight_decay_lambda=weight_decay_lambda)
@@ -70,6 +71,13 @@ class MultiLayerNet(Net):
             params[f"W{i}"] = self._init_std(n_in) * rng.standard_normal((n_in, n_out))
             params[f"b{i}"] = [0.0] * n_out  # zeros
         return params
+
+    def _param_shapes(self) -> dict:
+        """``{"W1": (in, out), "b1": (out,), ...}``: the parameters the sizes make, in ``_draw``'s order."""
+        shapes = {}
+        for i, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:]), start=1):
+            shapes[f"W{i}"], shapes[f"b{i}"] = (n_in, n_out), (n_out,)
+        return shapes
 
     def _plan(self) -> list:
         """[(layer name, kind, i)] in order: what this class builds (and ``_as_built`` checks)."""
@@ -107,6 +115,7 @@ class MultiLayerNet(Net):
         weight_init_std_for(weight_init, sizes[0])  # refuses a bad one by name
         if not isinstance(weight_init, str):
             weight_init = float(weight_init)  # np.float32(0.01) too; the config stays JSON
+        seed = non_negative_int("seed", seed, allow_none=True)  # named here even when params are given
         self.sizes, self.activation, self.weight_init, self.seed = sizes, activation, weight_init, seed
         self.layer_names = layer_names
         if drawing:

@@ -53,6 +53,13 @@ class MultiLayerNetExtend(MultiLayerNet):
                 params[f"beta{i}"] = [0.0] * width
         return params
 
+    def _param_shapes(self) -> dict:
+        shapes = super()._param_shapes()
+        if self.use_batchnorm:
+            for i, width in enumerate(self.sizes[1:-1], start=1):
+                shapes[f"gamma{i}"], shapes[f"beta{i}"] = (width,), (width,)
+        return shapes
+
     def _plan(self) -> list:
         plan = []
         for name, kind, i in super()._plan():

@@ -30,7 +30,8 @@ from .protocols import is_layer, takes_onehot, takes_train_flg
 from .validation import (check_array, check_features, check_finite, check_labels, check_samples,
                          index_labels, is_array, is_kind, label_column, labels_out_of_range, positive_int, shape_str)
 
-__all__ = ["Net", "ACTIVATIONS", "WEIGHT_INITS", "weight_init_std_for", "is_weight_init", "last_layer_of"]
+__all__ = ["Net", "ACTIVATIONS", "WEIGHT_INITS", "weight_init_std_for", "is_weight_init", "last_layer_of",
+           "given_params"]
 
 ACTIVATIONS = {"relu": Relu, "sigmoid": Sigmoid, "tanh": Tanh}
 # weight_init by name -> k of the std sqrt(k / fan_in): He's for ReLU, Xavier's for sigmoid (the book's
@@ -57,6 +58,26 @@ def _decay(lam) -> float:
     if isinstance(lam, bool) or not isinstance(lam, numbers.Real) or not math.isfinite(lam) or lam < 0:
         raise ValueError(f"weight_decay_lambda must be a finite number >= 0 (0: no weight decay), got {lam!r}")
     return float(lam)
+
+
+def given_params(params, shapes: dict, owner: str, device, dtype) -> dict:
+    """``params=`` as a net's own copies on ``device`` in ``dtype`` -- never the caller's arrays,
+    nor another net's built from the same dict, so training one changes nothing else (read-only
+    arrays work) -- refused unless it holds exactly ``shapes``' keys, each of that shape."""
+    if not isinstance(params, Mapping):
+        raise TypeError(f"params must be a dict of arrays keyed {', '.join(shapes)}, got {type(params).__name__}")
+    missing, extra = [k for k in shapes if k not in params], sorted(str(k) for k in params if k not in shapes)
+    if missing or extra:
+        raise ValueError(f"params for this {owner} must hold exactly {', '.join(shapes)}: "
+                         + (f"{missing[0]!r} is missing" if missing else f"{extra[0]!r} is not one of them"))
+    out = {}
+    for k, shape in shapes.items():
+        a = device.asarray(params[k], dtype=dtype, copy=True)
+        if tuple(a.shape) != tuple(shape):
+            raise ValueError(f"params[{k!r}] has shape {shape_str(a.shape)}; this {owner}'s sizes make it "
+                             f"{shape_str(shape)}")
+        out[k] = a
+    return out
 
 
 def last_layer_of(net):

@@ -7,7 +7,7 @@ from collections import OrderedDict
 from .backend import host_rng
 from .layers import Affine, Relu, SoftmaxWithLoss
 from .multi_layer_net import MultiLayerNet
-from .nets import Net
+from .nets import Net, given_params
 
 __all__ = ["TwoLayerNet"]
 
@@ -31,7 +31,9 @@ class TwoLayerNet(MultiLayerNet):
             params['b1'] = [0.0] * hidden_size
             params['W2'] = self._init_std(hidden_size) * randn((hidden_size, output_size))
             params['b2'] = [0.0] * output_size
-        self.params = {k: dev.asarray(v, dtype=dt) for k, v in params.items()}
+            self.params = {k: dev.asarray(v, dtype=dt) for k, v in params.items()}
+        else:
+            self.params = given_params(params, self._param_shapes(), "TwoLayerNet", dev, dt)
 
         # the layers
         self.layers = OrderedDict()

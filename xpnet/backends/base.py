@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import numbers
 import os
 from typing import Any
 
@@ -23,8 +24,11 @@ def host_rng(seed=None):
     from NumPy's global generator, as the book's nets draw from it: a reader's
     ``np.random.seed(0)`` makes the nets of a script the same run after run."""
     if seed is None:
-        seed = [int(v) for v in np.random.randint(0, 2**32, size=4, dtype=np.uint64)]
-    return np.random.default_rng(seed)
+        return np.random.default_rng([int(v) for v in np.random.randint(0, 2**32, size=4, dtype=np.uint64)])
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer or None (drawn from NumPy's global generator), "
+                         f"got {seed!r}")
+    return np.random.default_rng(int(seed))
 
 
 def is_host_array(x) -> bool:
