@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import xpnet
-from xpnet.checkpoint import Checkpoint, CheckpointError, load_checkpoint, load_net, save_net
+from xpnet.checkpoint import Checkpoint, CheckpointError, checkpoint_meta, load_checkpoint, load_net, save_net
 from xpnet.layers import Relu, Tanh
 from xpnet.trainer import Trainer
 
@@ -160,3 +160,15 @@ def test_a_checkpoint_with_damaged_running_statistics_is_refused(tmp_path):
                 out.writestr(item, z.read(item))
     with pytest.raises(xpnet.CheckpointError, match="missing members.*BatchNorm2/running_var"):
         xpnet.load_net(tmp_path / "bad.npz")
+
+
+def test_the_path_save_net_was_given_loads_and_a_folder_is_refused(tmp_path):
+    net = xpnet.TwoLayerNet(4, 3, 2, seed=0, device="cpu")
+    written = xpnet.save_net(net, tmp_path / "model")
+    assert written == str(tmp_path / "model.npz")
+    back = xpnet.load_net(tmp_path / "model")  # without the .npz save_net added
+    np.testing.assert_array_equal(back.params["W1"], net.params["W1"])
+    assert checkpoint_meta(tmp_path / "model") == {}  # a net saved without training state: none, read the same way
+    with pytest.raises(ValueError, match=r"names a folder; give the checkpoint a file name"):
+        xpnet.save_net(net, tmp_path)
+    assert not (tmp_path / ".npz").exists()

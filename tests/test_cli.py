@@ -346,3 +346,19 @@ def test_an_activation_without_sizes_is_not_ignored(tiny, tmp_path, capsys):
     assert main(["train", "--device", "cpu", "--activation", "sigmoid", "--iters", "2", "--data-dir", str(tiny),
                  "--out", str(tmp_path / "r"), "--no-plot"]) == 0
     assert "MultiLayerNet(64-50-3, sigmoid" in capsys.readouterr().out
+
+
+def test_a_negative_size_is_refused_not_read_as_a_dash(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--sizes", "784,-5,10"])
+    assert e.value.code == 2 and "layer sizes must be positive, got '784,-5,10'" in capsys.readouterr().err
+
+
+def test_tanh_trains_from_the_command_line_and_evaluate_takes_the_run_folder(tiny, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--device", "cpu", "--activation", "tanh", "--sizes", "64,8,3", "--iters", "3",
+                 "--data-dir", str(tiny), "--out", str(out), "--no-plot", "--quiet"]) == 0
+    assert xpnet.load_net(out / "model.npz").config["activation"] == "tanh"
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--data-dir", str(tiny)]) == 0  # the folder train printed
+    assert "accuracy" in capsys.readouterr().out

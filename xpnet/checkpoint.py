@@ -54,6 +54,9 @@ def save_net(net, path, *, state=None) -> str:
     state saved alongside, read back with ``load_checkpoint``.
     """
     path = os.fspath(path)
+    if os.path.isdir(path) or path.endswith((os.sep, "/")):
+        raise ValueError(f"save_net: {path!r} names a folder; give the checkpoint a file name, e.g. "
+                         f"{os.path.join(path, 'model.npz')!r}")
     if not path.endswith(".npz"):
         path += ".npz"
     record = {"format": FORMAT, "config": config_of(net)}
@@ -71,10 +74,19 @@ def save_net(net, path, *, state=None) -> str:
     return path
 
 
+def _saved_path(path) -> str:
+    """``path``, or ``path + ".npz"`` where only that exists: what ``save_net(net, path)`` wrote."""
+    path = os.fspath(path)
+    if not os.path.exists(path) and not path.endswith(".npz") and os.path.isfile(path + ".npz"):
+        return path + ".npz"
+    return path
+
+
 def load_checkpoint(path, device=None, dtype=None) -> Checkpoint:
     """Rebuild a saved net on ``device`` (default: the current default device), with the training
-    state saved alongside it: ``Checkpoint(net, arrays, meta)``."""
-    path = os.fspath(path)
+    state saved alongside it: ``Checkpoint(net, arrays, meta)``. ``path`` may leave out the
+    ``.npz`` that ``save_net`` added."""
+    path = _saved_path(path)
     dev = get_device(device)
     with open_npz(path) as npz:
         record, arch = read_record(npz)
@@ -108,7 +120,7 @@ def load_net(path, device=None, dtype=None):
 def checkpoint_meta(path) -> dict:
     """The training state saved with a net (step, device, random generator, ...), read and
     checked without loading a single array: what a resume needs to know first."""
-    path = os.fspath(path)
+    path = _saved_path(path)
     with open_npz(path) as npz:
         record, arch = read_record(npz)
         return state_spec(record, path, 8 * arch["n_params"])[0]

@@ -41,6 +41,8 @@ _non_negative_float = _float_arg(lambda v: 0 <= v < float("inf"), "a finite numb
 
 
 def _sizes(s):
+    if any(part.strip().startswith("-") for part in s.split(",")):  # 784,-5,10 is not 784-5-10
+        raise argparse.ArgumentTypeError(f"layer sizes must be positive, got {s!r}")
     try:
         v = [int(p) for p in s.replace("-", ",").split(",") if p.strip()]
     except ValueError:
@@ -124,7 +126,7 @@ def _parser():
                    help="hidden units (default: 50 for mlp and deepconv, 100 for simpleconv, as the book)")
     t.add_argument("--sizes", type=_sizes,
                    help="all layer sizes, e.g. 784,100,100,10: a MultiLayerNet (overrides --hidden)")
-    t.add_argument("--activation", choices=["relu", "sigmoid"], default=None,
+    t.add_argument("--activation", choices=["relu", "sigmoid", "tanh"], default=None,
                    help="activation of --sizes nets (default: relu)")
     t.add_argument("--weight-init", type=_weight_init, default=None, help="std of the initial weights, "
                    "'he' (or 'relu') or 'xavier' (or 'sigmoid') (default: 0.01; deepconv: He's, always)")
@@ -449,6 +451,8 @@ def _load_model(path, dev):
     from .checkpoint import load_net
     from .exceptions import CheckpointError
 
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "model.npz")):  # the run folder train printed
+        path = os.path.join(path, "model.npz")
     try:
         return load_net(path, device=dev)
     except CheckpointError as e:
