@@ -362,3 +362,13 @@ def test_tanh_trains_from_the_command_line_and_evaluate_takes_the_run_folder(tin
     capsys.readouterr()
     assert main(["evaluate", str(out), "--data-dir", str(tiny)]) == 0  # the folder train printed
     assert "accuracy" in capsys.readouterr().out
+
+
+def test_an_empty_out_and_a_bad_thread_setting_are_refused_before_training(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--out", "", "--iters", "1", "--no-plot"]) == 2
+    assert "--out is empty" in capsys.readouterr().err and list(tmp_path.iterdir()) == []  # nothing written here
+    monkeypatch.setenv("XPNET_BLAS_THREADS", "two")
+    assert main(["train", "--iters", "1", "--out", str(tmp_path / "r"), "--no-plot"]) == 2
+    assert "XPNET_BLAS_THREADS must be a positive integer or 'auto', got 'two'" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

@@ -291,6 +291,14 @@ def _train(args, comm) -> int:
     say = (lambda *_, **__: None) if quiet else log
     # a distributed run: this process's own GPU; a resumed one: its own device unless --device says
     dev = comm.device if comm is not None else args.device if args.resume else _device(args)
+    if args.out is not None and not args.out.strip():
+        raise _Fail("--out is empty: name the folder for the run, or leave --out out for a new one under runs/")
+    from .threads import blas_threads_setting
+
+    try:  # read at every step: a bad value is named now, not after the first checkpoint
+        blas_threads_setting()
+    except ValueError as e:
+        raise _Fail(str(e)) from None
     if args.resume and (args.out or args.overwrite):
         raise _Fail("--resume DIR continues the run in DIR: leave out --out and --overwrite")
     try:  # the folder first: a bad --out fails now, not after the run

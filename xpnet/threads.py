@@ -18,7 +18,7 @@ import time
 
 from .backends.base import null_scope
 
-__all__ = ["blas_thread_limit", "blas_libraries", "cpu_thread_scope", "ThreadChooser",
+__all__ = ["blas_thread_limit", "blas_libraries", "blas_threads_setting", "cpu_thread_scope", "ThreadChooser",
            "SERIAL_PRODUCT_FLOPS", "SMALL_PRODUCT_FLOPS"]
 
 SMALL_PRODUCT_FLOPS = 16e6  # the measured crossover (benchmarks/README.md): larger products gain from more threads
@@ -225,7 +225,7 @@ def cpu_thread_scope(pools, largest_product_flops: float, steps: int, choosers: 
     (results then depend on what it picked)."""
     if not pools:
         return null_scope()
-    mode = _blas_threads_from_env()
+    mode = blas_threads_setting()
     if isinstance(mode, int):
         return _blas_threads(pools, mode)
     if largest_product_flops >= SMALL_PRODUCT_FLOPS:
@@ -243,8 +243,9 @@ def cpu_thread_scope(pools, largest_product_flops: float, steps: int, choosers: 
 _ENV_PARSED = [None, None]  # (the raw XPNET_BLAS_THREADS last parsed, what it meant): read every step
 
 
-def _blas_threads_from_env():
-    """``XPNET_BLAS_THREADS``: None (unset), a positive count, or ``"auto"``."""
+def blas_threads_setting():
+    """``XPNET_BLAS_THREADS``: None (unset), a positive count, or ``"auto"``; a ValueError naming
+    the variable for anything else (the command line asks before it trains)."""
     raw = os.environ.get("XPNET_BLAS_THREADS")
     if raw == _ENV_PARSED[0]:  # unset, or unchanged since the last step
         return _ENV_PARSED[1]
