@@ -632,3 +632,20 @@ def test_predict_images_npy_declaring_terabytes_is_refused_from_its_header(tmp_p
         f.write(b"\0" * 100)
     with pytest.raises(DatasetError, match=r"declares 3,448,068,464,705,536 bytes .* holds 100"):
         load_images_npy(bomb, 784)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this system")
+def test_a_pipe_given_as_a_file_is_refused_not_waited_on(tmp_path):
+    """load_net, load_params and predict --images of a FIFO: reading it would block forever."""
+    from xpnet.io.npy import load_images_npy
+
+    from xpnet.exceptions import DatasetError
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(CheckpointError, match="not a regular file"):
+        load_net(fifo)
+    with pytest.raises(CheckpointError, match="not a regular file"):
+        xpnet.TwoLayerNet(2, 2, 2, device="cpu").load_params(str(fifo))
+    with pytest.raises(DatasetError, match="not a regular file"):
+        load_images_npy(str(fifo), 4)

@@ -27,6 +27,7 @@ from .io.checkpoint_format import (CONV_CLASSES, FORMAT, MAX_META_BYTES, MAX_PAR
                                    buffer_shapes, check_members, check_state, config_of, read_record, record_text,
                                    state_spec)
 from .io.book_pickle import is_pickle, read_book_params
+from .io.npy import is_regular_file
 from .io.npz import open_npz
 from .convnets import DeepConvNet, SimpleConvNet
 from .multi_layer_net import MultiLayerNet
@@ -183,6 +184,8 @@ def load_params(net, file_name="params.pkl") -> None:
     path = os.fspath(file_name)
     shapes = {k: tuple(v.shape) for k, v in net.params.items()}
     cap = 2 * 8 * sum(int(np.prod(s)) for s in shapes.values()) + (1 << 20)  # float64, and room for the format
+    if os.path.exists(path) and not is_regular_file(path):
+        raise CheckpointError(f"{path} is not a regular file (a pipe or a device?); give the file of parameters")
     try:
         with open(path, "rb") as f:
             head = f.read(8)

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..exceptions import CheckpointError
 from ..validation import format_bytes
+from .npy import is_regular_file
 
 __all__ = ["read_book_params", "is_pickle"]
 
@@ -199,6 +200,8 @@ def read_book_params(path, max_bytes: int) -> dict:
     ``save_params``), no code run; ``CheckpointError`` naming the file for anything else, a
     file over ``max_bytes`` refused before it is read."""
     path = os.fspath(path)
+    if os.path.exists(path) and not is_regular_file(path):
+        raise CheckpointError(f"{path} is not a regular file (a pipe or a device?); give the file of parameters")
     try:
         size = os.path.getsize(path)
         if size > max_bytes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import stat
 import struct
 from typing import NamedTuple
 
@@ -18,7 +19,7 @@ from numpy.lib import format as npy_format
 
 from ..exceptions import DatasetError
 
-__all__ = ["MAGIC", "MAX_HEADER", "NpyHeader", "read_header", "load_images_npy"]
+__all__ = ["MAGIC", "MAX_HEADER", "NpyHeader", "read_header", "load_images_npy", "is_regular_file"]
 
 MAGIC = b"\x93NUMPY"
 MAX_HEADER = 10000  # numpy's own limit for a safe .npy header
@@ -71,6 +72,14 @@ def read_header(stream, fault=ValueError, versions=((1, 0), (2, 0))) -> NpyHeade
     return NpyHeader(shape, bool(fortran), dtype, 8 + len(size_bytes) + hlen)
 
 
+def is_regular_file(path) -> bool:
+    """Whether ``path`` is a plain file (not a FIFO, socket or device, whose read may never end)."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, TypeError, ValueError):
+        return False
+
+
 def _data_fits_the_file(file) -> None:
     """The data an ``.npy`` header declares must be in the file (checked from the header alone)."""
     try:
@@ -90,6 +99,8 @@ def load_images_npy(file, n_pixels: int) -> np.ndarray:
     shape (N, D), (N, H, W) or (N, 1, H, W) with H*W == D, or one image; uint8 0..255 or float in
     [0, 1]. Anything else is a DatasetError that starts with the file's name and says what to do."""
     d = int(n_pixels)
+    if os.path.exists(file) and not is_regular_file(file):
+        raise DatasetError(f"{file} is not a regular file (a pipe or a device?); give an .npy file of images")
     _data_fits_the_file(file)  # a header declaring terabytes is refused before numpy allocates them
     try:
         arr = np.load(file, allow_pickle=False)

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..exceptions import CheckpointError
 from ..validation import format_bytes
-from .npy import MAGIC, MAX_HEADER, read_header
+from .npy import MAGIC, MAX_HEADER, is_regular_file, read_header
 
 __all__ = ["open_npz", "NpzReader", "dtype_fault", "MAX_JSON_DEPTH"]
 
@@ -52,6 +52,9 @@ def _open_zip(path: str) -> zipfile.ZipFile:
     if os.path.isdir(path):
         raise CheckpointError(f"checkpoint {path} is a directory, not a checkpoint file; give the .npz file "
                               "save_net wrote (e.g. its model.npz)")
+    if not is_regular_file(path):  # a FIFO or a device would block the read (or never end)
+        raise CheckpointError(f"checkpoint {path} is not a regular file (a pipe or a device?); give the .npz file "
+                              "save_net wrote")
     try:
         with open(path, "rb") as f:
             head = f.read(8)
