@@ -116,3 +116,17 @@ def test_data_dir_messages(tmp_path, monkeypatch):
         load_idx_dataset(a_file)
     with pytest.raises(DatasetError, match=r"train-images-idx3-ubyte\(.gz\) is missing from"):
         load_mnist(path=tmp_path)
+
+
+def test_a_sha256sums_of_dot_slash_names_is_read(tmp_path):
+    """``sha256sum ./*.gz > SHA256SUMS`` names the files ./train-...: the same files, checked."""
+    fashion_like(tmp_path)
+    sums = tmp_path / "SHA256SUMS"
+    lines = [f"{d}  ./{n}" for d, n in (ln.split(None, 1) for ln in sums.read_text().splitlines())]
+    sums.write_text("\n".join(lines) + "\n")
+    got = load_mnist(path=tmp_path)
+    assert got.verified and got.verified_by == str(sums)
+    broken = lines[0].split()[0][::-1] + lines[0][64:]  # a wrong digest under a ./ name is still caught
+    sums.write_text("\n".join([broken] + lines[1:]) + "\n")
+    with pytest.raises(xpnet.DatasetError):
+        load_mnist(path=tmp_path)

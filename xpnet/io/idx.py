@@ -263,6 +263,8 @@ def read_sha256sums(directory: Path) -> tuple[str | None, dict]:
             continue
         digest, _, name = line.strip().partition(" ")
         name = name.strip().lstrip("*")
+        while name.startswith("./"):  # `sha256sum ./*.gz` writes the names so
+            name = name[2:]
         if not _HEX.fullmatch(digest) or not name:
             raise DatasetError(f"{f} line {i} is not '<64 hex digits>  <file name>': {line[:80]!r}")
         if name.endswith(" (uncompressed)"):
