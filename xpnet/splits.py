@@ -55,6 +55,10 @@ def place(x, t, split: str, device, dtype, n_features: int | None = None, num_cl
     xp = device.xp
     if x is None or t is None:
         raise ValueError(f"x_{split} and t_{split} must both be given")
+    for name, a in ((f"x_{split}", x), (f"t_{split}", t)):
+        if getattr(a, "requires_grad", False):
+            raise TypeError(f"{name} requires grad: xpnet computes its own gradients, and torch would record every "
+                            f"step's operations on it; pass {name}.detach()")
     if not device.owns(x):
         if not is_host_data(x):
             raise ValueError(f"x_{split} is not on the net's device {device.name!r}; pass host (NumPy) data "

@@ -96,7 +96,8 @@ def unit_interval(name: str, value) -> float:
 
 # -- arrays -----------------------------------------------------------------------------------
 def check_array(a, name: str, device) -> None:
-    """``a`` must be an array of ``device``; the message says where it is and how to move it."""
+    """``a`` must be an array of ``device``, outside any autograd graph (a torch tensor that
+    requires grad would grow one step after step); the message says where it is and how to move it."""
     if device.owns(a):
         return
     if not is_array(a):
@@ -111,6 +112,9 @@ def check_array(a, name: str, device) -> None:
         where = None
     if where == device.name:  # same device, another array type: a subclass (np.matrix, nn.Parameter) or wrapper
         wanted = type(device.asarray(0.0))  # the error path only: the cost does not matter here
+        if type(a) is wanted and getattr(a, "requires_grad", False):  # (torch's devices own no such tensor)
+            raise TypeError(f"{name} requires grad: xpnet computes its own gradients, and torch would record every "
+                            f"operation on it (memory growing step after step); pass {name}.detach()")
         fix = f"{name}.detach()" if callable(getattr(a, "detach", None)) else \
             f"xpnet.device({device.name!r}).asarray({name})"  # torch's asarray keeps a Parameter a Parameter
         raise TypeError(f"{name} is a {given}, not the {wanted.__module__}.{wanted.__qualname__} that the net on "

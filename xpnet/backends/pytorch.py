@@ -124,7 +124,8 @@ class TorchDevice(Device):
         return host_memory_bytes()
 
     def owns(self, x) -> bool:
-        return type(x) is self._array_type and x.device == self.native
+        # a tensor that requires grad is not the device's data: autograd would record every step on it
+        return type(x) is self._array_type and x.device == self.native and not x.requires_grad
 
     def host_view(self, x):
         if self.native.type != "cpu":
