@@ -307,5 +307,6 @@ def test_soft_targets_are_trained_on_as_given(dev):
     assert not np.allclose(dev.to_numpy(a.params["W2"]), dev.to_numpy(b.params["W2"]))
     from xpnet.splits import place
 
-    split = place(soft, soft, "train", dev, dev.dtype("float64"), 3, 3).with_onehot(3, dev.dtype("float64"), dev.xp)
-    np.testing.assert_array_equal(dev.to_numpy(split.onehot), soft)
+    with dev.scope():  # (as the trainer places its data: on cuda:N, in its scope)
+        split = place(soft, soft, "train", dev, dev.dtype("float64"), 3, 3).with_onehot(3, dev.dtype("float64"), dev.xp)
+        np.testing.assert_array_equal(dev.to_numpy(split.onehot), soft)
