@@ -58,6 +58,7 @@ def test_a_real_sigint_then_resume_ends_where_an_uninterrupted_run_ends(tmp_path
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "SIGINT at step" in err and "Traceback" not in err
+    assert "xpnet train --resume cut" in err  # the real folder, not a placeholder
     step = checkpoint_meta(ckpt)["step"]
     assert 600 <= step < 3000
     assert sorted(p.name for p in (tmp_path / "cut").iterdir()) == ["history.json", "model.npz"]  # no .tmp-*
@@ -115,3 +116,17 @@ def test_train_piped_into_head_ends_quietly_after_writing_its_files(tmp_path):
     assert "BrokenPipeError" not in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert len(r.stdout.splitlines()) == 2
     assert (tmp_path / "p" / "history.json").exists() and checkpoint_meta(tmp_path / "p" / "model.npz")["step"] == 400
+
+
+def test_sigterm_saves_the_run_and_exits_143(tmp_path):
+    env = {**os.environ, "XPNET_DEVICE": "cpu", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "xpnet", "train", *ARGS, "--out", "cut"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ckpt = tmp_path / "cut" / "model.npz"
+    deadline = time.time() + 120
+    while time.time() < deadline and not ckpt.exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err  # 128 + 15, as a shell reports a job ended by SIGTERM
+    assert "SIGTERM at step" in err and "xpnet train --resume cut" in err and "Traceback" not in err

@@ -354,8 +354,8 @@ def _train(args, comm) -> int:
         except TrainingInterrupted as e:
             if lead:
                 _write_views(trainer.history, folder, args, say)
-                print(f"xpnet train: {e}", file=sys.stderr)
-            return 130
+                print(f"xpnet train: {e}; from the command line: xpnet train --resume {folder.path}", file=sys.stderr)
+            return 143 if e.signal_name == "SIGTERM" else 130  # the shells' 128 + the signal's number
         except CheckpointWriteError as e:
             raise _Fail(str(e)) from None
         except TrainingDivergedError as e:

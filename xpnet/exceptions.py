@@ -35,9 +35,9 @@ class TrainingDivergedError(FloatingPointError):
 class TrainingInterrupted(KeyboardInterrupt):
     """SIGINT or SIGTERM stopped a run that writes checkpoints; the last one holds it up to ``step``."""
 
-    def __init__(self, message: str, step: int, checkpoint: str):
+    def __init__(self, message: str, step: int, checkpoint: str, signal_name: str | None = None):
         super().__init__(message)
-        self.step, self.checkpoint = step, checkpoint
+        self.step, self.checkpoint, self.signal_name = step, checkpoint, signal_name
 
     def __str__(self) -> str:
         return self.args[0]

@@ -334,7 +334,7 @@ class Trainer:
         self.history.wall_time_s = time.perf_counter() - t0
         written = self.save_checkpoint(checkpoint)
         raise TrainingInterrupted(f"{signal_name} at step {self.step}: the run is saved in {written}; continue it "
-                                  f"with Trainer.resume (xpnet train --resume DIR)", self.step, written)
+                                  f"with Trainer.resume", self.step, written, signal_name)
 
     # -- the steps -----------------------------------------------------------------------
     @scoped
