@@ -2,6 +2,7 @@
 everyone), tried on the example layer library and on runs of pytest inside this one."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -193,3 +194,25 @@ def test_the_plugin_under_pytest_xdist(tmp_path):
     r = run_pytest(tmp_path, "-p", "xpnet.testing", "-n", "2", "--xpnet-devices", "cpu,array_api_strict")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "7 passed" in r.stdout  # the same tests as without workers
+
+
+@pytest.mark.parametrize("mark, message", [
+    ("devices=['cpuu']", r"unknown device 'cpuu'"),
+    ("devices='cpu'", r"devices='cpu'\): give a list, e.g. devices=\['cpu'\]"),
+    ("dtypes=['float33']", r"unknown dtype 'float33'"),
+    ("dtypes='float64'", r"give a list, e.g. dtypes=\['float64'\]"),
+    ("device=['cpu']", r"has no keyword 'device'"),
+    ("'cpu'", r"takes keywords devices=\[...\] and dtypes=\[...\]"),
+])
+def test_a_misused_xpnet_mark_is_a_usage_error_naming_the_test(pytester, inner, mark, message):
+    """Not seven tests named 'c', 'p', 'u' nor a silent skip: the run stops, naming the test."""
+    pytester.makepyfile(test_m=f"""
+import pytest
+
+@pytest.mark.xpnet({mark})
+def test_marked(device):
+    pass
+""")
+    r = inner("-p", "xpnet.testing", "--xpnet-devices", "cpu")
+    assert r.ret != 0 and "test_marked" in r.text, r.text
+    assert re.search(message, r.text), r.text

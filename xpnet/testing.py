@@ -25,6 +25,7 @@ fixtures are session-scoped, so they work inside hypothesis' ``@given`` and unde
 from __future__ import annotations
 
 import os
+import re
 import warnings
 
 import numpy as np
@@ -262,9 +263,40 @@ def _usable(name):
     return None
 
 
+_DEVICE_NAME = re.compile(r"cpu|array_api_strict|torch(:cuda(:\d+)?)?|cuda(:\d+)?")
+_DTYPE_NAMES = ("float16", "float32", "float64")
+
+
+def _check_mark(mark, where: str) -> None:
+    """``@pytest.mark.xpnet(devices=[...], dtypes=[...])`` as the plugin reads it, or a usage
+    error naming the test: a misspelt device or dtype would otherwise leave a test unrun without
+    a word, and a string ``devices='cpu'`` would be read letter by letter."""
+    def fail(why):
+        raise pytest.UsageError(f"{where}: @pytest.mark.xpnet{why}")
+
+    if mark.args:
+        fail(f" takes keywords devices=[...] and dtypes=[...], got the positional {mark.args!r}")
+    unknown = sorted(set(mark.kwargs) - {"devices", "dtypes"})
+    if unknown:
+        fail(f"(...) has no keyword {unknown[0]!r}; it takes devices=[...] and dtypes=[...]")
+    known_devices = "cpu, array_api_strict, torch, cuda, cuda:N, torch:cuda[:N]"
+    for key, ok, known in (("devices", _DEVICE_NAME.fullmatch, known_devices),
+                           ("dtypes", lambda v: v in _DTYPE_NAMES, ", ".join(_DTYPE_NAMES))):
+        value = mark.kwargs.get(key)
+        if value is None:
+            continue
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            fail(f"({key}={value!r}): give a list, e.g. {key}=[{value!r}]")
+        bad = [v for v in value if not isinstance(v, str) or not ok(v)]
+        if bad:
+            fail(f"({key}=...): unknown {key[:-1]} {bad[0]!r}; known: {known}")
+
+
 def pytest_generate_tests(metafunc):
     names = set(metafunc.fixturenames)
     mark = metafunc.definition.get_closest_marker("xpnet")
+    if mark is not None:
+        _check_mark(mark, metafunc.definition.nodeid)
     if "dtype" in names:
         taken = {a.strip() for m in metafunc.definition.iter_markers("parametrize")
                  for a in (m.args[0].split(",") if isinstance(m.args[0], str) else m.args[0])}
