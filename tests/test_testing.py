@@ -216,3 +216,20 @@ def test_marked(device):
     r = inner("-p", "xpnet.testing", "--xpnet-devices", "cpu")
     assert r.ret != 0 and "test_marked" in r.text, r.text
     assert re.search(message, r.text), r.text
+
+
+@pytest.mark.parametrize("actual, desired", [
+    ([np.inf], [-np.inf]), ([1.0], [np.inf]), ([np.inf], [1.0]), ([1 + 1j], [1 + 2j]),
+])
+def test_assert_close_fails_infinities_that_differ_and_compares_imaginary_parts(actual, desired):
+    with pytest.raises(AssertionError, match="values differ"):
+        assert_close(np.array(actual), np.array(desired))
+
+
+def test_assert_close_reports_the_exact_integer_difference_and_refuses_strings():
+    a, d = np.array([2 ** 60], dtype=np.int64), np.array([2 ** 60 + 1], dtype=np.int64)
+    with pytest.raises(AssertionError, match=r"\|diff\| 1$"):  # float64 would say 0
+        assert_close(a, d)
+    with pytest.raises(TypeError, match="not numbers"):
+        assert_close(np.array(["a"]), np.array(["a"]))
+    assert_close(np.array([np.inf, np.nan]), np.array([np.inf, np.nan]))  # the same values pass

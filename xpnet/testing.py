@@ -84,30 +84,37 @@ def assert_close(actual, desired, *, rtol=None, atol=None, err_msg: str = "") ->
         raise TypeError(f"assert_close: desired must be an array of actual's device or a Python number/list, "
                         f"got {type(desired).__name__}")
     a = _host(actual)
+    for side, arr in (("actual", a), ("desired", d)):
+        if arr.dtype.kind not in "biufc":
+            raise TypeError(f"assert_close: {side} holds {arr.dtype} values, not numbers; compare numbers only")
     if a.shape != d.shape:
         raise AssertionError(f"assert_close: shapes differ: actual {a.shape}, desired {d.shape}"
                              f"{' -- ' + err_msg if err_msg else ''}")
     r0, a0 = tolerances(actual.dtype)
     rtol = r0 if rtol is None else rtol
     atol = a0 if atol is None else atol
-    if a.dtype.kind in "biu" and d.dtype.kind in "biu" and rtol == 0 and atol == 0:
+    ints = a.dtype.kind in "biu" and d.dtype.kind in "biu"
+    wide = np.complex128 if "c" in (a.dtype.kind, d.dtype.kind) else np.float64  # imaginary parts compared too
+    a64, d64 = a.astype(wide), d.astype(wide)
+    if ints and rtol == 0 and atol == 0:
         bad = a != d
     else:
-        a64, d64 = a.astype(np.float64), d.astype(np.float64)
-        with np.errstate(invalid="ignore"):
-            bad = ~((np.abs(a64 - d64) <= atol + rtol * np.abs(d64)) | ((a64 == d64) | (np.isnan(a64) & np.isnan(d64))))
+        with np.errstate(invalid="ignore", over="ignore"):
+            finite = np.isfinite(a64) & np.isfinite(d64)  # inf only equals the same inf: 1 vs inf, inf vs -inf differ
+            near = finite & (np.abs(a64 - d64) <= atol + rtol * np.abs(d64))
+            bad = ~(near | (a64 == d64) | (np.isnan(a64) & np.isnan(d64)))
     if not bad.any():
         return
-    a64, d64 = a.astype(np.float64), d.astype(np.float64)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):
         err = np.where(bad, np.abs(a64 - d64), -1.0)
         err = np.where(np.isnan(err), np.inf, err)
     worst = np.unravel_index(int(np.argmax(err)), a.shape) if a.ndim else ()
     idx = "[" + ", ".join(str(int(i)) for i in worst) + "]"
+    diff = abs(int(a[worst]) - int(d[worst])) if ints else f"{abs(a64[worst] - d64[worst]):.3g}"  # exact for ints
     raise AssertionError(
         f"assert_close: {int(bad.sum())} of {a.size} values differ on {_where(actual)} ({dtype_name(actual.dtype)}, "
         f"rtol {rtol:g}, atol {atol:g}); worst at {idx}: actual {str(a[worst])}, desired {str(d[worst])}, "
-        f"|diff| {abs(a64[worst] - d64[worst]):.3g}{' -- ' + err_msg if err_msg else ''}")
+        f"|diff| {diff}{' -- ' + err_msg if err_msg else ''}")
 
 
 def _host(a) -> np.ndarray:
