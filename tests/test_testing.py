@@ -233,3 +233,21 @@ def test_assert_close_reports_the_exact_integer_difference_and_refuses_strings()
     with pytest.raises(TypeError, match="not numbers"):
         assert_close(np.array(["a"]), np.array(["a"]))
     assert_close(np.array([np.inf, np.nan]), np.array([np.inf, np.nan]))  # the same values pass
+
+
+def test_assert_same_on_every_device_never_passes_having_compared_nothing():
+    with pytest.raises(pytest.skip.Exception, match="compared nothing with the cpu"):
+        assert_same_on_every_device(lambda x: x * 2, [1.0], devices=["cpu"])
+    with pytest.raises(pytest.skip.Exception, match="compared nothing.*cuda:7"):
+        assert_same_on_every_device(lambda x: x * 2, [1.0], devices=["cuda:7"])
+
+
+def test_assert_same_on_every_device_fails_when_the_devices_return_other_keys():
+    pytest.importorskip("array_api_strict")
+
+    def fn(x):
+        name = type(x).__module__.split(".")[0]
+        return {"out": x * 2} if name == "numpy" else {"y": x * 2}
+
+    with pytest.raises(AssertionError, match=r"fn gave results \['y'\] on array_api_strict but \['out'\] on cpu"):
+        assert_same_on_every_device(fn, [1.0], devices=["array_api_strict"])

@@ -151,17 +151,21 @@ def assert_same_on_every_device(fn, *host_inputs, devices=None, rtol=None, atol=
     __tracebackhide__ = True
     names = list(devices) if devices is not None else _selected_or_usable()
     ref_dev = get_device("cpu")
-    ref = _flatten(fn(*(_place(ref_dev, v, dtype) for v in host_inputs)))
+    ref_keys, ref = _flatten(fn(*(_place(ref_dev, v, dtype) for v in host_inputs)))
     out = {"cpu": [_host(r) for r in ref]}
+    left_out = {}
     for name in names:
         try:
             dev = get_device(name)
-        except DeviceUnavailableError:
+        except DeviceUnavailableError as e:
+            left_out[name] = str(e)
             continue
         if dev.name == "cpu":
             continue
         with dev.scope():
-            got = _flatten(fn(*(_place(dev, v, dtype) for v in host_inputs)))
+            keys, got = _flatten(fn(*(_place(dev, v, dtype) for v in host_inputs)))
+        if keys != ref_keys:
+            raise AssertionError(f"fn gave results {keys} on {dev.name} but {ref_keys} on cpu")
         if len(got) != len(ref):
             raise AssertionError(f"fn gave {len(got)} results on {dev.name} but {len(ref)} on cpu")
         out[dev.name] = []
@@ -171,7 +175,10 @@ def assert_same_on_every_device(fn, *host_inputs, devices=None, rtol=None, atol=
             rt, at = tolerances(g.dtype)
             assert_close(ref_dev.asarray(h), r, rtol=rtol if rtol is not None else rt,
                          atol=atol if atol is not None else at,
-                         err_msg=f"result {i} on {dev.name} vs cpu")
+                         err_msg=f"result {i if keys is None else repr(keys[i])} on {dev.name} vs cpu")
+    if len(out) == 1:  # nothing but the reference ran: not a pass
+        why = "; ".join(f"{k}: {v}" for k, v in left_out.items()) or f"the devices given were {names or 'none'}"
+        pytest.skip(f"assert_same_on_every_device compared nothing with the cpu ({why})")
     return {k: v[0] if len(v) == 1 else v for k, v in out.items()}
 
 
@@ -182,12 +189,14 @@ def _place(dev, v, dtype):
     return dev.asarray(a)
 
 
-def _flatten(res) -> list:
+def _flatten(res) -> tuple:
+    """(the result's keys or None, its arrays in order)."""
     if isinstance(res, dict):
-        return [res[k] for k in sorted(res)]
+        keys = sorted(res)
+        return keys, [res[k] for k in keys]
     if isinstance(res, (tuple, list)):
-        return list(res)
-    return [res]
+        return None, list(res)
+    return None, [res]
 
 
 # ---------------------------------------------------------------------------------------------
