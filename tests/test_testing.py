@@ -251,3 +251,12 @@ def test_assert_same_on_every_device_fails_when_the_devices_return_other_keys():
 
     with pytest.raises(AssertionError, match=r"fn gave results \['y'\] on array_api_strict but \['out'\] on cpu"):
         assert_same_on_every_device(fn, [1.0], devices=["array_api_strict"])
+
+
+def test_selecting_only_devices_that_are_not_here_is_a_usage_error(pytester, inner):
+    """``--xpnet-devices cuda`` on a machine without a GPU: not a green run of nothing."""
+    pytester.makepyfile(test_d="def test_on(device):\n    pass\n")
+    r = inner("-p", "xpnet.testing", "--xpnet-devices", "cuda:7")
+    assert r.ret != 0 and "none of these devices is usable here" in r.text and "cuda:7" in r.text, r.text
+    ok = inner("-p", "xpnet.testing", "--xpnet-devices", "cpu,cuda:7")  # some here: the rest named, the run goes on
+    assert ok.ret == 0 and "xpnet devices left out" in ok.text, ok.text

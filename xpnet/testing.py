@@ -259,6 +259,14 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "xpnet(devices=None, dtypes=None): run this test only on these xpnet "
                                        "devices and/or dtypes")
     _RUNS.append(_new_state(selected_devices(config)))
+    raw = config.getoption("xpnet_devices", default=None) or os.environ.get("XPNET_TEST_DEVICES", "")
+    selected = _state()["selected"]
+    if raw and selected and not any(_usable(n) is not None for n in selected):  # asked for, none here:
+        from .backend import devices as usable  # a run of nothing would end green
+
+        why = "; ".join(f"{n}: {_state()['unavailable'].get(n, '?')}" for n in selected)
+        raise pytest.UsageError(f"--xpnet-devices / XPNET_TEST_DEVICES {raw!r}: none of these devices is usable "
+                                f"here ({why}); usable: {', '.join(usable())}")
 
 
 def pytest_unconfigure(config):
