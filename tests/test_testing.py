@@ -260,3 +260,10 @@ def test_selecting_only_devices_that_are_not_here_is_a_usage_error(pytester, inn
     assert r.ret != 0 and "none of these devices is usable here" in r.text and "cuda:7" in r.text, r.text
     ok = inner("-p", "xpnet.testing", "--xpnet-devices", "cpu,cuda:7")  # some here: the rest named, the run goes on
     assert ok.ret == 0 and "xpnet devices left out" in ok.text, ok.text
+
+
+def test_a_numpy_only_function_does_not_pass_on_another_device():
+    pytest.importorskip("array_api_strict")
+    with pytest.raises(AssertionError, match=r"on array_api_strict is a numpy.ndarray, not an array of "
+                                             r"array_api_strict.*inputs' namespace"):
+        assert_same_on_every_device(lambda x: np.tanh(np.asarray(x)), [0.5, 1.0], devices=["array_api_strict"])

@@ -170,6 +170,10 @@ def assert_same_on_every_device(fn, *host_inputs, devices=None, rtol=None, atol=
             raise AssertionError(f"fn gave {len(got)} results on {dev.name} but {len(ref)} on cpu")
         out[dev.name] = []
         for i, (g, r) in enumerate(zip(got, ref)):
+            if not dev.owns(g):  # a NumPy-only layer would pass everywhere, having computed on the CPU
+                raise AssertionError(f"result {i if keys is None else repr(keys[i])} on {dev.name} is a "
+                                     f"{type(g).__module__}.{type(g).__qualname__}, not an array of {dev.name}: fn "
+                                     "must compute with its inputs' namespace (array_namespace(x)), not NumPy")
             h = _host(g)
             out[dev.name].append(h)
             rt, at = tolerances(g.dtype)
