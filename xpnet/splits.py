@@ -12,7 +12,7 @@ from typing import Any
 
 from .backend import is_host_data
 from .functions import one_hot
-from .validation import check_features, check_finite, check_labels, index_labels, label_column
+from .validation import check_features, check_finite, check_labels, check_no_grad, index_labels, label_column
 
 __all__ = ["Split", "place", "class_count"]
 
@@ -55,10 +55,8 @@ def place(x, t, split: str, device, dtype, n_features: int | None = None, num_cl
     xp = device.xp
     if x is None or t is None:
         raise ValueError(f"x_{split} and t_{split} must both be given")
-    for name, a in ((f"x_{split}", x), (f"t_{split}", t)):
-        if getattr(a, "requires_grad", False):
-            raise TypeError(f"{name} requires grad: xpnet computes its own gradients, and torch would record every "
-                            f"step's operations on it; pass {name}.detach()")
+    check_no_grad(x, f"x_{split}")
+    check_no_grad(t, f"t_{split}")
     if not device.owns(x):
         if not is_host_data(x):
             raise ValueError(f"x_{split} is not on the net's device {device.name!r}; pass host (NumPy) data "

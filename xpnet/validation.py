@@ -24,6 +24,7 @@ __all__ = [
     "positive_number",
     "unit_interval",
     "check_array",
+    "check_no_grad",
     "check_features",
     "check_labels",
     "label_column",
@@ -112,9 +113,8 @@ def check_array(a, name: str, device) -> None:
         where = None
     if where == device.name:  # same device, another array type: a subclass (np.matrix, nn.Parameter) or wrapper
         wanted = type(device.asarray(0.0))  # the error path only: the cost does not matter here
-        if type(a) is wanted and getattr(a, "requires_grad", False):  # (torch's devices own no such tensor)
-            raise TypeError(f"{name} requires grad: xpnet computes its own gradients, and torch would record every "
-                            f"operation on it (memory growing step after step); pass {name}.detach()")
+        if type(a) is wanted:  # (torch's devices own no tensor that requires grad)
+            check_no_grad(a, name)
         fix = f"{name}.detach()" if callable(getattr(a, "detach", None)) else \
             f"xpnet.device({device.name!r}).asarray({name})"  # torch's asarray keeps a Parameter a Parameter
         raise TypeError(f"{name} is a {given}, not the {wanted.__module__}.{wanted.__qualname__} that the net on "
@@ -122,6 +122,14 @@ def check_array(a, name: str, device) -> None:
     where = repr(where) if where is not None else "of no known device (a " + given + ")"
     raise ValueError(f"{name} is on device {where}, but the net is on {device.name!r}: arrays of two devices "
                      f"can't be mixed; move it with xpnet.device({device.name!r}).asarray({name})")
+
+
+def check_no_grad(a, name: str) -> None:
+    """``a`` must not be a tensor that requires grad: xpnet computes its own gradients, and torch
+    would record every operation on it, memory growing step after step."""
+    if getattr(a, "requires_grad", False):
+        raise TypeError(f"{name} requires grad: xpnet computes its own gradients, and torch would record every "
+                        f"operation on it (memory growing step after step); pass {name}.detach()")
 
 
 def check_features(x, n_features: int, name: str = "x") -> None:
