@@ -7,7 +7,7 @@ import pytest
 
 import xpnet
 from xpnet.layers import (Affine, AddLayer, BatchNormalization, Convolution, Dropout, MulLayer, Pooling, Relu, Sigmoid,
-                          SoftmaxWithLoss)
+                          SoftmaxWithLoss, Tanh)
 
 from . import book
 from .optional_hypothesis import given, settings, st
@@ -384,3 +384,15 @@ def test_the_devices_own_convolution_and_pooling_give_the_portable_paths_numbers
     portable = run()
     for got, want in zip(native, portable):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("make, dout", [
+    (lambda: MulLayer(), 1.0), (lambda: AddLayer(), 1.0), (lambda: Relu(), None), (lambda: Sigmoid(), None),
+    (lambda: Tanh(), None), (lambda: Affine(np.ones((2, 3)), np.zeros(3)), None), (lambda: SoftmaxWithLoss(), 1),
+    (lambda: Dropout(0.5), None), (lambda: BatchNormalization(np.ones(3), np.zeros(3)), None),
+    (lambda: Convolution(np.ones((2, 1, 2, 2)), np.zeros(2)), None), (lambda: Pooling(2, 2), None),
+])
+def test_backward_before_forward_says_so_for_every_layer(make, dout):
+    layer = make()
+    with pytest.raises(RuntimeError, match=rf"{type(layer).__name__}\.backward was called before its forward"):
+        layer.backward(np.ones((2, 3)) if dout is None else dout)

@@ -103,6 +103,12 @@ def _unbroadcast(grad, like):
     return xp.reshape(g, shape)
 
 
+def _before_forward(layer) -> RuntimeError:
+    """A backward with no forward to differentiate (a fresh layer, or a copy's)."""
+    return RuntimeError(f"{type(layer).__name__}.backward was called before its forward: backward differentiates "
+                        "the last forward, so run forward on the batch first")
+
+
 class MulLayer:
     """out = x * y; works on numbers and on arrays (broadcasting included)."""
 
@@ -115,6 +121,8 @@ class MulLayer:
         return x * y
 
     def backward(self, dout):
+        if self.x is None:
+            raise _before_forward(self)
         return _unbroadcast(dout * self.y, self.x), _unbroadcast(dout * self.x, self.y)
 
 
@@ -130,6 +138,8 @@ class AddLayer:
         return x + y
 
     def backward(self, dout):
+        if self.x_like is None:
+            raise _before_forward(self)
         return _unbroadcast(dout * 1, self.x_like), _unbroadcast(dout * 1, self.y_like)
 
 
@@ -162,6 +172,8 @@ class Relu(_LazyNamespace):
     def backward(self, dout):
         # the 0/1 mask as numbers: a boolean-mask write (or array-api-compat's ``sign`` on CuPy and
         # torch, which writes NaNs through one) reads a count back to the host on every call
+        if self.out is None:
+            raise _before_forward(self)
         return dout * self.xp.astype(self.out > 0, dout.dtype)
 
     @property
@@ -183,6 +195,8 @@ class Tanh(_LazyNamespace):
 
     def backward(self, dout):
         y = self.out
+        if y is None:
+            raise _before_forward(self)
         return dout * (1.0 - y * y)
 
 
@@ -200,6 +214,8 @@ class Sigmoid(_LazyNamespace):
 
     def backward(self, dout):
         y = self.out
+        if y is None:
+            raise _before_forward(self)
         return dout * ((1.0 - y) * y)
 
 
@@ -247,6 +263,8 @@ class Affine:
 
     def backward(self, dout):
         x = self.x
+        if x is None:
+            raise _before_forward(self)
         self.dW = x.T @ dout
         self.db = column_sums(dout, self.xp, self._kept)
         if not self.compute_dx:
@@ -326,6 +344,8 @@ class SoftmaxWithLoss(_LazyNamespace):
 
     def backward(self, dout=1):
         y = self.y
+        if y is None:
+            raise _before_forward(self)
         dx = y - self._t_onehot
         dx *= dout / y.shape[0]
         return dx
@@ -392,6 +412,8 @@ class Dropout(_LazyNamespace):
         return x * keep
 
     def backward(self, dout):
+        if self._keep is None:
+            raise _before_forward(self)
         return dout * self._keep
 
 
@@ -458,6 +480,8 @@ class BatchNormalization:
         return self.gamma * xn + self.beta
 
     def backward(self, dout):
+        if self.xc is None:
+            raise _before_forward(self)
         if dout.ndim != 2:
             dout = self.xp.reshape(dout, (dout.shape[0], -1))
         dx = self._backward(dout)
@@ -547,6 +571,8 @@ class Convolution:
     def backward(self, dout):
         xp = self.xp
         FN, C, FH, FW = self.W.shape
+        if self.x is None:
+            raise _before_forward(self)
         if self._kernels is not None:
             dx, self.dW, self.db = self._kernels.conv2d_backward(dout, self.x, self.W, self.stride, self.pad,
                                                                  self.compute_dx)
@@ -623,6 +649,8 @@ class Pooling:
 
     def backward(self, dout):
         xp = self.xp
+        if self.x is None:
+            raise _before_forward(self)
         if self._kernels is not None:
             return self._kernels.max_pool2d_backward(dout, self.x, self._indices, self.pool_h, self.pool_w,
                                                      self.stride, self.pad)
