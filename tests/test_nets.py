@@ -487,3 +487,15 @@ def test_torch_inputs_that_require_grad_are_refused_naming_detach():
     with pytest.raises(TypeError, match=r"x_train requires grad.*x_train\.detach\(\)"):
         xpnet.Trainer(net, x, t, iters=1, log=None, progress=False)
     assert float(net.loss(x.detach(), t)) > 0
+
+
+def test_layers_that_do_not_chain_or_sit_on_two_devices_are_named_at_construction():
+    from xpnet.layers import Affine, Relu
+
+    with pytest.raises(ValueError, match=r"layer 'Affine2' takes 5 inputs but layer 'Affine1' gives 3"):
+        xpnet.Net([Affine(np.ones((4, 3)), np.zeros(3)), Relu(), Affine(np.ones((5, 2)), np.zeros(2))])
+    xpnet.Net([Affine(np.ones((4, 3)), np.zeros(3)), Relu(), Affine(np.ones((3, 2)), np.zeros(2))])  # fits
+    xs = pytest.importorskip("array_api_strict")
+    with pytest.raises(ValueError, match=r"params\['W2'\] is on array_api_strict but the net is on cpu"):
+        xpnet.Net([Affine(np.ones((4, 3)), np.zeros(3)), Relu(),
+                   Affine(xs.ones((3, 2), dtype=xs.float64), xs.zeros(2, dtype=xs.float64))])

@@ -25,7 +25,8 @@ from collections.abc import Mapping
 from .backend import Generator, device as get_device, device_of, dtype_name, is_host_array, scoped
 from .fast import Kept, same_objects
 from .functions import one_hot
-from .layers import Relu, Sigmoid, SoftmaxWithLoss, Tanh, held, layer_param_names, layer_state_names
+from .layers import (Affine, BatchNormalization, Dropout, Relu, Sigmoid, SoftmaxWithLoss, Tanh, held,
+                     layer_param_names, layer_state_names)
 from .protocols import is_layer, takes_onehot, takes_train_flg
 from .validation import (check_array, check_features, check_finite, check_labels, check_samples,
                          index_labels, is_array, is_kind, label_column, labels_out_of_range, positive_int, shape_str)
@@ -87,6 +88,24 @@ def last_layer_of(net):
     return last if last is not None else getattr(net, "last_layer", None)
 
 
+_KEEPS_WIDTH = (Relu, Sigmoid, Tanh, Dropout, BatchNormalization)  # layers whose output has their input's width
+
+
+def _check_chain(layers) -> None:
+    """Consecutive Affines (with only width-keeping layers between) must fit: each W's rows the
+    columns of the W before, named at construction rather than as a product's shape error later."""
+    prev = None  # (name, columns) of the last Affine, while only width-keeping layers followed it
+    for name, layer in layers.items():
+        if isinstance(layer, Affine):
+            rows = layer.W.shape[0]
+            if prev is not None and rows != prev[1]:
+                raise ValueError(f"layer {name!r} takes {rows} inputs but layer {prev[0]!r} gives {prev[1]}: "
+                                 f"consecutive layers must fit (W of {name} needs {prev[1]} rows)")
+            prev = (name, layer.W.shape[1])
+        elif not isinstance(layer, _KEEPS_WIDTH):
+            prev = None  # a layer of unknown shape: nothing to compare across it
+
+
 def _same_layers_and_weights(layers, seen) -> bool:
     """Whether ``layers`` holds the very layers of ``seen`` [(layer, its W)], in order, each with
     the same W: identity tests, cheap enough for every call."""
@@ -146,6 +165,15 @@ class Net:
             raise ValueError("the net has no parameters: give it at least one layer with W/b (or param_names)")
         first = next(iter(params.values()))
         dev = get_device(device) if device is not None else device_of(first)
+        for k, p in params.items():  # one device: two are named as such, not as a dtype or shape fault later
+            if is_array(p) and not dev.owns(p):
+                try:
+                    where = device_of(p).name
+                except TypeError:
+                    where = f"no device xpnet knows (a {type(p).__name__})"
+                raise ValueError(f"params[{k!r}] is on {where} but the net is on {dev.name}: the layers' arrays must "
+                                 f"live on one device; move them with xpnet.device({dev.name!r}).asarray(...)")
+        _check_chain(layers)
         self.device, self.xp, self.dtype = dev, dev.xp, first.dtype
         self.params = params
         self.layers = layers
