@@ -1116,3 +1116,23 @@ def test_a_readers_conv_bug_is_named_in_its_layer(conv, pool, culprit, why):
     assert not report.passed and report.culprits == [culprit], str(report)
     assert any(re.search(why, f"{r.name} {r.reason}") for r in report.layers[culprit].values() if not r.passed), \
         str(report)
+
+
+def test_a_check_of_nothing_fails_saying_so():
+    """Integer inputs only and no parameters: an empty PASSED would let a wrong backward through."""
+    class Lookup:
+        def __init__(self):
+            self.table = np.arange(12.0).reshape(4, 3)
+
+        def forward(self, idx):
+            return self.table[idx]
+
+        def backward(self, dout):
+            return None
+
+    from xpnet.testing import assert_gradcheck
+
+    report = xpnet.gradcheck(Lookup(), np.array([0, 2]))
+    assert not report.passed and "nothing was checked" in str(report)
+    with pytest.raises(AssertionError, match="nothing was checked"):
+        assert_gradcheck(Lookup(), np.array([0, 2]))

@@ -171,6 +171,10 @@ def gradcheck(target, *inputs, h=None, atol=None, rtol=None, dtype="float64", lo
             _check_net(target, inputs, report, tol, dtype, locate, seed, rewind)
         else:
             report.results = _check_layer(target, inputs, report, tol, dtype, seed, rewind=rewind)
+    if not report.results and not any(report.layers.values()) and not any(n.startswith("error") for n in report.notes):
+        report.notes.append(f"error: nothing was checked: {type(target).__name__} has no floating parameters and "
+                            "no floating input to differentiate (integer inputs are indices, not variables); "
+                            "check a layer or net with something to differentiate")
     return report
 
 
