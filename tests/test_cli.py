@@ -372,3 +372,15 @@ def test_an_empty_out_and_a_bad_thread_setting_are_refused_before_training(tmp_p
     assert main(["train", "--iters", "1", "--out", str(tmp_path / "r"), "--no-plot"]) == 2
     assert "XPNET_BLAS_THREADS must be a positive integer or 'auto', got 'two'" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_resume_with_more_epochs_records_the_new_length(tiny, tmp_path, capsys):
+    """history.json said the old iters after --resume --epochs (the run went on to the new length)."""
+    common = ["--data-dir", str(tiny), "--no-plot", "--quiet"]
+    assert main(["train", "--device", "cpu", "--epochs", "2", "--batch-size", "30", "--out", str(tmp_path / "r"),
+                 *common]) == 0
+    assert main(["train", "--resume", str(tmp_path / "r"), "--epochs", "3", *common]) == 0
+    hist = json.loads((tmp_path / "r" / "history.json").read_text())
+    assert hist["config"]["iters"] == 30 and len(hist["loss"]) == 30
+    assert main(["train", "--resume", str(tmp_path / "r"), "--epochs", "1", *common]) == 2  # shorter than done
+    assert "at step 30, past iters=10" in capsys.readouterr().err

@@ -320,13 +320,10 @@ def _train(args, comm) -> int:
         if args.resume:
             try:
                 trainer = Trainer.resume(folder.checkpoint, x_train, t_train, x_test, t_test, device=dev,
-                                         iters=args.iters, progress=progress, log=epoch_log, communicator=comm)
+                                         iters=args.iters, epochs=args.epochs, progress=progress, log=epoch_log,
+                                         communicator=comm)  # epochs: of the saved run's batch size
             except (ValueError, TypeError, xpnet.DeviceUnavailableError) as e:
                 raise _Fail(str(e)) from None
-            if args.epochs:  # epochs of the saved run's batch size
-                if args.epochs * trainer.iter_per_epoch < trainer.step:
-                    raise _Fail(f"--epochs {args.epochs}: the run in {folder.path} is already at step {trainer.step}")
-                trainer.iters = args.epochs * trainer.iter_per_epoch
             net = trainer.net
             say(f"xpnet train: resuming {folder.path} at step {trainer.step} of {trainer.iters} ({net} on "
                 f"{net.device.name}, {type(trainer.optimizer).__name__}; settings from its checkpoint)")

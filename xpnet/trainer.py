@@ -306,11 +306,12 @@ class Trainer:
                 **self._sizes(), "processes": self.comm.size}
 
     @classmethod
-    def resume(cls, path, x_train, t_train, x_test=None, t_test=None, *, device=None, iters=None,
+    def resume(cls, path, x_train, t_train, x_test=None, t_test=None, *, device=None, iters=None, epochs=None,
                progress=None, log=print, communicator=None) -> Trainer:
         """A trainer that continues the run saved at ``path`` (by ``fit(checkpoint=...)``) on the
         same data: its next ``fit()`` picks up at the saved step with the saved optimizer state,
-        random generator and history. ``iters`` may extend the run.
+        random generator and history. ``iters`` -- or ``epochs`` of the saved run's batches -- may
+        extend the run (the history records the new length).
 
         The run continues on the device it was trained on (with a ``communicator``: this
         process's ``communicator.device``), whatever the default device here is. ``device``
@@ -321,6 +322,10 @@ class Trainer:
         tr = cls(run.net, x_train, t_train, x_test, t_test, optimizer=run.optimizer, progress=progress, log=log,
                  communicator=communicator, **settings)
         run.check_data(**tr._sizes())
+        if epochs is not None:
+            if iters is not None:
+                raise TypeError("Trainer.resume takes iters or epochs, not both")
+            tr.iters = positive_int("epochs", epochs) * tr.iter_per_epoch
         if run.step > tr.iters:
             raise ValueError(f"{path} is at step {run.step}, past iters={tr.iters}; pass a larger iters to go on")
         tr._rng = tr.device.rng(tr.seed)
