@@ -71,9 +71,42 @@ def test_a_net_with_edited_layers_is_not_saved_as_something_else(tmp_path):
     assert type(load_net(tmp_path / "plain.npz").layers["Relu1"]) is Relu
     net.layers["Relu1"] = Tanh()
     assert "sizes" not in net.config and net.config["layers"] == ["Affine", "Tanh", "Affine"]
-    with pytest.raises(CheckpointError, match="other or edited layers"):
-        save_net(net, tmp_path / "edited.npz")
-    assert not (tmp_path / "edited.npz").exists()
+    save_net(net, tmp_path / "edited.npz")  # saved as a net its code builds again, never as a plain one
+    with pytest.raises(CheckpointError, match=r"xpnet does not rebuild .*net=TwoLayerNet\(\.\.\.\)"):
+        load_net(tmp_path / "edited.npz")
+    again = xpnet.TwoLayerNet(8, 5, 3, device="cpu", seed=1)
+    again.layers["Relu1"] = Tanh()
+    assert load_net(tmp_path / "edited.npz", net=again) is again
+    for k in net.params:
+        np.testing.assert_array_equal(again.params[k], net.params[k])
+    assert again.layers["Affine1"].W is again.params["W1"]  # filled in place: the layers compute with it
+
+
+class ReadersNet:
+    """A reader's own net, as the book's chapter 5 writes one: params, gradient, loss."""
+
+    def __init__(self, hidden=5, seed=0):
+        g = np.random.default_rng(seed)
+        self.params = {"W1": 0.1 * g.standard_normal((8, hidden)), "b1": np.zeros(hidden),
+                       "W2": 0.1 * g.standard_normal((hidden, 3)), "b2": np.zeros(3)}
+
+
+def test_a_readers_net_is_saved_and_filled_in_by_its_own_code(tmp_path):
+    net = ReadersNet(seed=0)
+    path = save_net(net, tmp_path / "mine")
+    with pytest.raises(CheckpointError, match="ReadersNet, a net xpnet does not rebuild"):
+        load_net(path)
+    again = ReadersNet(seed=1)
+    W1 = again.params["W1"]
+    assert load_net(path, net=again) is again and again.params["W1"] is W1
+    for k in net.params:
+        np.testing.assert_array_equal(again.params[k], net.params[k])
+    with pytest.raises(CheckpointError, match=r"W1 \(8, 5\).*W1 \(8, 6\)"):
+        load_net(path, net=ReadersNet(hidden=6))
+    with pytest.raises(CheckpointError, match="holds a ReadersNet, not a TwoLayerNet"):
+        load_net(path, net=xpnet.TwoLayerNet(8, 5, 3, device="cpu"))
+    with pytest.raises(TypeError, match="keeps its own device"):
+        load_net(path, device="cpu", net=again)
 
 
 def test_today_format_without_state_still_loads(tmp_path):

@@ -384,3 +384,27 @@ def test_resume_with_more_epochs_records_the_new_length(tiny, tmp_path, capsys):
     assert hist["config"]["iters"] == 30 and len(hist["loss"]) == 30
     assert main(["train", "--resume", str(tmp_path / "r"), "--epochs", "1", *common]) == 2  # shorter than done
     assert "at step 30, past iters=10" in capsys.readouterr().err
+
+
+def test_resume_refuses_options_that_would_change_the_run(tiny, tmp_path, capsys):
+    """--resume used to drop --lr, --seed, --hidden, ... with exit 0: the run went on as saved."""
+    common = ["--data-dir", str(tiny), "--no-plot"]
+    run = str(tmp_path / "r")
+    assert main(["train", "--device", "cpu", "--epochs", "1", "--batch-size", "30", "--lr", "0.2", "--out", run,
+                 "--quiet", *common]) == 0
+    capsys.readouterr()
+    for extra, named in [(["--lr", "0.5"], "--lr 0.5 (the run's: 0.2)"), (["--seed", "3"], "--seed 3 (the run's: 0)"),
+                         (["--batch-size", "10", "--optimizer", "adam"],
+                          "--optimizer adam (the run's: sgd), --batch-size 10 (the run's: 30)"),
+                         (["--hidden", "20"], "--hidden 20 (the run's: 50)"),
+                         (["--batchnorm"], "--batchnorm (the run's: False)"),
+                         (["--dtype", "float64"], "--dtype float64 (the run's: float32)"),
+                         (["--net", "simpleconv"], "--net simpleconv (the run's: mlp)")]:
+        assert main(["train", "--resume", run, *extra, *common]) == 2, extra
+        err = capsys.readouterr().err
+        assert f"continues the run with its own settings; {named} would change it" in err, err
+    # the same values as saved are no change; a longer run is applied and said
+    assert main(["train", "--resume", run, "--lr", "0.2", "--batch-size", "30", "--seed", "0", "--epochs", "2",
+                 *common]) == 0
+    out = capsys.readouterr().out
+    assert "resuming" in out and "at step 10 of 20 (--epochs makes it 20)" in out

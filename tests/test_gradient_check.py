@@ -1136,3 +1136,63 @@ def test_a_check_of_nothing_fails_saying_so():
     assert not report.passed and "nothing was checked" in str(report)
     with pytest.raises(AssertionError, match="nothing was checked"):
         assert_gradcheck(Lookup(), np.array([0, 2]))
+
+
+class _Square:
+    def forward(self, x):
+        self.x = x
+        return x * x
+
+    def backward(self, dout):
+        return 2 * self.x * dout
+
+
+class _Pair(_Square):
+    def forward(self, x):
+        self.x = x
+        return x * 2, x * 3
+
+
+class _Exp(_Square):
+    def forward(self, x):
+        self.y = array_namespace(x).exp(x)
+        return self.y
+
+    def backward(self, dout):
+        return self.y * dout
+
+
+def test_a_forward_of_two_outputs_fails_saying_so_not_a_type_error(dev):
+    report = xpnet.gradcheck(_Pair(), arr(dev, (N, D)))
+    assert not report.passed and "returned a tuple of 2 outputs; gradcheck checks a layer of one output" in str(report)
+
+
+@pytest.mark.parametrize("kw,match", [({"dtype": "float33"}, "dtype='float33' is no floating dtype"),
+                                      ({"atol": float("nan")}, "atol=nan; a tolerance must be a finite number >= 0"),
+                                      ({"rtol": -1}, r"rtol=-1\.0; a tolerance"), ({"h": 0}, "h=0; a step must be")])
+def test_impossible_settings_are_refused_by_name(kw, match):
+    with pytest.raises(ValueError, match=match):
+        xpnet.gradcheck(_Square(), np.ones((2, 2)), **kw)
+
+
+def test_a_backward_returning_another_librarys_array_fails(dev):
+    """A torch (or array_api_strict) layer whose backward returns NumPy used to PASS."""
+    if dev.name == "cpu":
+        pytest.skip("NumPy's own arrays are the right answer on cpu")
+
+    class HostBackward(_Square):
+        def backward(self, dout):
+            return dev.to_numpy(2 * self.x * dout)
+
+    report = xpnet.gradcheck(HostBackward(), arr(dev, (N, D)))
+    assert not report.passed
+    assert re.search(r"the gradient of x is a numpy.ndarray on cpu, x a \S+ on .*: a backward must return arrays of "
+                     r"its inputs' library and device", str(report)), str(report)
+
+
+def test_an_overflowing_loss_is_inconclusive_not_a_wrong_formula(dev):
+    with np.errstate(over="ignore"), dev.scope():
+        report = xpnet.gradcheck(_Exp(), arr(dev, (N, D)) + 709.5)
+    r = report["x"]
+    assert not r.passed and r.inconclusive and "overflows there, so finite differences cannot check" in r.reason
+    assert "fix the formula" not in str(report)

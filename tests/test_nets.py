@@ -499,3 +499,26 @@ def test_layers_that_do_not_chain_or_sit_on_two_devices_are_named_at_constructio
     with pytest.raises(ValueError, match=r"params\['W2'\] is on array_api_strict but the net is on cpu"):
         xpnet.Net([Affine(np.ones((4, 3)), np.zeros(3)), Relu(),
                    Affine(xs.ones((3, 2), dtype=xs.float64), xs.zeros(2, dtype=xs.float64))])
+
+
+def test_tied_weights_get_the_gradient_of_both_uses(dev):
+    """One W in two Affines (an autoencoder's tie): net.params holds it once and its gradient is
+    the sum of both layers' (it was refused as 'held by no layer'); checked against central
+    differences, with weight decay counted once."""
+    g = np.random.default_rng(0)
+    W = dev.asarray(g.standard_normal((5, 5)), dtype="float64")
+    b1, b2 = (dev.asarray(np.zeros(5), dtype="float64") for _ in range(2))
+    for lam in (0, 0.1):
+        net = xpnet.Net([xpnet.Affine(W, b1), xpnet.Tanh(), xpnet.Affine(W, b2)], weight_decay_lambda=lam)
+        assert list(net.params) == ["W1", "b1", "b2"] and net.params["W1"] is W
+        x = dev.asarray(g.standard_normal((4, 5)), dtype="float64")
+        t = dev.asarray(np.array([0, 1, 2, 3]))
+        report = xpnet.gradcheck(net, x, t, locate=False)
+        assert report.passed, report
+        assert float(net.penalty()) == pytest.approx(0.5 * lam * float((dev.to_numpy(W) ** 2).sum()))
+
+
+def test_the_same_array_twice_in_params_is_refused_not_untied():
+    W = np.ones((4, 4))
+    with pytest.raises(ValueError, match=r"params\['W2'\] is the same array as params\['W1'\].*train apart"):
+        xpnet.TwoLayerNet(4, 4, 4, params={"W1": W, "b1": np.zeros(4), "W2": W, "b2": np.zeros(4)})

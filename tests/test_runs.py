@@ -130,3 +130,45 @@ def test_sigterm_saves_the_run_and_exits_143(tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err  # 128 + 15, as a shell reports a job ended by SIGTERM
     assert "SIGTERM at step" in err and "xpnet train --resume cut" in err and "Traceback" not in err
+
+
+HOLDER = """
+import sys, time
+from xpnet.runs import RunFolder
+RunFolder.new(sys.argv[1], overwrite=True)
+print("holding", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_folder_a_live_run_writes_is_refused_and_a_dead_runs_lock_is_not(tmp_path):
+    from xpnet.exceptions import RunFolderError
+    from xpnet.runs import LOCK, RunFolder
+
+    out = tmp_path / "r"
+    first = RunFolder.new(out)
+    for second in (lambda: RunFolder.new(out, overwrite=True), lambda: RunFolder.resume(out)):
+        with pytest.raises(RunFolderError, match=rf"being written by a run still going \(process {os.getpid()} on "):
+            second()
+    first.release()
+    assert not (out / LOCK).exists()
+    RunFolder.new(out, overwrite=True).release()
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "holding\n"
+        with pytest.raises(RunFolderError, match=rf"\(process {holder.pid} on "):
+            RunFolder.new(out, overwrite=True)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert f"process {holder.pid}" in (out / LOCK).read_text()  # killed: its lock file stays behind ...
+    RunFolder.new(out, overwrite=True).release()  # ... and blocks nothing
+
+
+def test_train_leaves_no_lock_behind(tmp_path, train):
+    from xpnet.runs import LOCK
+
+    assert train("--iters", "5", "--out", str(tmp_path / "r"), "--no-plot", "--quiet")[0] == 0
+    assert not (tmp_path / "r" / LOCK).exists()

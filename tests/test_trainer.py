@@ -310,3 +310,67 @@ def test_soft_targets_are_trained_on_as_given(dev):
     with dev.scope():  # (as the trainer places its data: on cuda:N, in its scope)
         split = place(soft, soft, "train", dev, dev.dtype("float64"), 3, 3).with_onehot(3, dev.dtype("float64"), dev.xp)
         np.testing.assert_array_equal(dev.to_numpy(split.onehot), soft)
+
+
+def test_a_signal_during_the_final_evaluation_keeps_the_finished_run(tmp_path, data, monkeypatch):
+    """Ctrl-C in the final evaluation used to raise out of it: the steps since the last epoch's
+    checkpoint were lost. The evaluation now finishes and the whole run is saved."""
+    tr = make(data, iters=60)
+    real = tr.evaluate_test
+
+    def interrupted_once():
+        if tr.step == 60 and tr.history.final_train_acc is not None:  # the final evaluation, not an epoch's
+            os.kill(os.getpid(), signal.SIGINT)
+        return real()
+
+    monkeypatch.setattr(tr, "evaluate_test", interrupted_once)
+    h = tr.fit(checkpoint=tmp_path / "c.npz")
+    meta = checkpoint_meta(tmp_path / "c.npz")
+    assert h.step == 60 and meta["step"] == 60 and meta["history"]["final_test_acc"] == h.final_test_acc
+    assert len(meta["history"]["loss"]) == 60
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_without_a_checkpoint_keeps_the_history(data):
+    tr = make(data, log=SignalAt(2))
+    with pytest.raises(TrainingInterrupted, match="SIGINT at step 80: the run so far is in the exception's") as e:
+        tr.fit()
+    assert e.value.checkpoint is None and e.value.history is tr.history
+    assert e.value.step == 80 and len(e.value.history.loss) == 80 and e.value.history.eval_iters == [0, 40]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+class BadAffine(xpnet.Affine):
+    """A reader's Affine whose dW is summed over the wrong axis: (1, out), not (in, out)."""
+
+    def backward(self, dout):
+        dx = super().backward(dout)
+        self.dW = self.dW.sum(axis=0, keepdims=True)
+        return dx
+
+
+def test_a_wrong_backward_in_the_trainer_is_named_with_a_pointer_to_gradcheck():
+    """SGD broadcast the (1, 6) gradient over the (20, 6) weights, and the run went on."""
+    from .book import ReaderNet
+
+    x, t = three_classes()
+    g = np.random.default_rng(0)
+    W1 = 0.1 * g.standard_normal((20, 6))
+    net = xpnet.Net([BadAffine(W1, np.zeros(6)), xpnet.Relu(), xpnet.Affine(np.zeros((6, 3)), np.zeros(3))])
+    reader = ReaderNet(20, 6, 3, 0.1)
+    reader.layers["Affine1"] = BadAffine(reader.params["W1"], reader.params["b1"])
+    for n in (net, reader):
+        with pytest.raises(ValueError, match=r"gradient of 'W1' has shape \(1, 6\), the parameter \(20, 6\): a layer's "
+                                             r"backward is wrong; xpnet.gradcheck\(net, x, t\) names the layer"):
+            Trainer(n, x, t, iters=10, batch_size=20, progress=False, log=None).fit()
+
+
+def test_a_run_that_did_not_learn_warns_at_the_callers_line_and_points_a_readers_net_at_gradcheck():
+    from .book import ReaderNet
+
+    x, t = three_classes()
+    for net, hint in ((xpnet.TwoLayerNet(20, 5, 3, seed=0), False), (ReaderNet(20, 5, 3, 0.01), True)):
+        with pytest.warns(RuntimeWarning, match="did not learn") as w:
+            Trainer(net, x, t, lr=1e4, iters=300, batch_size=20, progress=False, log=None).fit()
+        assert w[0].filename == __file__  # the line that called fit, not xpnet's
+        assert ("xpnet.gradcheck(net, x, t)" in str(w[0].message)) is hint

@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .atomic import write_atomic
-from .backend import device as get_device
+from .backend import device as get_device, device_of
 from .exceptions import CheckpointError, CheckpointWriteError, DeviceUnavailableError
 from .history import History
 from .io.checkpoint_format import (CONV_CLASSES, FORMAT, MAX_META_BYTES, MAX_PARAM_BYTES, MAX_STATE_BYTES, META,
                                    buffer_shapes, check_members, check_state, config_of, read_record, record_text,
                                    state_spec)
+from .io.run_format import RUN_FORMAT, check_run_record
 from .io.book_pickle import is_pickle, read_book_params
 from .io.npy import is_regular_file
 from .io.npz import open_npz
@@ -51,8 +52,12 @@ class Checkpoint:
 def save_net(net, path, *, state=None) -> str:
     """Save ``net`` to ``path`` (``.npz`` is added when missing) in one atomic write; returns the path.
 
-    ``state`` (optional) is ``{"arrays": {name: host NumPy array}, "meta": {JSON data}}``: training
-    state saved alongside, read back with ``load_checkpoint``.
+    xpnet's nets are rebuilt from the file alone (``load_net(path)``). Any other net -- a
+    reader's own with the book's ``params``, an ``xpnet.Net`` of any layers -- is saved too: its
+    parameters (and layers' state), its class and their shapes; its code builds it again and
+    ``load_net(path, net=YourNet(...))`` fills it in. ``state`` (optional) is ``{"arrays": {name:
+    host NumPy array}, "meta": {JSON data}}``: training state saved alongside, read back with
+    ``load_checkpoint``.
     """
     path = os.fspath(path)
     if os.path.isdir(path) or path.endswith((os.sep, "/")):
@@ -60,10 +65,14 @@ def save_net(net, path, *, state=None) -> str:
                          f"{os.path.join(path, 'model.npz')!r}")
     if not path.endswith(".npz"):
         path += ".npz"
-    record = {"format": FORMAT, "config": config_of(net)}
-    arrays = {f"param/{k}": net.device.to_numpy(v) for k, v in net.params.items()}
-    arrays.update({f"buffer/{k}": net.device.to_numpy(v) for k, v in net.buffers().items() if v is not None})
-    generators = net.generator_states()
+    dev = _device_of_net(net)
+    params = {k: dev.to_numpy(v) for k, v in net.params.items()}
+    buffers = {k: dev.to_numpy(v) for k, v in (net.buffers() if callable(getattr(net, "buffers", None)) else {}).items()
+               if v is not None}
+    record = {"format": FORMAT, "config": config_of(net, params, buffers)}
+    arrays = {f"param/{k}": v for k, v in params.items()}
+    arrays.update({f"buffer/{k}": v for k, v in buffers.items()})
+    generators = net.generator_states() if callable(getattr(net, "generator_states", None)) else {}
     if generators:  # where each dropout's generator stands: a resumed run draws the same masks
         record["generators"] = generators
     if state is not None:
@@ -75,6 +84,17 @@ def save_net(net, path, *, state=None) -> str:
     return path
 
 
+def _device_of_net(net):
+    """xpnet's nets say their device; a reader's is where its parameters are."""
+    dev = getattr(net, "device", None)
+    if callable(getattr(dev, "to_numpy", None)):
+        return dev
+    params = getattr(net, "params", None)
+    if not isinstance(params, dict) or not params:
+        raise TypeError(f"{type(net).__name__} has no params dict of arrays to save")
+    return device_of(next(iter(params.values())))
+
+
 def _saved_path(path) -> str:
     """``path``, or ``path + ".npz"`` where only that exists: what ``save_net(net, path)`` wrote."""
     path = os.fspath(path)
@@ -83,16 +103,26 @@ def _saved_path(path) -> str:
     return path
 
 
-def load_checkpoint(path, device=None, dtype=None) -> Checkpoint:
+def load_checkpoint(path, device=None, dtype=None, net=None) -> Checkpoint:
     """Rebuild a saved net on ``device`` (default: the current default device), with the training
     state saved alongside it: ``Checkpoint(net, arrays, meta)``. ``path`` may leave out the
-    ``.npz`` that ``save_net`` added."""
+    ``.npz`` that ``save_net`` added. ``net``: a net built by the code that built the saved one
+    (its class, the same parameter names and shapes), filled in place on its own device --
+    how a net xpnet does not rebuild (a reader's own) comes back."""
     path = _saved_path(path)
-    dev = get_device(device)
+    if net is not None and (device is not None or dtype is not None):
+        raise TypeError("load_checkpoint: a given net= keeps its own device and dtype; leave out device= and dtype=")
+    dev = get_device(device) if net is None else _device_of_net(net)
     with open_npz(path) as npz:
         record, arch = read_record(npz)
         shapes, buffers = arch["shapes"], buffer_shapes(arch)
         meta, spec, state_cap = state_spec(record, path, 8 * arch["n_params"])
+        if arch.get("given") and net is None:
+            raise CheckpointError(f"{path} holds a {arch['module']}.{arch['class']}, a net xpnet does not rebuild "
+                                  f"(its code does): build it as before and pass it, load_net(path, "
+                                  f"net={arch['class']}(...)) or Trainer.resume(path, ..., net=...)")
+        if net is not None:
+            _check_given(net, arch, path)
         check_members(npz, shapes, spec, buffers)
         params, used = {}, 0
         for k, s in list(shapes.items()) + list(buffers.items()):  # all of them together stay under the cap
@@ -102,20 +132,45 @@ def load_checkpoint(path, device=None, dtype=None) -> Checkpoint:
             used += params[k].nbytes
         arrays = {k: npz.array(f"state/{k}.npy", kind="state array", shape=s, dtype=dt, max_bytes=state_cap)
                   for k, (s, dt) in spec.items()}
-    net = _rebuild(arch, {k: params[k] for k in shapes}, dev, dtype or arch["dtype"], path)
+    if net is None:
+        net = _rebuild(arch, {k: params[k] for k in shapes}, dev, dtype or arch["dtype"], path)
+    else:
+        with dev.scope():
+            for k in shapes:
+                net.params[k][...] = dev.asarray(params[k], dtype=net.params[k].dtype)
     try:
-        net.load_buffers({k: params[k] for k in buffers})
-        net.load_generator_states(record.get("generators") or {})
+        if buffers or callable(getattr(net, "load_buffers", None)):
+            net.load_buffers({k: params[k] for k in buffers})
+        if record.get("generators") or callable(getattr(net, "load_generator_states", None)):
+            net.load_generator_states(record.get("generators") or {})
     except (AttributeError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: the layers' saved state does not fit the net ({e}); the file was edited "
                               "or damaged") from None
     return Checkpoint(net, arrays, meta)
 
 
-def load_net(path, device=None, dtype=None):
-    """Rebuild a saved net on ``device`` (default: the current default device); ``load_checkpoint``
-    also returns the training state saved with it."""
-    return load_checkpoint(path, device=device, dtype=dtype).net
+def _check_given(net, arch: dict, path: str) -> None:
+    """A net given to fill: of the saved class, with the saved parameters' names and shapes."""
+    saved = arch["class"].rsplit(".", 1)[-1]
+    if type(net).__name__ != saved:
+        raise CheckpointError(f"{path} holds a {saved}, not a {type(net).__name__}: pass a net of the saved class")
+    have = {k: tuple(v.shape) for k, v in net.params.items()}
+    want = arch["shapes"]
+    if have != want:
+        odd = sorted(set(have) ^ set(want)) or [k for k in want if have[k] != want[k]]
+        raise CheckpointError(f"{path} holds parameters {_shapes_text(want, odd)}, the given {saved} has "
+                              f"{_shapes_text(have, odd)}: build it with the sizes it was saved with")
+
+
+def _shapes_text(shapes: dict, keys) -> str:
+    return ", ".join(f"{k} {shapes[k]}" if k in shapes else f"no {k}" for k in keys[:4])
+
+
+def load_net(path, device=None, dtype=None, net=None):
+    """Rebuild a saved net on ``device`` (default: the current default device), or fill the
+    given ``net`` (see ``load_checkpoint``); ``load_checkpoint`` also returns the training
+    state saved with it."""
+    return load_checkpoint(path, device=device, dtype=dtype, net=net).net
 
 
 def checkpoint_meta(path) -> dict:
@@ -237,9 +292,6 @@ def _check_params(path, arrays: dict, shapes: dict) -> None:
 
 
 # -- training runs: a net's checkpoint that also holds where its training stood --------------
-RUN_FORMAT = "xpnet-run-1"
-
-
 @dataclass
 class SavedRun:
     """What ``load_run`` returns: everything a trainer needs to continue a run."""
@@ -253,12 +305,17 @@ class SavedRun:
     n_train: int           # the samples it was trained and tested on
     n_test: int
     path: str = ""
+    data: str = ""         # their fingerprint (``Split.fingerprint``)
 
-    def check_data(self, n_train: int, n_test: int) -> None:
-        """Refuse to continue on other data than the run's (by the number of samples)."""
+    def check_data(self, n_train: int, n_test: int, data: str) -> None:
+        """Refuse to continue on other data than the run's: by the number of samples, then by
+        the fingerprint of their contents."""
         if (n_train, n_test) != (self.n_train, self.n_test):
             raise ValueError(f"{self.path} was trained on {self.n_train} training and {self.n_test} test samples, "
                              f"not {n_train} and {n_test}: resume on the same data")
+        if data != self.data:
+            raise ValueError(f"{self.path} was trained on other data of the same size (its fingerprint differs: "
+                             "other samples, labels, order or scaling): resume on the very data it was trained on")
 
 
 def save_run(net, path, *, step: int, device, rng_state: dict, optimizer_state: dict, history: History,
@@ -280,34 +337,51 @@ def save_run(net, path, *, step: int, device, rng_state: dict, optimizer_state: 
                                             f"{why}; {kept}") from None
 
 
-def load_run(path, device=None, communicator=None) -> SavedRun:
+def load_run(path, device=None, communicator=None, *, net=None, optimizer=None) -> SavedRun:
     """The run ``save_run`` wrote at ``path``, on the device it was trained on (with a
     ``communicator``: this process's ``communicator.device``) or on ``device``, which must be one
     whose random generator continues the saved one; trained by as many processes as
-    ``communicator`` has (the global batch would change otherwise)."""
+    ``communicator`` has (the global batch would change otherwise).
+
+    ``net``: the net to continue, built as the saved one was (needed for a net xpnet does not
+    rebuild, see ``load_checkpoint``); ``optimizer``: one of the saved class to continue (needed
+    for a user's own optimizer class). The record is checked whole first (``check_run_record``),
+    the parameters and optimizer state must be finite and fit each other."""
     from .optimizers import Optimizer
 
     meta = checkpoint_meta(path)
     if meta.get("format") != RUN_FORMAT:
         raise ValueError(f"{path} holds a net but no training run to resume (saved by save_net, not by "
                          f"Trainer.fit(checkpoint=...)); train it anew with Trainer(load_net(path), ...)")
-    ck = load_checkpoint(path, device=_run_device(path, meta, device, communicator))
-    meta = ck.meta
+    check_run_record(meta, path)
+    if net is not None and device is not None:
+        raise TypeError("load_run: a given net= continues on its own device; leave out device=")
+    dev = _run_device(path, meta, device if net is None else _device_of_net(net), communicator)
+    ck = load_checkpoint(path, device=None if net is not None else dev, net=net)
+    meta, dev = ck.meta, _device_of_net(ck.net)
+    _check_params(path, {k: dev.to_numpy(v) for k, v in ck.net.params.items()},
+                  {k: tuple(v.shape) for k, v in ck.net.params.items()})
+    bad = next((k for k, a in ck.arrays.items() if not np.isfinite(a).all()), None)
+    if bad is not None:
+        raise CheckpointError(f"{path}: the optimizer state {bad!r} holds NaN or infinite values; the file is damaged")
+    settings, step = dict(meta["trainer"]), meta["step"]
+    n_train, n_test, data = settings.pop("n_train"), settings.pop("n_test"), settings.pop("data")
     try:
-        settings, step = dict(meta["trainer"]), int(meta["step"])
-        n_train, n_test = int(settings.pop("n_train")), int(settings.pop("n_test"))
-        dev = ck.net.device
-        opt = Optimizer.from_state(meta["optimizer"], {k.split("/", 1)[1]: dev.asarray(v) for k, v in
-                                                       ck.arrays.items() if k.startswith("optimizer/")})
+        with dev.scope():
+            state = {k.split("/", 1)[1]: dev.asarray(v) for k, v in ck.arrays.items() if k.startswith("optimizer/")}
+        opt = Optimizer.from_state(meta["optimizer"], state, ck.net.params, updated=step > 0, into=optimizer)
         history = History.from_dict(meta["history"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"{path}: the saved training state is damaged ({type(e).__name__}: {e})") from None
-    saved_world, world = settings.pop("processes", 1), (communicator.size if communicator is not None else 1)
+    except TypeError as e:  # what the caller must supply: the user's own optimizer
+        raise CheckpointError(f"{path}: {e}") from None
+    except (KeyError, ValueError) as e:
+        raise CheckpointError(f"{path}: the saved training state is damaged ({e}); the file was edited or "
+                              "damaged") from None
+    saved_world, world = settings.pop("processes"), (communicator.size if communicator is not None else 1)
     if saved_world != world:
         raise ValueError(f"{path} was trained by {saved_world} process(es) and this resume has {world}: the global "
                          f"batch would change; resume with the same number (mpiexec -n {saved_world}"
                          f"{' ... --distributed' if saved_world > 1 else ', or without mpiexec'})")
-    return SavedRun(ck.net, opt, history, step, meta["rng"], settings, n_train, n_test, os.fspath(path))
+    return SavedRun(ck.net, opt, history, step, meta["rng"], settings, n_train, n_test, os.fspath(path), data)
 
 
 def _run_device(path, meta, device, communicator):

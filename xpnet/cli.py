@@ -118,10 +118,10 @@ def _parser():
                        description="Train a net (the book's TwoLayerNet by default) and write history.json, "
                                    "model.npz and curves.png to a run folder.")
     t.add_argument("--device", type=_device_arg, default=None, help=DEVICE_HELP)
-    t.add_argument("--net", choices=list(NETS), default="mlp",
-                   help="mlp: the book's TwoLayerNet (MultiLayerNet with --sizes); simpleconv: its chapter 7 "
-                        "SimpleConvNet; deepconv: its chapter 8 DeepConvNet (these two train as the book does: "
-                        "adam, lr 0.001, 20 epochs, unless told)")
+    t.add_argument("--net", choices=list(NETS), default=None,
+                   help="mlp (the default): the book's TwoLayerNet (MultiLayerNet with --sizes); simpleconv: its "
+                        "chapter 7 SimpleConvNet; deepconv: its chapter 8 DeepConvNet (these two train as the book "
+                        "does: adam, lr 0.001, 20 epochs, unless told)")
     t.add_argument("--hidden", type=_positive_int, default=None,
                    help="hidden units (default: 50 for mlp and deepconv, 100 for simpleconv, as the book)")
     t.add_argument("--sizes", type=_sizes,
@@ -135,7 +135,7 @@ def _parser():
                         help="training iterations (default: 10000, the book's protocol)")
     length.add_argument("--epochs", type=_positive_int, default=None,
                         help="train for N epochs instead: N * (training samples // batch size) iterations")
-    t.add_argument("--batch-size", type=_positive_int, default=100, help="mini-batch size")
+    t.add_argument("--batch-size", type=_positive_int, default=None, help="mini-batch size (default: 100)")
     t.add_argument("--lr", type=_positive_float, default=None,
                    help="learning rate (default: 0.1 for sgd, the optimizer's own default otherwise)")
     t.add_argument("--optimizer", choices=["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"], default=None,
@@ -144,10 +144,11 @@ def _parser():
                    help="batch normalisation after each hidden Affine (the book's MultiLayerNetExtend)")
     t.add_argument("--dropout", type=_ratio, default=None, metavar="RATIO",
                    help="dropout after each hidden activation, dropping this share of units (e.g. 0.15)")
-    t.add_argument("--weight-decay", type=_non_negative_float, default=0.0, metavar="LAMBDA",
-                   help="L2 weight decay: 0.5 * LAMBDA * sum(W**2) added to the loss (e.g. 0.1)")
-    t.add_argument("--seed", type=_seed, default=0, help="seed of the initial weights and the batches")
-    t.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="precision of the net")
+    t.add_argument("--weight-decay", type=_non_negative_float, default=None, metavar="LAMBDA",
+                   help="L2 weight decay: 0.5 * LAMBDA * sum(W**2) added to the loss (e.g. 0.1; default: 0)")
+    t.add_argument("--seed", type=_seed, default=None, help="seed of the initial weights and the batches (default: 0)")
+    t.add_argument("--dtype", choices=["float32", "float64"], default=None, help="precision of the net (default: "
+                   "float32)")
     t.add_argument("--eval-interval", type=_positive_int,
                    help="iterations between evaluations (default: an epoch, samples // batch size)")
     t.add_argument("--data-dir", help=DATA_HELP)
@@ -259,6 +260,9 @@ class _Elsewhere:
     def discard_if_unused(self):
         pass
 
+    def release(self):
+        pass
+
 
 class _Log:
     """Lines to stdout that survive ``xpnet train | head``: once the reader is gone, the run goes
@@ -301,6 +305,10 @@ def _train(args, comm) -> int:
         raise _Fail(str(e)) from None
     if args.resume and (args.out or args.overwrite):
         raise _Fail("--resume DIR continues the run in DIR: leave out --out and --overwrite")
+    given = {k: getattr(args, k) for k in _RUN_OPTIONS if getattr(args, k) not in (None, False)}  # told, not defaults
+    if not args.resume:
+        for k, v in _RUN_DEFAULTS.items():
+            setattr(args, k, v if getattr(args, k) is None else getattr(args, k))
     try:  # the folder first: a bad --out fails now, not after the run
         if not lead:
             folder = _Elsewhere(args.resume or args.out or "runs")
@@ -315,8 +323,6 @@ def _train(args, comm) -> int:
         images = takes_images(folder.checkpoint) if args.resume else args.net != "mlp"
         (x_train, t_train), (x_test, t_test) = _load(args.data_dir, flatten=not images)
         progress, epoch_log = (False, None) if quiet else (None, log)
-        per_epoch = max(len(x_train) // (args.batch_size * (comm.size if comm is not None else 1)), 1)  # global batches
-        iters = args.iters or (args.epochs * per_epoch if args.epochs else None)
         if args.resume:
             try:
                 trainer = Trainer.resume(folder.checkpoint, x_train, t_train, x_test, t_test, device=dev,
@@ -324,10 +330,19 @@ def _train(args, comm) -> int:
                                          communicator=comm)  # epochs: of the saved run's batch size
             except (ValueError, TypeError, xpnet.DeviceUnavailableError) as e:
                 raise _Fail(str(e)) from None
+            changes = _resume_changes(given, trainer)
+            if changes:
+                raise _Fail(f"--resume {folder.path} continues the run with its own settings; {', '.join(changes)} "
+                            f"would change it: leave {'them' if len(changes) > 1 else 'it'} out, or start a new run "
+                            "with --out (--iters and --epochs may extend the run)")
             net = trainer.net
-            say(f"xpnet train: resuming {folder.path} at step {trainer.step} of {trainer.iters} ({net} on "
+            told = "iters" if args.iters else "epochs" if args.epochs else None
+            length = f" (--{told} makes it {trainer.iters})" if told else ""
+            say(f"xpnet train: resuming {folder.path} at step {trainer.step} of {trainer.iters}{length} ({net} on "
                 f"{net.device.name}, {type(trainer.optimizer).__name__}; settings from its checkpoint)")
         else:
+            per_epoch = max(len(x_train) // (args.batch_size * (comm.size if comm is not None else 1)), 1)  # global
+            iters = args.iters or (args.epochs * per_epoch if args.epochs else None)
             conv = args.net != "mlp"
             optimizer = args.optimizer or ("adam" if conv else "sgd")
             iters = iters or (20 * per_epoch if conv else 10000)  # the book's protocols
@@ -357,12 +372,15 @@ def _train(args, comm) -> int:
             raise _Fail(str(e)) from None
         except TrainingDivergedError as e:
             raise _Fail(str(e)) from None
+        if lead:
+            _write_views(hist, folder, args, say)
     except BaseException:
         folder.discard_if_unused()
         raise
+    finally:
+        folder.release()  # the folder is another process's to take from now on
     if not lead:
         return 0
-    _write_views(hist, folder, args, say)
     loss = f", test loss {hist.final_test_loss:.4f}" if hist.final_test_loss is not None else ""
     log(f"final test accuracy {hist.final_test_acc:.4f}{loss} (train {hist.final_train_acc:.4f}); "
         f"wall time {hist.wall_time_s:.2f} s" + (f"; saved in {folder.path}" if quiet else ""))
@@ -374,6 +392,31 @@ def _train(args, comm) -> int:
 
 
 NETS = {"mlp": "TwoLayerNet or MultiLayerNet", "simpleconv": "SimpleConvNet", "deepconv": "DeepConvNet"}
+_RUN_DEFAULTS = {"net": "mlp", "batch_size": 100, "weight_decay": 0.0, "seed": 0, "dtype": "float32"}
+_RUN_OPTIONS = ("net", "hidden", "sizes", "activation", "weight_init", "batchnorm", "dropout", "weight_decay",
+                "optimizer", "lr", "batch_size", "seed", "dtype", "eval_interval")
+
+
+def _resume_changes(given: dict, trainer) -> list:
+    """``--lr 0.5 (the run's: 0.1)`` for each option given with ``--resume`` that differs from
+    the saved run: a resumed run keeps its settings, and an option dropped silently misleads."""
+    cfg, opt = trainer.net.config, trainer.optimizer
+    kind = {"SimpleConvNet": "simpleconv", "DeepConvNet": "deepconv"}.get(cfg.get("class"), "mlp")
+    sizes = cfg.get("sizes") or [None, cfg.get("hidden_size")]
+    saved = {"net": kind, "hidden": sizes[1] if len(sizes) == 3 or kind != "mlp" else None, "sizes": cfg.get("sizes"),
+             "activation": cfg.get("activation"), "weight_init": cfg.get("weight_init", cfg.get("weight_init_std")),
+             "batchnorm": cfg.get("use_batchnorm", False),
+             "dropout": cfg.get("dropout_ratio") if cfg.get("use_dropout") else None,
+             "weight_decay": cfg.get("weight_decay_lambda", 0.0), "optimizer": type(opt).__name__.lower(),
+             "lr": getattr(opt, "lr", None), "batch_size": trainer.batch_size, "seed": trainer.seed,
+             "dtype": cfg.get("dtype"), "eval_interval": trainer.eval_interval}
+    out = []
+    for k, v in given.items():
+        if v != saved[k]:
+            shown = lambda a: ",".join(map(str, a)) if isinstance(a, list) else a  # noqa: E731
+            out.append(f"--{k.replace('_', '-')}{'' if v is True else ' ' + str(shown(v))} (the run's: "
+                       f"{shown(saved[k])})")
+    return out
 
 
 def _mlp(args, d, c, kw):

@@ -33,11 +33,13 @@ class TrainingDivergedError(FloatingPointError):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM stopped a run that writes checkpoints; the last one holds it up to ``step``."""
+    """SIGINT or SIGTERM stopped a run after ``step`` steps: ``history`` holds it so far, and
+    ``checkpoint`` (None when the run wrote none) the file to resume it from."""
 
-    def __init__(self, message: str, step: int, checkpoint: str, signal_name: str | None = None):
+    def __init__(self, message: str, step: int, checkpoint: str | None, signal_name: str | None = None,
+                 history=None):
         super().__init__(message)
-        self.step, self.checkpoint, self.signal_name = step, checkpoint, signal_name
+        self.step, self.checkpoint, self.signal_name, self.history = step, checkpoint, signal_name, history
 
     def __str__(self) -> str:
         return self.args[0]

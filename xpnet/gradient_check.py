@@ -154,9 +154,17 @@ def gradcheck(target, *inputs, h=None, atol=None, rtol=None, dtype="float64", lo
     max|grad|`` (defaults fit ``dtype``). The report is a mapping name -> GradResult; each failure
     carries a ``reason``; ``report.warnings`` name what is right but risky.
     """
+    dtype = dtype if isinstance(dtype, str) else dtype_name(dtype)
+    if dtype not in ("float64", "float32", "float16"):
+        raise ValueError(f"gradcheck: dtype={dtype!r} is no floating dtype it computes in; use 'float64' (the "
+                         "default, exact enough to judge a gradient), 'float32' or 'float16'")
     d_atol, d_rtol = _default_tol(dtype)
     atol = d_atol if atol is None else float(atol)
     rtol = d_rtol if rtol is None else float(rtol)
+    for name, v, low in (("atol", atol, 0.0), ("rtol", rtol, 0.0), ("h", h, None)):
+        if v is not None and (not math.isfinite(float(v)) or float(v) < 0 or (low is None and float(v) == 0)):
+            raise ValueError(f"gradcheck: {name}={v!r}; {'a step' if low is None else 'a tolerance'} must be a finite "
+                             f"number {'> 0' if low is None else '>= 0'} (leave it out for the default)")
     report = GradcheckReport(dtype=dtype)
     is_net = is_grad_net(target)
     if not is_net and not is_layer(target):
@@ -314,8 +322,24 @@ def _check_array(name, analytic, x, loss, tol, what) -> GradResult:
         return _fail(name, _shape(x), what("none"))
     if _shape(analytic) != _shape(x):  # no need to differentiate
         return _fail(name, _shape(x), what("shape", got=_shape(analytic)))
+    if _is_array(analytic) and _is_array(x) and not _same_backend(analytic, x):
+        return _fail(name, _shape(x), (
+            f"the gradient of {name} is a {_where(analytic)}, {name} a {_where(x)}: a backward must return arrays of "
+            f"its inputs' library and device (the next layer back could not use it)"))
     res, failing = _compare(name, analytic, numerical_gradient(loss, x, h), atol, rtol, what)
     return _probe_kink(res, failing, loss, x, tol, what) if failing else res
+
+
+def _same_backend(a, b) -> bool:
+    try:
+        array_namespace(a, b)
+    except TypeError:
+        return False
+    return a.device == b.device
+
+
+def _where(a) -> str:
+    return f"{type(a).__module__.split('.')[0]}.{type(a).__name__} on {a.device}"
 
 
 def _compare(name, analytic, numeric, atol, rtol, what):
@@ -337,6 +361,11 @@ def _compare(name, analytic, numeric, atol, rtol, what):
         flat = xp.where(xp.isnan(flat), xp.asarray(math.inf, dtype=flat.dtype, device=flat.device), flat)
     worst = _unravel(int(xp.argmax(flat)), shape) if shape else ()
     tol = atol + rtol * scale
+    if not math.isfinite(max_abs) and not bool(xp.all(xp.isfinite(n))):  # the loss overflowed, not the formula
+        idx = _unravel(int(xp.argmax(xp.astype(~xp.isfinite(xp.reshape(n, (-1,))), xp.int8))), shape) if shape else ()
+        return GradResult(name, shape, max_abs, max_rel, False, idx, (
+            f"the loss is not finite around {_fmt_index(name, idx)} (central difference {float(n[idx])}): it "
+            f"overflows there, so finite differences cannot check the gradient -- use smaller inputs"), True), None
     passed = bool(math.isfinite(max_abs) and max_abs <= tol)
     if passed:
         return GradResult(name, shape, max_abs, max_rel, True, worst), None
@@ -641,6 +670,11 @@ def _check_layer(layer, inputs, report, tol, dtype, seed, label=None, rewind=_no
     snap = _snapshot(ins)
     rewind()
     out = _forward(lay, ins)
+    if isinstance(out, (tuple, list)):
+        report.notes.append(f"error: {label}.forward returned {len(out)} outputs")
+        return {"forward": _fail("forward", (), (
+            f"{label}.forward returned a {type(out).__name__} of {len(out)} outputs; gradcheck checks a layer of one "
+            f"output (an array, or a loss): check a wrapper whose forward returns one of them, or their sum"))}
     name = _written(names, ins, snap)
     if name is not None:
         return {name: _fail(name, _shape(ins[names.index(name)]), (

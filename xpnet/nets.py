@@ -71,8 +71,13 @@ def given_params(params, shapes: dict, owner: str, device, dtype) -> dict:
     if missing or extra:
         raise ValueError(f"params for this {owner} must hold exactly {', '.join(shapes)}: "
                          + (f"{missing[0]!r} is missing" if missing else f"{extra[0]!r} is not one of them"))
-    out = {}
+    out, seen = {}, {}
     for k, shape in shapes.items():
+        if id(params[k]) in seen and is_array(params[k]):
+            raise ValueError(f"params[{k!r}] is the same array as params[{seen[id(params[k])]!r}]: this {owner} gives "
+                             "each key its own copy, so they would train apart; pass separate arrays, or tie weights "
+                             "in an xpnet.Net whose layers hold one array (its gradient sums their uses)")
+        seen[id(params[k])] = k
         a = device.asarray(params[k], dtype=dtype, copy=True)
         if tuple(a.shape) != tuple(shape):
             raise ValueError(f"params[{k!r}] has shape {shape_str(a.shape)}; this {owner}'s sizes make it "
@@ -158,7 +163,8 @@ class Net:
         if params is None:
             params, k = {}, 0
             for layer in layers.values():
-                names = layer_param_names(layer)
+                names = [n for n in layer_param_names(layer)  # tied weights: an array held already is one parameter
+                         if not any(getattr(layer, n) is p for p in params.values())]
                 k += bool(names)
                 params.update({f"{n}{k}": getattr(layer, n) for n in names})
         if not params:
@@ -298,10 +304,9 @@ class Net:
         if not lam:
             return 0.0
         xp, total = self.xp, 0.0
-        for k, _, attr in self._grad_slots():
-            if attr == "dW":
-                w = self.params[k]
-                total = total + xp.sum(w * w)
+        for k in self._decayed(self._grad_slots()):
+            w = self.params[k]
+            total = total + xp.sum(w * w)
         return 0.5 * lam * total
 
     @scoped
@@ -347,6 +352,7 @@ class Net:
             raise ValueError(f"net.params[{lost[0]!r}] is held by no layer, so it does not influence the loss: "
                              f"update parameters in place (params[k] -= lr * g) so the layers keep computing with them")
         self._slots_seen, self._slots = (tuple(layers.values()), tuple(params.values())), slots
+        self._tied = len({k for k, _, _ in slots}) < len(slots)  # one array in several layers
         return slots
 
     def backward(self, dout=1.0):
@@ -357,13 +363,23 @@ class Net:
         dout = self.lastLayer.backward(dout)
         for layer in reversed(self.layers.values()):
             dout = layer.backward(dout)
-        grads = {k: getattr(layer, attr) for k, layer, attr in slots}
+        if self._tied:  # an array several layers compute with: its gradient is the sum of theirs
+            grads = {}
+            for k, layer, attr in slots:
+                g = getattr(layer, attr)
+                grads[k] = g if k not in grads else grads[k] + g
+        else:
+            grads = {k: getattr(layer, attr) for k, layer, attr in slots}
         if self.weight_decay_lambda:  # the penalty's gradient, lambda * W, for every W
             decay = scale * self.weight_decay_lambda
-            for k, _, attr in slots:
-                if attr == "dW":
-                    grads[k] = grads[k] + decay * self.params[k]
+            for k in self._decayed(slots):
+                grads[k] = grads[k] + decay * self.params[k]
         return grads
+
+    @staticmethod
+    def _decayed(slots):
+        """The keys of the weights (each once, a tied one too) the weight decay penalises."""
+        return dict.fromkeys(k for k, _, attr in slots if attr == "dW")
 
     @scoped
     def backprop(self, x, t_onehot, dout=1.0):

@@ -82,7 +82,8 @@ class Optimizer:
     counters: tuple = ()
 
     def state_dict(self) -> dict:
-        meta = {"class": type(self).__name__}
+        cls = type(self)
+        meta = {"class": cls.__name__, "module": cls.__module__}
         meta.update({k: getattr(self, k) for k in self.settings + self.counters})
         arrays = {}
         for buf in self.buffers:
@@ -91,22 +92,65 @@ class Optimizer:
         return {"meta": meta, "arrays": arrays}
 
     @staticmethod
-    def from_state(meta: dict, arrays: dict) -> Optimizer:
-        """The optimizer a ``state_dict`` describes; ``arrays`` already on the parameters' device."""
-        cls = _BY_NAME.get(str(meta.get("class", "")).lower())
-        if cls is None:
-            raise ValueError(f"unknown optimizer {meta.get('class')!r} in the saved state; known: "
-                             f"{', '.join(c.__name__ for c in _BY_NAME.values())}")
-        opt = cls(**{k: meta[k] for k in cls.settings})
-        for k in cls.counters:
-            setattr(opt, k, int(meta[k]))
-        for buf in cls.buffers:
-            found = {name.split("/", 1)[1]: a for name, a in arrays.items() if name.startswith(buf + "/")}
-            if found:
-                setattr(opt, buf, found)
-        if cls.buffers and any(getattr(opt, b) is not None for b in cls.buffers):
-            opt._xp = array_namespace(*next(getattr(opt, b) for b in cls.buffers).values())
+    def from_state(meta: dict, arrays: dict, params: dict | None = None, *, updated: bool = False,
+                   into: Optimizer | None = None) -> Optimizer:
+        """The optimizer a ``state_dict`` describes; ``arrays`` already on the parameters' device.
+
+        ``into``: an optimizer of the saved class to continue (a user's own subclass, which
+        xpnet cannot build from its name); its settings must be the saved ones. With ``params``
+        the state must fit them (keys, shapes, dtypes); ``updated`` (steps were taken) makes a
+        missing velocity or moment damage, not a fresh start."""
+        name, module = meta.get("class"), meta.get("module", __name__)
+        if into is not None:
+            if (type(into).__name__, type(into).__module__) != (name, module):
+                raise TypeError(f"the run was trained with the optimizer {module}.{name}, not "
+                                 f"{type(into).__module__}.{type(into).__name__}: pass one of its class")
+            opt = into
+            changed = [f"{k} {getattr(into, k, None)!r} (saved: {meta.get(k)!r})" for k in type(into).settings
+                       if getattr(into, k, None) != meta.get(k)]
+            if changed:
+                raise TypeError(f"the optimizer given to continue the run has other settings: {', '.join(changed)}; "
+                                 "a resumed run keeps its own: build it with the saved ones")
+        else:
+            cls = _BY_NAME.get(str(name).lower())
+            if cls is None or cls.__name__ != name or module != __name__:
+                known = ", ".join(c.__name__ for c in _BY_NAME.values())
+                raise TypeError(f"the run was trained with the optimizer {module}.{name}, which is not one of "
+                                 f"xpnet's ({known}): pass optimizer={name}(...) with its settings to continue it")
+            missing = [k for k in cls.settings + cls.counters if k not in meta]
+            if missing:
+                raise ValueError(f"the saved {name} lacks {', '.join(missing)}")
+            opt = cls(**{k: meta[k] for k in cls.settings})
+        opt._load_state(meta, arrays, params, updated)
         return opt
+
+    def _load_state(self, meta, arrays, params, updated) -> None:
+        cls, name = type(self), type(self).__name__
+        for k in cls.counters:
+            v = meta.get(k)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0 or (updated and v == 0):
+                raise ValueError(f"the saved {name}'s {k} is {str(v)[:40]!r}"
+                                 + (" after steps were taken" if updated and v == 0 else ""))
+            setattr(self, k, v)
+        names = {f"{buf}/{key}" for buf in cls.buffers for key in (params or ())}
+        unknown = sorted(k for k in arrays if k.split("/", 1)[0] not in cls.buffers or (params and k not in names))
+        if unknown:
+            raise ValueError(f"the saved {name} holds {unknown[0]!r}, which is none of its state for these parameters")
+        for buf in cls.buffers:
+            found = {k.split("/", 1)[1]: a for k, a in arrays.items() if k.startswith(buf + "/")}
+            if params is not None and (found or updated):
+                lost = [k for k in params if k not in found]
+                if lost:
+                    raise ValueError(f"the saved {name} has no {buf!r} of {lost[0]!r}"
+                                     + (" although steps were taken" if updated else ""))
+                odd = next((k for k in params if tuple(found[k].shape) != tuple(params[k].shape)
+                            or found[k].dtype != params[k].dtype), None)
+                if odd is not None:
+                    raise ValueError(f"the saved {name}'s {buf}/{odd} is {found[odd].dtype} {tuple(found[odd].shape)}, "
+                                     f"its parameter {params[odd].dtype} {tuple(params[odd].shape)}")
+            if found:
+                setattr(self, buf, found)
+                self._xp = array_namespace(*found.values())
 
 
 class SGD(Optimizer):

@@ -4,13 +4,16 @@ The checkpoint (``model.npz``) is the truth: it holds the parameters, the archit
 optimizer and random-generator state, the step and the history, written atomically at every
 evaluation. ``history.json`` and ``curves.png`` are views of it, written at the end of a run or
 when it is interrupted; while a run goes on, stale views of an earlier step are removed, so the
-files in a folder always belong to the same run and step.
+files in a folder always belong to the same run and step. One live process writes a folder at
+a time: it holds ``.xpnet-lock`` (an advisory lock, which the system drops when the process
+dies, so a stale file from a killed run blocks nothing).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import time
 from pathlib import Path
 
@@ -19,7 +22,7 @@ from .exceptions import RunFolderError
 
 __all__ = ["RunFolder", "RunFolderError", "CHECKPOINT", "HISTORY", "PLOT"]
 
-CHECKPOINT, HISTORY, PLOT = "model.npz", "history.json", "curves.png"
+CHECKPOINT, HISTORY, PLOT, LOCK = "model.npz", "history.json", "curves.png", ".xpnet-lock"
 _RUN_FILES = (CHECKPOINT, HISTORY, PLOT)
 
 
@@ -29,6 +32,7 @@ class RunFolder:
     def __init__(self, path: Path, created: list):
         self.path = path
         self._created = created  # folders this run made (removed again if it leaves nothing)
+        self._lock_fd = None
 
     checkpoint = property(lambda self: self.path / CHECKPOINT)
     history = property(lambda self: self.path / HISTORY)
@@ -53,9 +57,10 @@ class RunFolder:
             path = Path(out)
         created = cls._make(path)
         folder = cls(path, created)
+        folder._lock()
         if not created and folder.holds_a_run():
             if not overwrite:
-                folder.discard_if_unused()
+                folder.release()
                 raise RunFolderError(
                     f"{path} holds an earlier run ({folder.describe()}): continue it with --resume {path}, "
                     f"replace it with --overwrite, or choose another --out")
@@ -72,7 +77,9 @@ class RunFolder:
             raise RunFolderError(f"--resume {path}: {'no such folder' if not path.exists() else 'not a folder'}; "
                                  f"pass the --out folder of the run to continue")
         folder = cls(path, [])
+        folder._lock()
         if not folder.checkpoint.is_file():
+            folder.release()
             raise RunFolderError(f"--resume {path}: it holds no {CHECKPOINT} (a run writes one at its first "
                                  f"evaluation); start a fresh run instead")
         folder._prepare()
@@ -93,6 +100,36 @@ class RunFolder:
                                  f"write to") from None
         return created
 
+    def _lock(self) -> None:
+        """Take the folder for this process, or name the live process that has it."""
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks; one run per folder is then the user's care
+            return
+        try:
+            fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            self.discard_if_unused()
+            raise RunFolderError(f"{self.path} is not writable ({e.strerror or e}); choose a folder you can "
+                                 f"write to") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise RunFolderError(f"{self.path} is being written by a run still going ({holder}): wait for it to end "
+                                 f"or stop it, or choose another folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}".encode(), 0)
+        self._lock_fd = fd
+
+    def release(self) -> None:
+        """Let another process have the folder (the system does it too when this one ends)."""
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            (self.path / LOCK).unlink(missing_ok=True)
+            os.close(fd)
+
     def _prepare(self) -> None:
         """Leftovers of a killed run go; the folder must take a file now, not after the run."""
         for tmp in self.path.glob(".tmp-*"):
@@ -103,6 +140,7 @@ class RunFolder:
             probe.unlink()
         except OSError as e:
             self.discard_if_unused()
+            self.release()
             raise RunFolderError(f"--out {self.path} is not writable ({e.strerror or e}); choose a folder you can "
                                  f"write to") from None
 
@@ -129,6 +167,7 @@ class RunFolder:
         """A run that failed before its first checkpoint leaves no folder it made behind."""
         if self.checkpoint.exists():
             return
+        self.release()
         for p in self._created:  # innermost first
             try:
                 p.rmdir()

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 
 from .backend import device_of, scoped
 from .checkpoint import load_run, save_run
 from .distributed import Communicator, averaging, fault_ends_job
 from .evaluation import accuracy, accuracy_and_loss
-from .exceptions import CheckpointWriteError, TrainingDivergedError, TrainingInterrupted
+from .exceptions import CheckpointError, CheckpointWriteError, TrainingDivergedError, TrainingInterrupted
 from .history import History
 from .interrupts import signals_to_stop
 from .nets import last_layer_of
@@ -28,7 +27,7 @@ from .protocols import is_fast_net, require_book_net
 from .splits import class_count, place
 from .trainer_args import Default as _D, book_schedule, optimizer_of, split_forms, wrong_form
 from .validation import non_negative_int, positive_int
-from .verdicts import chance_level, check_losses, check_params
+from .verdicts import GRADCHECK_HINT, chance_level, check_grads_fit, check_losses, check_params, warn_outside
 
 __all__ = ["Trainer", "History", "TrainingDivergedError", "TrainingInterrupted", "CheckpointWriteError",
            "progress_bar"]
@@ -85,6 +84,8 @@ class Trainer:
         require_book_net(net, "Trainer")
         first = next(iter(net.params.values()))
         self.fast = is_fast_net(net)  # xpnet's nets: a step checked once, on arrival
+        self._hint = "" if self.fast and all(type(v).__module__.startswith("xpnet.") for v in net.layers.values()) \
+            else GRADCHECK_HINT  # layers of the user's own: a failure may be a wrong backward
         dev = net.device if self.fast else device_of(first)
         if self.comm.device is not None and self.comm.device.name != dev.name:
             raise ValueError(f"communicator: process {self.comm.rank} of {self.comm.size} reduces on "
@@ -132,6 +133,7 @@ class Trainer:
         self._rng = None  # the device generator drawing the batches, made at the first step
         self._resume_at = None  # set by Trainer.resume: the next fit continues from there
         self._last_saved = None  # the step of the last checkpoint written
+        self._data_fingerprint = None  # taken at the first checkpoint (and checked by a resume)
 
     # -- the book's names ----------------------------------------------------------------
     network = property(lambda self: self.net, doc="The net, under the book's name.")
@@ -229,7 +231,8 @@ class Trainer:
         the checkpoint is written and ``TrainingInterrupted`` raised). ``Trainer.resume(path,
         ...)`` continues such a run to exactly the parameters of an uninterrupted one (on the CPU,
         same data and seed). A failed write raises ``CheckpointWriteError``; the last good
-        checkpoint stays.
+        checkpoint stays. Without a checkpoint a signal ends the chunk too, and the
+        ``TrainingInterrupted`` raised carries the ``history`` so far; a second Ctrl-C stops at once.
         """
         self._form(False, "fit")
         with fault_ends_job(self.comm):  # the other processes would wait in the next allreduce forever
@@ -246,8 +249,9 @@ class Trainer:
         tqdm = tqdm_for(self.progress)
         bar = progress_bar(tqdm, self.iters, initial=self.step) if tqdm else None
         t0 = time.perf_counter() - hist.wall_time_s
-        try:
-            with signals_to_stop(checkpoint is not None) as stop:
+        # a signal during the final evaluation lets it finish: the run is done, and saved whole
+        with signals_to_stop() as stop:
+            try:
                 i = self.step
                 while i < self.iters:
                     if i % self.eval_interval == 0 and not (hist.eval_iters and hist.eval_iters[-1] == i):
@@ -259,28 +263,28 @@ class Trainer:
                               (i // self.eval_interval + 1) * self.eval_interval)
                     self._report(self.run_steps(end - i), i, bar)
                     i = self.step = hist.step = end
-                    if self.comm.size > 1 and checkpoint is not None:  # all stop at the same step, or none
+                    if self.comm.size > 1:  # all stop at the same step, or none
                         asked = self.comm.allreduce_scalars([stop.signum is not None])[0] > 0
                         if asked and stop.signum is None:  # another process got the signal first
                             stop.ask()
                     if stop.signum is not None:
                         self._interrupted(checkpoint, t0, stop.name)
                 self.device.synchronize()
-        finally:
-            if bar is not None:
-                bar.close()
-        hist.wall_time_s = time.perf_counter() - t0
-        self._check_params_finite(self.iters)
-        if self.final_eval:
-            hist.final_train_acc = self._accuracy(self.train_set)
-            if self.test_set is not None:
-                hist.final_test_acc, hist.final_test_loss = self.evaluate_test()
-            hist.verdict = chance_level(hist.final_train_acc, self.num_classes, self.iters, self.iter_per_epoch,
-                                        self._lr())
-            if hist.verdict:
-                warnings.warn(hist.verdict, RuntimeWarning, stacklevel=3)
-        if checkpoint is not None:
-            self.save_checkpoint(checkpoint)
+            finally:
+                if bar is not None:
+                    bar.close()
+            hist.wall_time_s = time.perf_counter() - t0
+            self._check_params_finite(self.iters)
+            if self.final_eval:
+                hist.final_train_acc = self._accuracy(self.train_set)
+                if self.test_set is not None:
+                    hist.final_test_acc, hist.final_test_loss = self.evaluate_test()
+                hist.verdict = chance_level(hist.final_train_acc, self.num_classes, self.iters, self.iter_per_epoch,
+                                            self._lr(), self._hint)
+                if hist.verdict:
+                    warn_outside(hist.verdict)
+            if checkpoint is not None:
+                self.save_checkpoint(checkpoint)
         return hist
 
     # -- checkpoints and resuming -----------------------------------------------------
@@ -303,25 +307,43 @@ class Trainer:
         return {"batch_size": self.batch_size, "iters": self.iters, "eval_interval": self.eval_interval,
                 "eval_batch_size": self.eval_batch_size, "report_every": self.report_every,
                 "record_loss": self.record_loss, "final_eval": self.final_eval, "seed": self.seed,
-                **self._sizes(), "processes": self.comm.size}
+                **self._sizes(), "processes": self.comm.size, "data": self._fingerprint()}
+
+    def _fingerprint(self) -> str:
+        """The data's fingerprint (train and test), taken once: what a resume checks it gets."""
+        if self._data_fingerprint is None:
+            parts = [s.fingerprint(self.device) for s in (self.train_set, self.test_set) if s is not None]
+            self._data_fingerprint = "+".join(parts)
+        return self._data_fingerprint
 
     @classmethod
     def resume(cls, path, x_train, t_train, x_test=None, t_test=None, *, device=None, iters=None, epochs=None,
-               progress=None, log=print, communicator=None) -> Trainer:
+               progress=None, log=print, communicator=None, net=None, optimizer=None) -> Trainer:
         """A trainer that continues the run saved at ``path`` (by ``fit(checkpoint=...)``) on the
-        same data: its next ``fit()`` picks up at the saved step with the saved optimizer state,
-        random generator and history. ``iters`` -- or ``epochs`` of the saved run's batches -- may
-        extend the run (the history records the new length).
+        same data (checked by size and by a fingerprint of its contents): its next ``fit()``
+        picks up at the saved step with the saved optimizer state, random generator and
+        history. ``iters`` -- or ``epochs`` of the saved run's batches -- may extend the run
+        (the history records the new length).
 
         The run continues on the device it was trained on (with a ``communicator``: this
         process's ``communicator.device``), whatever the default device here is. ``device``
         may name another whose random generator continues the saved one (cpu and
-        array_api_strict; cuda:0 and cuda:1); any other is refused, naming both."""
-        run = load_run(path, device=device, communicator=communicator)
+        array_api_strict; cuda:0 and cuda:1); any other is refused, naming both.
+
+        ``net``: a net xpnet does not rebuild (a reader's own, an ``xpnet.Net`` of any layers),
+        built again as it was, filled with the saved parameters; ``optimizer``: an instance of a
+        user's own optimizer class (an ``xpnet.Optimizer`` subclass declaring its state in
+        ``settings``, ``buffers`` and ``counters``) with the saved settings."""
+        from .optimizers import Optimizer
+
+        if optimizer is not None and not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer: a {type(optimizer).__name__} cannot take the saved state; a run resumes with "
+                            "an xpnet.Optimizer (a subclass declares its state in settings, buffers and counters)")
+        run = load_run(path, device=device, communicator=communicator, net=net, optimizer=optimizer)
         settings = dict(run.settings, **({} if iters is None else {"iters": iters}))
         tr = cls(run.net, x_train, t_train, x_test, t_test, optimizer=run.optimizer, progress=progress, log=log,
                  communicator=communicator, **settings)
-        run.check_data(**tr._sizes())
+        run.check_data(*tr._sizes().values(), tr._fingerprint())
         if epochs is not None:
             if iters is not None:
                 raise TypeError("Trainer.resume takes iters or epochs, not both")
@@ -329,7 +351,11 @@ class Trainer:
         if run.step > tr.iters:
             raise ValueError(f"{path} is at step {run.step}, past iters={tr.iters}; pass a larger iters to go on")
         tr._rng = tr.device.rng(tr.seed)
-        tr._rng.set_state(run.rng_state)
+        try:
+            tr._rng.set_state(run.rng_state)
+        except ValueError as e:
+            raise CheckpointError(f"{path}: the saved state of the batches' generator does not load ({e}); the file "
+                                  "was edited or damaged") from None
         tr.history, tr.step, tr._resume_at = run.history, run.step, run.step
         tr.history.config = tr._config()
         tr._last_saved = run.step
@@ -337,9 +363,13 @@ class Trainer:
 
     def _interrupted(self, checkpoint, t0, signal_name):
         self.history.wall_time_s = time.perf_counter() - t0
+        if checkpoint is None:  # nothing to resume from, but the history so far is not lost
+            raise TrainingInterrupted(f"{signal_name} at step {self.step}: the run so far is in the exception's "
+                                      f"history (and trainer.history); fit(checkpoint=path) would make it resumable",
+                                      self.step, None, signal_name, self.history)
         written = self.save_checkpoint(checkpoint)
         raise TrainingInterrupted(f"{signal_name} at step {self.step}: the run is saved in {written}; continue it "
-                                  f"with Trainer.resume", self.step, written, signal_name)
+                                  f"with Trainer.resume", self.step, written, signal_name, self.history)
 
     # -- the steps -----------------------------------------------------------------------
     @scoped
@@ -382,13 +412,19 @@ class Trainer:
                 idx = drawn[start:start + bs]
                 x, t = take(X, idx), take(T, idx)
                 if self.fast:
-                    apply(params, step(x, t, scale))
+                    grads = step(x, t, scale)
+                    if i == 0:
+                        check_grads_fit(grads, params)
+                    apply(params, grads)
                     if record:
                         if after:
                             last.forward_onehot(net.forward(x), t)
                         losses.append(last.loss if read_loss is None else read_loss())
                 else:
-                    opt.update(params, net.gradient(x, t))
+                    grads = net.gradient(x, t)
+                    if i == 0:  # once per chunk: a wrong backward named, not broadcast into the update
+                        check_grads_fit(grads, params)
+                    opt.update(params, grads)
                     if record:
                         losses.append(last.loss if read_last and not after else net.loss(x, t))
         return losses
@@ -421,7 +457,7 @@ class Trainer:
                 chunk = [float(v) for v in pending]
             if self.comm.size > 1:  # each process saw its share: the global batch's loss is the mean
                 chunk = [v / self.comm.size for v in self.comm.allreduce_scalars(chunk)]
-            check_losses(chunk, start, self._lr())
+            check_losses(chunk, start, self._lr(), self._hint)
             self.history.loss.extend(chunk)
         if bar is not None:
             show_progress(bar, start + len(pending), self.history)
@@ -429,7 +465,7 @@ class Trainer:
 
     def _check_params_finite(self, i):
         if not self.record_loss:  # else every loss was checked
-            check_params(self.net.params, self.xp, i, self._lr())
+            check_params(self.net.params, self.xp, i, self._lr(), self._hint)
 
     def _lr(self):
         return getattr(self.optimizer, "lr", "?")

@@ -55,17 +55,19 @@ def _state_cap(param_bytes: int) -> int:
 
 
 # -- saving ---------------------------------------------------------------------------------
-def config_of(net) -> dict:
-    """The architecture ``net`` records (``net.config``), refused unless a checkpoint can rebuild it."""
+def config_of(net, params: dict, buffers: dict) -> dict:
+    """The architecture ``net`` records: ``net.config`` where this xpnet rebuilds it from that;
+    else (a reader's own net, an ``xpnet.Net`` of any layers, edited layers) a *given* record --
+    its class and the names and shapes of its arrays -- for a net its own code builds again and
+    hands to ``load_checkpoint(path, net=...)``."""
     config = getattr(net, "config", None)
-    if not isinstance(config, dict) or config.get("class") not in CLASSES or \
-            ("sizes" not in config and config.get("class") not in CONV_CLASSES) or "layers" in config:
-        raise CheckpointError(
-            f"save_net records {', '.join(CLASSES)} architectures; {net!r} is another class "
-            "or has other or edited layers, so a checkpoint could not rebuild it. Save its parameters with "
-            "net.save_params(path) (or xpnet.save_params(net, path)), rebuild the layers in code and load them "
-            "with net.load_params(path)")
-    return config
+    if isinstance(config, dict) and config.get("class") in CLASSES and "layers" not in config and \
+            ("sizes" in config or config.get("class") in CONV_CLASSES):
+        return config
+    return {"class": type(net).__qualname__, "module": type(net).__module__, "given": True,
+            "dtype": str(next(iter(params.values())).dtype) if params else "float32",
+            "params": {k: list(a.shape) for k, a in params.items()},
+            "buffers": {k: list(a.shape) for k, a in buffers.items()}}
 
 
 def _state_dtype_ok(dt: np.dtype) -> bool:
@@ -169,6 +171,8 @@ def architecture(record: dict, path: str) -> dict:
     cfg = record.get("config")
     if not isinstance(cfg, dict):
         raise _damaged(path, f"'config' is {type(cfg).__name__}, not an object")
+    if cfg.get("given") is True:
+        return _given_architecture(cfg, path)
     missing = [k for k in ("class", "sizes", "activation", "weight_init", "dtype") if k not in cfg]
     if missing and cfg.get("class") not in CONV_CLASSES:
         raise _damaged(path, f"config lacks {', '.join(map(repr, missing))}")
@@ -223,6 +227,25 @@ def _n_params(shapes: dict, path: str, what: str) -> int:
     return n_params
 
 
+def _given_architecture(cfg: dict, path: str) -> dict:
+    """A given net's record: its class and arrays' shapes, the net itself supplied at loading."""
+    def shapes_of(key):
+        spec = cfg.get(key)
+        if not isinstance(spec, dict) or len(spec) > 10000 or not all(
+                isinstance(k, str) and _NAME.fullmatch(k) and ".." not in k and isinstance(s, list) and len(s) <= 32
+                and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in s) for k, s in spec.items()):
+            raise _damaged(path, f"{key!r} must map array names to shapes, got {_short(spec)}")
+        return {k: tuple(s) for k, s in spec.items()}
+
+    if not isinstance(cfg.get("class"), str) or not isinstance(cfg.get("module"), str) or \
+            not isinstance(cfg.get("dtype"), str):
+        raise _damaged(path, "a given net's record names its class, module and dtype as strings")
+    shapes, buffers = shapes_of("params"), shapes_of("buffers")
+    n_params = _n_params({**shapes, **buffers}, path, f"the arrays of a {cfg['class'][:100]}")
+    return {"class": cfg["class"], "module": cfg["module"], "given": True, "dtype": cfg["dtype"],
+            "n_params": n_params, "shapes": shapes, "buffers": buffers}
+
+
 def _conv_architecture(cfg: dict, path: str) -> dict:
     """A convnet's record: its constructor's settings, held to the constructor's own checks
     (``simple_conv_shapes``/``deep_conv_shapes``, which allocate nothing)."""
@@ -265,6 +288,8 @@ def param_shapes(sizes, batchnorm: bool = False) -> dict:
 
 def buffer_shapes(arch: dict) -> dict:
     """``{"BatchNorm1/running_mean": (width,), ...}``: the layers' state arrays the net has."""
+    if arch.get("given"):
+        return arch["buffers"]
     if not arch.get("use_batchnorm"):
         return {}
     return {f"BatchNorm{i}/{k}": (width,) for i, width in enumerate(arch["sizes"][1:-1], start=1)
