@@ -219,6 +219,9 @@ def test_predict_bad_images(tiny_model, tmp_path, capsys, arr, msg):
     assert msg in err and len(err.splitlines()) == 1
 
 
+MNIST_DIR = Path(xpnet.__file__).parent / "_data" / "mnist"
+
+
 def test_predict_and_evaluate_bad_model_or_index(tiny, tiny_model, tmp_path, capsys):
     garbage = tmp_path / "garbage.npz"
     garbage.write_bytes(b"not a zip file")
@@ -226,7 +229,8 @@ def test_predict_and_evaluate_bad_model_or_index(tiny, tiny_model, tmp_path, cap
         (["evaluate", str(tmp_path / "none.npz")], "MODEL: checkpoint"),
         (["evaluate", str(garbage)], "damaged or not an .npz checkpoint"),
         (["predict", str(garbage)], "damaged or not an .npz checkpoint"),
-        (["evaluate", str(tiny_model)], "the model takes 64 pixels per image but MNIST (test) has 784"),
+        (["evaluate", str(tiny_model), "--data-dir", str(MNIST_DIR)], ("the model takes 64 pixels per image but "
+                                                                      f"--data-dir {MNIST_DIR} (test) has 784")),
         (["predict", str(tiny_model), "--data-dir", str(tiny), "--index", "60"], "--index 60 is out of range"),
         (["predict", str(tiny_model), "--data-dir", str(tiny), "--index", "50:40"], "selects no rows"),
     ]:
@@ -408,3 +412,19 @@ def test_resume_refuses_options_that_would_change_the_run(tiny, tmp_path, capsys
                  *common]) == 0
     out = capsys.readouterr().out
     assert "resuming" in out and "at step 10 of 20 (--epochs makes it 20)" in out
+
+
+def test_evaluate_predict_and_resume_use_the_data_the_model_was_trained_on(tiny, tmp_path, capsys):
+    """Without --data-dir they used MNIST, whatever the run had trained on."""
+    run = tmp_path / "r"
+    assert main(["train", "--device", "cpu", "--data-dir", str(tiny), "--iters", "20", "--batch-size", "30",
+                 "--out", str(run), "--quiet", "--no-plot"]) == 0
+    capsys.readouterr()
+    assert json.loads((run / "history.json").read_text())["config"]["data_dir"] == str(tiny.resolve())
+    assert main(["evaluate", str(run), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert f"data: --data-dir {tiny.resolve()} (where {run} was trained" in out and "(" in out
+    assert main(["predict", str(run), "--device", "cpu", "--index", "0:2"]) == 0
+    assert "where" in capsys.readouterr().out
+    assert main(["train", "--resume", str(run), "--iters", "40", "--quiet", "--no-plot"]) == 0
+    assert json.loads((run / "history.json").read_text())["config"]["data_dir"] == str(tiny.resolve())

@@ -207,3 +207,58 @@ def test_a_communicator_places_its_process_on_the_machine(tmp_path):
     assert r.returncode == 0, r.stderr
     said = sorted(line for line in r.stdout.splitlines() if line.startswith("rank"))
     assert said == ["rank 0 of 2 local 0 of 2 on cpu", "rank 1 of 2 local 1 of 2 on cpu"]
+
+
+AGREE = '''
+import sys, numpy as np, xpnet
+from xpnet.trainer import Trainer
+case, out, data = sys.argv[1], sys.argv[2], sys.argv[3]
+(x, t), (xt, tt) = xpnet.load_idx_dataset(data)
+comm = xpnet.device("cpu").communicator()
+r = comm.rank
+seed = None if case == "unseeded" else (r if case == "seeds" else 0)
+net = xpnet.TwoLayerNet(x.shape[1], 20 + 5 * r * (case == "sizes"), 3, device="cpu", dtype="float32", seed=seed)
+kw = {"lr": 0.1 * (1 + r * (case == "lr")), "iters": 40 + 10 * r * (case == "iters"),
+      "seed": None if case == "unseeded" else 1}
+if case == "data":
+    x = x[::-1].copy() if r else x
+tr = Trainer(net, x, t, xt, tt, batch_size=50, log=None, progress=False, communicator=comm, **kw)
+tr.fit()
+np.savez(f"{out}-{r}.npz", **net.params)
+'''
+
+
+@needs_mpi
+@pytest.mark.parametrize("case,named", [("lr", "lr is 0.1 on rank 0 but 0.2 on rank 1"),
+                                        ("iters", "iters is 40 on rank 0 but 50 on rank 1"),
+                                        ("sizes", "[64, 25, 3]"), ("data", "data is"),
+                                        ("seeds", "initial weights differ between the processes (rank 1's")])
+def test_settings_that_differ_between_processes_are_named_at_the_start(tmp_path, tiny, case, named):
+    """They gave a silently averaged run, a heap corruption in MPI, MPI_ERR_TRUNCATE or a hang."""
+    (tmp_path / "a.py").write_text(AGREE)
+    r = mpirun(2, str(tmp_path / "a.py"), case, str(tmp_path / "p"), str(tiny), timeout=60)
+    assert r.returncode != 0 and named in r.stderr, r.stderr[-2000:]
+    assert "not running the same training" in r.stderr or case == "seeds"
+    assert not list(tmp_path.glob("p-*.npz"))  # refused before a step
+
+
+@needs_mpi
+def test_an_unseeded_net_and_run_take_rank_0s_weights_and_batches(tmp_path, tiny):
+    (tmp_path / "a.py").write_text(AGREE)
+    r = mpirun(2, str(tmp_path / "a.py"), "unseeded", str(tmp_path / "p"), str(tiny), timeout=60)
+    assert r.returncode == 0, r.stderr[-2000:]
+    a, b = np.load(tmp_path / "p-0.npz"), np.load(tmp_path / "p-1.npz")
+    for k in a.files:  # one run: the very same parameters on both processes
+        np.testing.assert_array_equal(a[k], b[k])
+
+
+@needs_mpi
+def test_xpnet_train_names_a_difference_once_and_exits_2(tmp_path, tiny):
+    script = tmp_path / "lr.py"
+    script.write_text(
+        "import sys\nfrom mpi4py import MPI\nimport xpnet.cli\nr = MPI.COMM_WORLD.Get_rank()\n"
+        f"sys.exit(xpnet.cli.main(['train', '--distributed', '--data-dir', {str(tiny)!r}, '--iters', '50', "
+        f"'--lr', str(0.1 * (1 + r)), '--quiet', '--no-plot', '--out', {str(tmp_path / 'run')!r}]))\n")
+    r = mpirun(2, str(script), timeout=60)
+    assert r.returncode == 2 and r.stderr.count("not running the same training") == 1, r.stderr[-2000:]
+    assert not (tmp_path / "run").exists()

@@ -1196,3 +1196,18 @@ def test_an_overflowing_loss_is_inconclusive_not_a_wrong_formula(dev):
     r = report["x"]
     assert not r.passed and r.inconclusive and "overflows there, so finite differences cannot check" in r.reason
     assert "fix the formula" not in str(report)
+
+
+def test_a_numpy_only_layer_does_not_pass_on_another_device(dev):
+    """Its forward computes in NumPy whatever it gets: outputs must be the device's arrays."""
+    if dev.name == "cpu":
+        pytest.skip("NumPy's own arrays are the right answer on cpu")
+
+    class NumpyOnly(_Square):
+        def forward(self, x):
+            self.x = dev.to_numpy(x)
+            return self.x ** 2
+
+    with dev.scope():
+        report = xpnet.gradcheck(NumpyOnly(), arr(dev, (N, D)))
+    assert not report.passed and "NumpyOnly.forward returned a numpy.ndarray on cpu for a" in str(report)

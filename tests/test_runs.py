@@ -172,3 +172,31 @@ def test_train_leaves_no_lock_behind(tmp_path, train):
 
     assert train("--iters", "5", "--out", str(tmp_path / "r"), "--no-plot", "--quiet")[0] == 0
     assert not (tmp_path / "r" / LOCK).exists()
+
+
+def test_a_folder_where_a_run_file_would_go_is_refused_before_the_run(tmp_path, train):
+    (tmp_path / "r" / "history.json").mkdir(parents=True)
+    rc, _, err = train("--iters", "5", "--out", str(tmp_path / "r"), "--no-plot", "--quiet", "--overwrite")
+    assert rc == 2 and "history.json is a folder, where the run writes its history.json" in err
+    assert not (tmp_path / "r" / "model.npz").exists()
+
+
+def test_an_unwritable_resume_folder_is_named_as_resume(tmp_path, train, monkeypatch):
+    import errno
+
+    from xpnet import runs
+
+    assert train("--iters", "5", "--out", str(tmp_path / "r"), "--no-plot", "--quiet")[0] == 0
+
+    def denied(path, write):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(runs, "write_atomic", denied)  # root writes anywhere: the refusal is simulated
+    rc, _, err = train("--resume", str(tmp_path / "r"), "--no-plot")
+    assert rc == 2 and f"--resume {tmp_path / 'r'} is not writable (Permission denied)" in err
+
+
+def test_an_out_name_too_long_for_the_file_system_is_one_line(tmp_path, train):
+    rc, _, err = train("--iters", "5", "--out", str(tmp_path / ("a" * 300)), "--no-plot")
+    assert rc == 2 and "Traceback" not in err
+    assert "cannot create it (File name too long); choose a folder you can write to, with a shorter name" in err

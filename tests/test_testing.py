@@ -267,3 +267,23 @@ def test_a_numpy_only_function_does_not_pass_on_another_device():
     with pytest.raises(AssertionError, match=r"on array_api_strict is a numpy.ndarray, not an array of "
                                              r"array_api_strict.*inputs' namespace"):
         assert_same_on_every_device(lambda x: np.tanh(np.asarray(x)), [0.5, 1.0], devices=["array_api_strict"])
+
+
+def test_the_example_conftest_line_is_what_registers_the_plugin(tmp_path):
+    """Inside this suite the plugin is loaded already; a fresh pytest in a copy of the example
+    shows that its one-line conftest is what brings the fixtures and --xpnet-devices."""
+
+    lib = tmp_path / "layer_library"
+    shutil.copytree(ROOT / "examples" / "layer_library", lib)
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
+    env["PYTHONPATH"] = str(ROOT)
+
+    def pytest_in(*args):
+        return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=300)
+
+    r = pytest_in("layer_library", "--xpnet-devices", "cpu")  # from outside the folder, uninstalled
+    assert r.returncode == 0 and "passed" in r.stdout, r.stdout + r.stderr
+    (lib / "tests" / "conftest.py").write_text("")
+    r = pytest_in("layer_library", "--xpnet-devices", "cpu")
+    assert r.returncode == 4 and "unrecognized arguments: --xpnet-devices" in r.stderr, r.stdout + r.stderr

@@ -374,3 +374,23 @@ def test_a_run_that_did_not_learn_warns_at_the_callers_line_and_points_a_readers
             Trainer(net, x, t, lr=1e4, iters=300, batch_size=20, progress=False, log=None).fit()
         assert w[0].filename == __file__  # the line that called fit, not xpnet's
         assert ("xpnet.gradcheck(net, x, t)" in str(w[0].message)) is hint
+
+
+def test_the_progress_bar_shows_the_latest_loss_and_accuracies_when_it_moves():
+    """set_postfix(refresh=False) came after update(): what a refresh showed was a report behind."""
+    from xpnet.progress import show_progress
+
+    class Bar:
+        n, shown, postfix = 0, [], {}
+
+        def set_postfix(self, post, refresh=True):
+            self.postfix = dict(post)
+
+        def update(self, k):
+            self.n += k
+            self.shown.append((self.n, dict(self.postfix)))
+
+    h = xpnet.History(loss=[0.5, 0.25], train_acc=[0.75], test_acc=[0.5])
+    bar = Bar()
+    show_progress(bar, 2, h)
+    assert bar.shown == [(2, {"loss": "0.2500", "train": "0.7500", "test": "0.5000"})]

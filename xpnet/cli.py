@@ -321,7 +321,8 @@ def _train(args, comm) -> int:
         from .checkpoint import takes_images
 
         images = takes_images(folder.checkpoint) if args.resume else args.net != "mlp"
-        (x_train, t_train), (x_test, t_test) = _load(args.data_dir, flatten=not images)
+        data_dir = args.data_dir or (_saved_data_dir(folder.checkpoint) if args.resume else None)
+        (x_train, t_train), (x_test, t_test) = _load(data_dir, flatten=not images)
         progress, epoch_log = (False, None) if quiet else (None, log)
         if args.resume:
             try:
@@ -356,6 +357,8 @@ def _train(args, comm) -> int:
             say(f"xpnet train: {net} on {dev.name}, {optimizer} lr {trainer.optimizer.lr}, batch {args.batch_size}"
                 f"{procs}, {iters} iterations" + (f" ({args.epochs} epochs)" if args.epochs else "")
                 + f"; run folder {folder.path}")
+        trainer.data_dir = os.path.abspath(data_dir) if data_dir else None  # evaluate and predict default to it
+        trainer.history.config = trainer._config()
         folder.drop_views()  # the checkpoint is the truth until the views are written again
         try:
             import warnings
@@ -473,6 +476,12 @@ def cmd_train(args) -> int:
         return _train(args, comm)
     except SystemExit:
         raise
+    except DistributedError as e:
+        if e.rank is None:
+            raise
+        if e.rank == 0:  # every process raised it together: rank 0 says it, once
+            print(f"xpnet train: error: {e}", file=sys.stderr)
+        return 2
     except BaseException as e:  # one rank's fault ends the job on every rank, at once, saying why
         why = str(e) if isinstance(e, _Fail) else f"{type(e).__name__}: {e}"
         print(f"xpnet train: rank {comm.rank} of {comm.size} failed: {why}; ending the job", file=sys.stderr)
@@ -495,16 +504,42 @@ def _write_views(hist, folder, args, log) -> None:
         log(f"plot: skipped ({e})")
 
 
+def _model_path(path):
+    """MODEL, or its model.npz when MODEL is the run folder ``train`` printed."""
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "model.npz")):
+        return os.path.join(path, "model.npz")
+    return path
+
+
 def _load_model(path, dev):
     from .checkpoint import load_net
     from .exceptions import CheckpointError
 
-    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "model.npz")):  # the run folder train printed
-        path = os.path.join(path, "model.npz")
     try:
-        return load_net(path, device=dev)
+        return load_net(_model_path(path), device=dev)
     except CheckpointError as e:
         raise _Fail(f"MODEL: {e}") from None
+
+
+def _saved_data_dir(path):
+    """The --data-dir a run was trained on, from its checkpoint's record (None: MNIST, or unknown)."""
+    from .checkpoint import checkpoint_meta
+
+    try:
+        saved = checkpoint_meta(_model_path(os.fspath(path))).get("history", {}).get("config", {}).get("data_dir")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return saved if isinstance(saved, str) else None
+
+
+def _data_dir(args):
+    """--data-dir, else the one MODEL was trained on (said), else None (MNIST)."""
+    if args.data_dir:
+        return args.data_dir
+    saved = _saved_data_dir(args.model)
+    if saved:
+        print(f"data: --data-dir {saved} (where {args.model} was trained; --data-dir chooses other data)")
+    return saved
 
 
 def _pixels(net) -> int:
@@ -547,6 +582,7 @@ def _outputs(net, dev, x, t=None, batch=10000):
 def cmd_evaluate(args) -> int:
     dev = _device(args)
     net = _load_model(args.model, dev)
+    args.data_dir = _data_dir(args)
     splits = _load(args.data_dir)
     what = f"--data-dir {args.data_dir}" if args.data_dir else "MNIST"
     chosen = (("test", splits[1]), ("train", splits[0]))[:2 if args.train else 1]
@@ -596,6 +632,7 @@ def cmd_predict(args) -> int:
         what = f"--images {args.images}"
         spec = args.index
     else:
+        args.data_dir = _data_dir(args)
         train, test = _load(args.data_dir)
         x, t = test if args.split == "test" else train
         what = f"the {args.split} split of " + (args.data_dir if args.data_dir else "MNIST")

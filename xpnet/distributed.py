@@ -121,6 +121,23 @@ def averaging(apply, comm, device):
     return reduced
 
 
+def same_on_every_process(comm, settings: dict, extra: dict) -> list:
+    """Every process's ``settings`` and ``extra`` in one collective; a setting that differs from
+    rank 0's is named on every process at once (``DistributedError`` with ``rank``), before a
+    step -- averaged over processes it gives a silently wrong run, and other sizes or counts give
+    a heap corruption in MPI, an MPI_ERR_TRUNCATE or a hang. Returns every process's ``extra``."""
+    every = comm.allgather((settings, extra))
+    first = every[0][0]
+    for r, (theirs, _) in enumerate(every):
+        diff = [k for k in sorted(set(first) | set(theirs)) if theirs.get(k) != first.get(k)]
+        if diff:
+            named = "; ".join(f"{k} is {str(first.get(k))[:60]} on rank 0 but {str(theirs.get(k))[:60]} on rank {r}"
+                              for k in diff[:3])
+            raise DistributedError(f"the processes are not running the same training: {named}; start every process "
+                                   "with the same settings, data and net (one command line for all)", rank=comm.rank)
+    return [e for _, e in every]
+
+
 class Communicator:
     """One process: every collective is the identity. The base of the real engines."""
 
@@ -134,6 +151,10 @@ class Communicator:
     def allreduce_scalars(self, values) -> list:
         """Sums of a few Python numbers over all processes (counts, losses, flags)."""
         return [float(v) for v in values]
+
+    def allgather(self, value) -> list:
+        """``value`` of every process, by rank (a few Python objects)."""
+        return [value]
 
     def barrier(self) -> None:
         pass
@@ -180,6 +201,9 @@ class MpiCommunicator(Communicator):
         if bad:
             r, e = bad[0]
             raise DistributedError(f"rank {r} of {self.size}: {e}" if self.size > 1 else e, rank=self.rank)
+
+    def allgather(self, value) -> list:
+        return self.comm.allgather(value)
 
     def allreduce_sum_(self, buf, device) -> None:
         host = device.host_view(buf)
@@ -245,6 +269,9 @@ class NcclCommunicator(Communicator):
 
     def allreduce_scalars(self, values) -> list:
         return self._mpi.allreduce_scalars(values)
+
+    def allgather(self, value) -> list:
+        return self._mpi.allgather(value)
 
     def barrier(self) -> None:
         self._mpi.barrier()

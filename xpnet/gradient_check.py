@@ -675,6 +675,11 @@ def _check_layer(layer, inputs, report, tol, dtype, seed, label=None, rewind=_no
         return {"forward": _fail("forward", (), (
             f"{label}.forward returned a {type(out).__name__} of {len(out)} outputs; gradcheck checks a layer of one "
             f"output (an array, or a loss): check a wrapper whose forward returns one of them, or their sum"))}
+    given = next((a for a in ins if _is_float_array(a)), None)
+    if _is_array(out) and given is not None and not _same_backend(out, given):
+        return {"forward": _fail("forward", _shape(out), (
+            f"{label}.forward returned a {_where(out)} for a {_where(given)} input: a layer must compute in its "
+            f"inputs' library and device (array_namespace(x)), or it is not checked on that device at all"))}
     name = _written(names, ins, snap)
     if name is not None:
         return {name: _fail(name, _shape(ins[names.index(name)]), (

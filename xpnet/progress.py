@@ -36,8 +36,8 @@ def progress_bar(tqdm, total, file=None, initial=0):
 
 
 def show_progress(bar, step: int, history) -> None:
-    """Move ``bar`` to ``step`` with the last loss and accuracies of ``history`` beside it."""
-    bar.update(step - bar.n)
+    """Move ``bar`` to ``step`` with the last loss and accuracies of ``history`` beside it (set
+    before the move, whose refresh shows them: set after, they lagged one report behind)."""
     post = {}
     if history.loss:
         post["loss"] = f"{history.loss[-1]:.4f}"
@@ -46,6 +46,7 @@ def show_progress(bar, step: int, history) -> None:
         if history.test_acc:
             post["test"] = f"{history.test_acc[-1]:.4f}"
     bar.set_postfix(post, refresh=False)
+    bar.update(step - bar.n)
 
 
 def epoch_line(step: int, iter_per_epoch: int, train_acc: float, test_acc=None, test_loss=None) -> str:

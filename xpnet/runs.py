@@ -11,6 +11,7 @@ dies, so a stale file from a killed run blocks nothing).
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import socket
@@ -58,6 +59,7 @@ class RunFolder:
         created = cls._make(path)
         folder = cls(path, created)
         folder._lock()
+        folder._refuse_odd_files("--out")
         if not created and folder.holds_a_run():
             if not overwrite:
                 folder.release()
@@ -66,7 +68,7 @@ class RunFolder:
                     f"replace it with --overwrite, or choose another --out")
             for name in _RUN_FILES:
                 (path / name).unlink(missing_ok=True)
-        folder._prepare()
+        folder._prepare("--out")
         return folder
 
     @classmethod
@@ -78,26 +80,29 @@ class RunFolder:
                                  f"pass the --out folder of the run to continue")
         folder = cls(path, [])
         folder._lock()
+        folder._refuse_odd_files("--resume")
         if not folder.checkpoint.is_file():
             folder.release()
             raise RunFolderError(f"--resume {path}: it holds no {CHECKPOINT} (a run writes one at its first "
                                  f"evaluation); start a fresh run instead")
-        folder._prepare()
+        folder._prepare("--resume")
         return folder
 
     @staticmethod
     def _make(path: Path) -> list:
-        if path.exists() and not path.is_dir():
-            raise RunFolderError(f"--out {path} exists and is not a folder; choose another --out")
-        created, p = [], path
-        while not p.exists():
-            created.append(p)
-            p = p.parent
-        try:
+        try:  # a name too long for the file system fails already in exists()
+            if path.exists() and not path.is_dir():
+                raise RunFolderError(f"--out {path} exists and is not a folder; choose another --out")
+            created, p = [], path
+            while not p.exists():
+                created.append(p)
+                p = p.parent
             path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise RunFolderError(f"--out {path}: cannot create it ({e.strerror or e}); choose a folder you can "
-                                 f"write to") from None
+            short = f"{str(path)[:60]}..." if len(str(path)) > 80 else str(path)
+            raise RunFolderError(f"--out {short}: cannot create it ({e.strerror or e}); choose a folder you can "
+                                 f"write to" + (", with a shorter name" if e.errno == errno.ENAMETOOLONG else "")) \
+                from None
         return created
 
     def _lock(self) -> None:
@@ -130,10 +135,20 @@ class RunFolder:
             (self.path / LOCK).unlink(missing_ok=True)
             os.close(fd)
 
-    def _prepare(self) -> None:
-        """Leftovers of a killed run go; the folder must take a file now, not after the run."""
+    def _refuse_odd_files(self, option: str) -> None:
+        """A folder (or a pipe) where the run writes a file would fail it at the end: named now."""
+        for name in _RUN_FILES:
+            p = self.path / name
+            if p.exists() and not p.is_file():
+                self.release()
+                raise RunFolderError(f"{option} {self.path}: {p} is a {'folder' if p.is_dir() else 'special file'}, "
+                                     f"where the run writes its {name}; move it away or choose another folder")
+
+    def _prepare(self, option: str) -> None:
+        """Leftovers of a killed run go; the folder must take its files now, not after the run."""
         for tmp in self.path.glob(".tmp-*"):
             tmp.unlink(missing_ok=True)
+
         probe = self.path / ".xpnet-write-test"
         try:
             write_atomic(probe, lambda f: f.write(b"ok"))
@@ -141,8 +156,8 @@ class RunFolder:
         except OSError as e:
             self.discard_if_unused()
             self.release()
-            raise RunFolderError(f"--out {self.path} is not writable ({e.strerror or e}); choose a folder you can "
-                                 f"write to") from None
+            raise RunFolderError(f"{option} {self.path} is not writable ({e.strerror or e}); choose a folder you "
+                                 f"can write to") from None
 
     # -- state ---------------------------------------------------------------------------
     def holds_a_run(self) -> bool:

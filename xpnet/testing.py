@@ -365,7 +365,9 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def dtype(request):
-    """A floating dtype name, float32 then float64 (``@pytest.mark.xpnet(dtypes=[...])`` narrows it)."""
+    """A ``str``, the name of a floating dtype: ``"float32"`` then ``"float64"`` (``@pytest.mark.xpnet(
+    dtypes=[...])`` narrows it). A name, not a dtype object, so one test reads on every backend:
+    ``device.dtype(dtype)`` is the backend's dtype, ``device.asarray(a, dtype=dtype)`` takes it."""
     return request.param
 
 

@@ -12,13 +12,15 @@ per-step losses stay there until one transfer brings a chunk back to be checked 
 from __future__ import annotations
 
 import math
+import os
 import time
 
 from .backend import device_of, scoped
 from .checkpoint import load_run, save_run
-from .distributed import Communicator, averaging, fault_ends_job
+from .distributed import Communicator, averaging, fault_ends_job, same_on_every_process
 from .evaluation import accuracy, accuracy_and_loss
-from .exceptions import CheckpointError, CheckpointWriteError, TrainingDivergedError, TrainingInterrupted
+from .exceptions import (CheckpointError, CheckpointWriteError, DistributedError, TrainingDivergedError,
+                         TrainingInterrupted)
 from .history import History
 from .interrupts import signals_to_stop
 from .nets import last_layer_of
@@ -128,12 +130,49 @@ class Trainer:
         self.record_loss = o["record_loss"]
         self.report_every = min(report_every, self.eval_interval)
         self.progress, self.log, self.final_eval = o["progress"], o["log"], o["final_eval"]
+        self.data_dir = None  # where the data came from, when a caller says (the CLI): the history records it
         self.history = History(config=self._config())
         self.step = 0  # iterations done
         self._rng = None  # the device generator drawing the batches, made at the first step
         self._resume_at = None  # set by Trainer.resume: the next fit continues from there
         self._last_saved = None  # the step of the last checkpoint written
         self._data_fingerprint = None  # taken at the first checkpoint (and checked by a resume)
+        if self.comm.size > 1:
+            self._same_run_everywhere()
+
+    def _same_run_everywhere(self) -> None:
+        """Data parallelism needs every process to run the same training: one small collective
+        compares the settings and the data's and net's fingerprints. An unseeded net (``seed``
+        None) takes rank 0's initial weights, an unseeded run rank 0's batches."""
+        import hashlib
+
+        opt, dev = self.optimizer, self.device
+        weights = hashlib.blake2b(digest_size=16)
+        for p in self.net.params.values():
+            weights.update(dev.to_numpy(p).tobytes())
+        meta = opt.state_dict()["meta"] if callable(getattr(opt, "state_dict", None)) else {"class": type(opt).__name__}
+        settings = {**{"optimizer" if k == "class" else k: v for k, v in meta.items()}, "seed": self.seed,
+                    "batch_size": self.batch_size, "iters": self.iters,
+                    "eval_interval": self.eval_interval, "eval_batch_size": self.eval_batch_size,
+                    "report_every": self.report_every, "record_loss": self.record_loss, "final_eval": self.final_eval,
+                    "net": self._config()["net"], **self._sizes(), "data": self._fingerprint()}
+        every = same_on_every_process(self.comm, settings, {"weights": weights.hexdigest(),
+                                                            "seed": int.from_bytes(os.urandom(7), "little")})
+        if self.seed is None:
+            self.seed = every[0]["seed"]  # the global batches drawn alike on every process
+        other = next((r for r, e in enumerate(every) if e["weights"] != every[0]["weights"]), None)
+        if other is None:
+            return
+        if getattr(self.net, "seed", None) is not None:
+            raise DistributedError(f"the net's initial weights differ between the processes (rank {other}'s are not "
+                                   "rank 0's) although it was built with a seed: build it with one seed on every "
+                                   "process (or seed=None: then rank 0's weights are given to all)",
+                                   rank=self.comm.rank)
+        with dev.scope():  # rank 0's weights to every process: the others add zeros to them
+            for p in self.net.params.values():
+                if self.comm.rank != 0:
+                    p[...] = 0
+                self.comm.allreduce_sum_(p, dev)
 
     # -- the book's names ----------------------------------------------------------------
     network = property(lambda self: self.net, doc="The net, under the book's name.")
@@ -160,7 +199,7 @@ class Trainer:
                 "device": self.device.name, "optimizer": type(opt).__name__,
                 "lr": getattr(opt, "lr", None), "batch_size": self.batch_size, "iters": self.iters,
                 "eval_interval": self.eval_interval, "seed": self.seed,
-                **self._sizes()}
+                **self._sizes(), **({"data_dir": self.data_dir} if self.data_dir else {})}
 
     def _sizes(self) -> dict:
         return {"n_train": len(self.train_set), "n_test": len(self.test_set) if self.test_set is not None else 0}
@@ -357,6 +396,7 @@ class Trainer:
             raise CheckpointError(f"{path}: the saved state of the batches' generator does not load ({e}); the file "
                                   "was edited or damaged") from None
         tr.history, tr.step, tr._resume_at = run.history, run.step, run.step
+        tr.data_dir = run.history.config.get("data_dir")
         tr.history.config = tr._config()
         tr._last_saved = run.step
         return tr
