@@ -207,3 +207,28 @@ def test_a_users_own_optimizer_resumes_given_again_with_its_settings(tmp_path, d
     assert type(tr.optimizer) is MyMomentum and tr.optimizer.v is not None
     tr.fit()
     _same_bits(tr.net, whole.net)
+
+
+def test_a_net_of_any_layers_resumes_to_the_bits_on_every_device(dev, tmp_path, data):
+    """The checks and the given-net resume on each backend: the fingerprint of the device's data,
+    optimizer state on the device, the parameters filled in place there."""
+    def build():
+        g = np.random.default_rng(5)
+        W1, W2 = (dev.asarray(0.3 * g.standard_normal(s), dtype="float64") for s in ((20, 6), (6, 3)))
+        b1, b2 = (dev.asarray(np.zeros(n), dtype="float64") for n in (6, 3))
+        return xpnet.Net([xpnet.Affine(W1, b1), xpnet.Tanh(), xpnet.Affine(W2, b2)], xpnet.SoftmaxWithLoss())
+
+    with dev.scope():
+        whole = Trainer(build(), *data, optimizer="adam", lr=0.01, iters=40, **KW)
+        whole.fit()
+        first = Trainer(build(), *data, optimizer="adam", lr=0.01, iters=20, **KW)
+        first.fit(checkpoint=tmp_path / "run.npz")
+        x, t, xt, tt = data
+        with pytest.raises(ValueError, match="fingerprint differs"):
+            Trainer.resume(tmp_path / "run.npz", x * 0.5, t, xt, tt, net=build())
+        again = build()
+        tr = Trainer.resume(tmp_path / "run.npz", *data, net=again, iters=40, log=None, progress=False)
+        assert tr.net is again and tr.optimizer.m["W1"] is not None
+        tr.fit()
+    for k in again.params:
+        np.testing.assert_array_equal(dev.to_numpy(again.params[k]), dev.to_numpy(whole.net.params[k]))
