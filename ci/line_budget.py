@@ -14,7 +14,8 @@ import tokenize
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "xpnet"
-MAX_TOTAL = 8500       # lines in xpnet/ (code and docstrings): 7000 held chapter 5; chapters 6-8 add about 1500
+MAX_TOTAL = 8600       # lines in xpnet/ (code and docstrings): 7000 held chapter 5; chapters 6-8 add about 1500;
+#                        the published datasets' digests (a table, io/published.py) about 100
 MAX_PER_MODULE = 760   # lines in any one module (to tighten as device.py and trainer.py split)
 
 

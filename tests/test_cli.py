@@ -142,6 +142,11 @@ def test_xpnet_train_on_another_idx_dataset(tmp_path, capsys):
                "--out", str(tmp_path / "run"), "--quiet", "--no-plot"])
     assert rc == 0, capsys.readouterr().err
     assert (tmp_path / "run" / "model.npz").is_file()
+    (tmp_path / "SHA256SUMS").unlink()  # no digests to check the files against: train says so, in a line
+    assert main(["train", "--device", "cpu", "--data-dir", str(tmp_path), "--iters", "5", "--batch-size", "10",
+                 "--out", str(tmp_path / "run2"), "--quiet", "--no-plot"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("xpnet train: note: ") and "match none of the published digests" in err, err
 
 
 @pytest.mark.slow

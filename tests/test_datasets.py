@@ -4,13 +4,18 @@ the argument that names a directory (``path=``, ``directory=``, ``XPNET_DATA_DIR
 is wrong. What the IDX reader refuses in a file is io's: test_io.py."""
 
 import gzip
+import hashlib
+import re
 import shutil
+import warnings
 
 import numpy as np
 import pytest
 
 import xpnet
 from xpnet.datasets import DatasetError, load_idx_dataset, load_mnist, mnist_dir
+from xpnet.io import published
+from xpnet.io.published import PUBLISHED_SHA256
 
 from .idx_files import NAMES, fashion_like, make_tiny_idx
 
@@ -53,9 +58,12 @@ def test_corrupted_mnist_fails_its_checksum(tmp_path, monkeypatch):
     raw[5000] ^= 0xFF
     f.write_bytes(gzip.compress(bytes(raw), compresslevel=1))  # the content matters, not the ratio
     monkeypatch.setenv("XPNET_DATA_DIR", str(tmp_path))
-    # without a SHA256SUMS the copy is any IDX dataset: structural checks only, and the data says so
-    data = load_mnist()
-    assert not data.verified and data.verified_by is None and data.directory == tmp_path
+    # without a SHA256SUMS: three files are MNIST's published ones, the fourth is named, unverified
+    with pytest.warns(xpnet.UnverifiedDataWarning, match="t10k-images-idx3-ubyte.gz matches none of MNIST's "
+                      "published digests while the other files are MNIST's: it is modified, damaged or recompressed"):
+        data = load_mnist()
+    assert not data.verified and data.verified_by is None and data.directory == tmp_path and data.dataset is None
+    assert "t10k-images-idx3-ubyte.gz" in data.unverified_because
     # with MNIST's SHA256SUMS next to it, the copy is checked against it
     shutil.copy(bundled / "SHA256SUMS", tmp_path / "SHA256SUMS")
     with pytest.raises(DatasetError, match="t10k-images-idx3-ubyte.gz has SHA-256 .* not the"):
@@ -85,9 +93,72 @@ def test_any_idx_dataset_loads_both_ways(tmp_path):
         assert got.verified and got.verified_by == str(tmp_path / "SHA256SUMS")
     (_, t1), _ = load_mnist(path=tmp_path, one_hot_label=True)
     assert t1.shape == (30, 10)
+    assert got.dataset is None  # its own digests verify it; it is none of the published datasets
     (tmp_path / "SHA256SUMS").unlink()  # no digests given: structural checks only, and it says so
-    got = load_mnist(path=tmp_path)
-    assert not got.verified and got.verified_by is None
+    with pytest.warns(xpnet.UnverifiedDataWarning, match=r"the files match none of the published digests xpnet "
+                      r"knows \(MNIST, Fashion-MNIST, KMNIST\); loaded unverified .* sha256sum \*-ubyte\* > SHA"):
+        got = load_mnist(path=tmp_path)
+    assert not got.verified and got.verified_by is None and "match none" in got.unverified_because
+    with warnings.catch_warnings():  # load_idx_dataset reads anyone's data: unverified, quietly, and says why
+        warnings.simplefilter("error")
+        got = load_idx_dataset(tmp_path)
+    assert not got.verified and "match none of the published digests" in got.unverified_because
+
+
+# -- the published datasets, recognised by their digests ------------------------------------
+def test_the_published_digests_are_well_formed_and_mnists_are_the_bundled_files():
+    seen = set()
+    for name, files in PUBLISHED_SHA256.items():
+        assert set(files) == set(NAMES), name
+        for stem, digests in files.items():
+            assert digests and all(re.fullmatch("[0-9a-f]{64}", d) for d in digests), (name, stem)
+            assert not seen & set(digests), (name, stem)  # no digest stands for two files
+            seen |= set(digests)
+    sums = {ln.split()[1]: ln.split()[0] for ln in (mnist_dir() / "SHA256SUMS").read_text().splitlines()}
+    for stem, digests in PUBLISHED_SHA256["MNIST"].items():
+        assert set(digests) == {sums[stem + ".gz"], sums[stem]}  # as stored and uncompressed
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_a_copy_of_a_published_dataset_is_recognised_and_verified(tmp_path, gz):
+    """MNIST's files copied (gzipped or not, no SHA256SUMS) verify by the published digests."""
+    for f in mnist_dir().glob("*.gz"):
+        if gz:
+            shutil.copy(f, tmp_path / f.name)
+        else:
+            (tmp_path / f.stem).write_bytes(gzip.decompress(f.read_bytes()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for got in (load_mnist(path=tmp_path), load_idx_dataset(tmp_path)):
+            assert got.dataset == "MNIST" and got.verified and got.verified_by == "MNIST digests"
+            assert got.unverified_because is None and got[1][1].tolist()[:3] == [7, 2, 1]
+
+
+def test_swapped_train_and_test_files_are_refused(tmp_path):
+    """All four files swapped train <-> test: the counts agree, so only the digests can tell."""
+    for f in mnist_dir().glob("*.gz"):
+        swapped = f.name.replace("train", "TMP").replace("t10k", "train").replace("TMP", "t10k")
+        shutil.copy(f, tmp_path / swapped)
+    with pytest.raises(DatasetError, match=r"train-images-idx3-ubyte.gz is MNIST's t10k-images-idx3-ubyte \(its "
+                       r"test images\), not its training images: the files are swapped or misnamed"):
+        load_mnist(path=tmp_path)
+
+
+def test_files_of_two_published_datasets_are_refused(tmp_path, monkeypatch):
+    """Fashion-MNIST's training files beside MNIST's test files: the shapes agree, nothing else would
+    tell. (The look-alike's files stand in for Fashion-MNIST's, whose bytes are not shipped.)"""
+    fashion_like(tmp_path, sums=False)
+    for f in mnist_dir().glob("t10k-*.gz"):
+        shutil.copy(f, tmp_path / f.name)
+    with pytest.warns(xpnet.UnverifiedDataWarning, match="train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz "
+                      "match none of MNIST's published digests while the other files are MNIST's"):
+        load_mnist(path=tmp_path)
+    fashion = {hashlib.sha256((tmp_path / f"{n}.gz").read_bytes()).hexdigest(): ("Fashion-MNIST", n)
+               for n in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")}
+    monkeypatch.setattr(published, "_BY_DIGEST", {**published._BY_DIGEST, **fashion})
+    with pytest.raises(DatasetError, match=r"are from different datasets \(train-images-idx3-ubyte.gz is "
+                       r"Fashion-MNIST's, .*t10k-images-idx3-ubyte.gz is MNIST's"):
+        load_idx_dataset(tmp_path)
 
 
 # -- the directory, and the argument that names it ---------------------------------------------------

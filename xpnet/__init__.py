@@ -5,7 +5,7 @@ strict reference namespace; ``xpnet.device(...)`` picks where.
 """
 
 from .exceptions import (CheckpointError, CheckpointWriteError, DatasetError, DeviceUnavailableError, DistributedError,
-                         TrainingDivergedError, TrainingInterrupted)
+                         TrainingDivergedError, TrainingInterrupted, UnverifiedDataWarning)
 from .backend import Device, device, device_of, device_report, devices, use_device
 from .gradient import numerical_gradient
 from .gradient_check import GradcheckReport, gradcheck
@@ -29,7 +29,7 @@ __all__ = [
     "Affine", "AddLayer", "BatchNormalization", "Convolution", "Dropout", "MulLayer", "Pooling", "Relu", "Sigmoid",
     "SoftmaxWithLoss", "Tanh",
     "MultiLayerNet", "MultiLayerNetExtend", "Net", "TwoLayerNet", "SimpleConvNet", "DeepConvNet",
-    "DatasetError", "load_idx_dataset", "load_mnist",
+    "DatasetError", "UnverifiedDataWarning", "load_idx_dataset", "load_mnist",
     "SGD", "AdaGrad", "Adam", "Momentum", "Nesterov", "RMSprop",
     "History", "Trainer", "TrainingDivergedError", "TrainingInterrupted", "CheckpointWriteError",
     "Checkpoint", "CheckpointError", "load_checkpoint", "load_net", "save_net", "load_params", "save_params",

@@ -232,14 +232,19 @@ def _index_spec(s):
 def _load(data_dir, flatten=True):
     """(x_train, t_train), (x_test, t_test) from ``--data-dir`` (any IDX dataset, checked against
     the SHA256SUMS file there when present), else MNIST ($XPNET_DATA_DIR or the bundled copy);
-    images (N, C, H, W) unless ``flatten``."""
+    images (N, C, H, W) unless ``flatten``; ``data.unverified_because`` for train to say."""
+    import warnings
+
     from .datasets import load_idx_dataset, load_mnist
-    from .exceptions import DatasetError
+    from .exceptions import DatasetError, UnverifiedDataWarning
 
     try:
-        return load_idx_dataset(data_dir, flatten=flatten) if data_dir else load_mnist(flatten=flatten)
+        with warnings.catch_warnings():  # said below, in the CLI's words
+            warnings.simplefilter("ignore", UnverifiedDataWarning)
+            data = load_idx_dataset(data_dir, flatten=flatten) if data_dir else load_mnist(flatten=flatten)
     except DatasetError as e:
         raise _Fail(f"--data-dir {data_dir}: {e}" if data_dir else str(e)) from None
+    return data
 
 
 def _classes(*labels) -> int:
@@ -322,7 +327,8 @@ def _train(args, comm) -> int:
 
         images = takes_images(folder.checkpoint) if args.resume else args.net != "mlp"
         data_dir = args.data_dir or (_saved_data_dir(folder.checkpoint) if args.resume else None)
-        (x_train, t_train), (x_test, t_test) = _load(data_dir, flatten=not images)
+        data = _load(data_dir, flatten=not images)
+        (x_train, t_train), (x_test, t_test) = data
         progress, epoch_log = (False, None) if quiet else (None, log)
         if args.resume:
             try:
@@ -358,6 +364,8 @@ def _train(args, comm) -> int:
                 f"{procs}, {iters} iterations" + (f" ({args.epochs} epochs)" if args.epochs else "")
                 + f"; run folder {folder.path}")
         trainer.data_dir = os.path.abspath(data_dir) if data_dir else None  # evaluate and predict default to it
+        if lead and data.unverified_because:  # once every check has passed: an error stays one line
+            print(f"xpnet train: note: {data.unverified_because}", file=sys.stderr)
         trainer.history.config = trainer._config()
         folder.drop_views()  # the checkpoint is the truth until the views are written again
         try:

@@ -14,12 +14,14 @@ IDX dataset. The returned data says whether it was verified (``data.verified``, 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from .exceptions import DatasetError
+from .exceptions import DatasetError, UnverifiedDataWarning
 from .io.idx import MAX_IDX_BYTES, read_dataset, read_idx, read_sha256sums
+from .io.published import PUBLISHED_SHA256, identify
 from .io.npy import load_images_npy
 
 __all__ = ["DatasetError", "IdxData", "load_mnist", "load_idx_dataset", "read_idx", "mnist_dir",
@@ -38,12 +40,7 @@ test_num = 10000
 img_dim = (1, 28, 28)
 
 # SHA-256 of the *uncompressed* original files: a gzipped or a plain copy both verify.
-MNIST_SHA256 = {
-    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-}
+MNIST_SHA256 = {stem: digests[1] for stem, digests in PUBLISHED_SHA256["MNIST"].items()}
 MNIST_SHAPES = {
     key_file["train_img"]: (train_num, *img_dim[1:]), key_file["train_label"]: (train_num,),
     key_file["test_img"]: (test_num, *img_dim[1:]), key_file["test_label"]: (test_num,),
@@ -52,17 +49,33 @@ MNIST_SHAPES = {
 
 class IdxData(tuple):
     """``((x_train, t_train), (x_test, t_test))`` -- unpacks like the book's tuple -- and where it
-    came from: ``directory``; ``verified`` (every file's SHA-256 checked) and ``verified_by``
-    (``'MNIST digests'``, the ``SHA256SUMS`` path, ``'sha256='``, or None: structural checks only)."""
+    came from: ``directory``; ``dataset`` (``'MNIST'``, ``'Fashion-MNIST'``, ``'KMNIST'`` when the
+    files are the published ones, else None); ``verified`` (every file's SHA-256 checked) and
+    ``verified_by`` (``'MNIST digests'``, ``'Fashion-MNIST digests'``, ..., the ``SHA256SUMS``
+    path, ``'sha256='``, or None: structural checks only, and ``unverified_because`` says why)."""
 
     directory: Path
+    dataset: str | None
     verified: bool
     verified_by: str | None
+    unverified_because: str | None
 
-    def __new__(cls, splits, directory, verified_by):
+    def __new__(cls, splits, directory, verified_by, dataset=None, note=None):
         self = super().__new__(cls, splits)
         self.directory, self.verified_by, self.verified = directory, verified_by, verified_by is not None
+        self.dataset, self.unverified_because = dataset, None if self.verified else note
         return self
+
+
+def _published(directory, stored, verified_by):
+    """(dataset, verified_by, why unverified) once the files are read: a copy of a published
+    dataset is verified by its digests; a mix of datasets or swapped files is refused."""
+    dataset, note = identify(stored)
+    if verified_by is None and dataset is not None:
+        verified_by = f"{dataset} digests"
+    return dataset, verified_by, note and (
+        f"{directory}: {note}; loaded unverified (the structural checks passed). If they are the files you mean, "
+        f"record their digests (cd {directory} && sha256sum *-ubyte* > SHA256SUMS); else restore the published files")
 
 
 def _source(path):
@@ -89,7 +102,10 @@ def load_mnist(normalize=True, flatten=True, one_hot_label=False, dtype="float32
     ``path=`` (or ``$XPNET_DATA_DIR``) may hold any 10-class dataset in MNIST's file layout
     (Fashion-MNIST, KMNIST): every structural check runs; SHA-256 digests are checked for the
     bundled copy (MNIST's) and against a ``SHA256SUMS`` file in the directory when there is one.
-    The result says which: ``data.verified``, ``data.verified_by``.
+    A copy of MNIST, Fashion-MNIST or KMNIST as published is recognised and verified by its
+    digests; files of two datasets, or swapped, are refused; a copy matching none without a
+    ``SHA256SUMS`` loads with an ``UnverifiedDataWarning`` naming the files. The result says
+    which: ``data.dataset``, ``data.verified``, ``data.verified_by``.
     """
     directory, source = _source(path)
     dtype = _check_dtype(dtype, normalize)
@@ -98,8 +114,11 @@ def load_mnist(normalize=True, flatten=True, one_hot_label=False, dtype="float32
     else:
         verified_by, digests = read_sha256sums(directory) if directory.is_dir() else (None, {})
         shapes = None
-    dataset = read_dataset(directory, source, key_file, verified_by, digests, shapes, 10, max_bytes)
-    return IdxData(_finish(dataset, normalize, flatten, one_hot_label, dtype, 10), directory, verified_by)
+    dataset, stored = read_dataset(directory, source, key_file, verified_by, digests, shapes, 10, max_bytes)
+    name, verified_by, note = _published(directory, stored, verified_by)
+    if verified_by is None:
+        warnings.warn(note, UnverifiedDataWarning, stacklevel=2)
+    return IdxData(_finish(dataset, normalize, flatten, one_hot_label, dtype, 10), directory, verified_by, name, note)
 
 
 def _finish(dataset, normalize, flatten, one_hot_label, dtype, num_classes):
@@ -152,6 +171,8 @@ def load_idx_dataset(directory, normalize=True, flatten=True, one_hot_label=Fals
     uncompressed file) or from a ``SHA256SUMS`` file (``sha256sum`` lines for the files as
     stored, or ``<digest>  <stem> (uncompressed)`` lines); a ``SHA256SUMS`` must cover every
     file loaded. ``num_classes``: labels must lie below it (and one-hot rows have that width).
+    MNIST, Fashion-MNIST and KMNIST as published verify by their digests (``data.dataset``);
+    other data without digests loads unverified, quietly (``data.unverified_because``).
     """
     directory = Path(directory).expanduser()
     dtype = _check_dtype(dtype, normalize)
@@ -161,5 +182,7 @@ def load_idx_dataset(directory, normalize=True, flatten=True, one_hot_label=Fals
     if where is None and sha256 and set(train) | set(test) <= set(sha256):
         where = "sha256="  # (some files given, not all: those are checked, the data is not "verified")
     files = dict(zip(("train_img", "train_label", "test_img", "test_label"), (*train, *test)))
-    dataset = read_dataset(directory, "directory=", files, where, digests, None, num_classes, max_bytes)
-    return IdxData(_finish(dataset, normalize, flatten, one_hot_label, dtype, num_classes), directory, where)
+    dataset, stored = read_dataset(directory, "directory=", files, where, digests, None, num_classes, max_bytes)
+    name, where, note = _published(directory, stored, where)
+    return IdxData(_finish(dataset, normalize, flatten, one_hot_label, dtype, num_classes), directory, where, name,
+                   note)

@@ -1,4 +1,4 @@
-"""Every error xpnet raises on purpose, in one place (as scikit-learn's ``exceptions.py``).
+"""Every error (and warning) xpnet raises on purpose, in one place (as scikit-learn's ``exceptions.py``).
 
 Each subclasses the builtin a caller would already catch -- a bad file is a ``ValueError``, a full
 disk an ``OSError``, a stop by signal a ``KeyboardInterrupt`` -- so ``except ValueError`` keeps
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 __all__ = ["DeviceUnavailableError", "DatasetError", "CheckpointError", "CheckpointWriteError",
            "TrainingDivergedError", "TrainingInterrupted", "DistributedError", "RunFolderError",
-           "PlotUnavailable"]
+           "PlotUnavailable", "UnverifiedDataWarning"]
 
 
 class DeviceUnavailableError(RuntimeError):
@@ -60,3 +60,8 @@ class RunFolderError(Exception):
 
 class PlotUnavailable(ImportError):
     """Plotting needs matplotlib: ``pip install 'xpnet[plot]'``."""
+
+
+class UnverifiedDataWarning(UserWarning):
+    """A dataset was loaded without any digest to check it against: it may not be what its
+    names say. The message names the files and how to verify them."""

@@ -199,7 +199,7 @@ _CACHE: dict = {}
 
 
 def _read_idx_cached(file: Path, magic, sha256, file_sha256, shape, max_bytes):
-    """``_decode``, remembered per file *content* (the SHA-256 of the file as stored, hashed
+    """(array, SHA-256 as stored): ``_decode``, remembered per file *content* (the SHA-256 of the file as stored, hashed
     again on every call: a file changed in place, even with the same size and modification
     time, is read afresh). Decompressing and checking MNIST costs about a second, hashing
     its compressed files a few milliseconds. The cached array is read-only; callers get copies."""
@@ -217,7 +217,7 @@ def _read_idx_cached(file: Path, magic, sha256, file_sha256, shape, max_bytes):
         if len(_CACHE) >= 8:
             _CACHE.clear()
         _CACHE[key] = arr
-    return arr
+    return arr, raw
 
 
 # -- a dataset: a directory of IDX files ----------------------------------------------------
@@ -301,7 +301,8 @@ def read_dataset(directory: Path, source: str, files: dict, verified_by, digests
                  num_classes=None, max_bytes: int = MAX_IDX_BYTES) -> dict:
     """The four arrays of an IDX dataset in ``directory`` -- ``{'train_img': N x rows x cols,
     'train_label': N, 'test_img': ..., 'test_label': ...}``, read-only uint8 -- from the file
-    stems ``files`` gives for those keys (as the book's ``key_file``), plain or gzipped.
+    stems ``files`` gives for those keys (as the book's ``key_file``), plain or gzipped; and
+    ``{key: (file, SHA-256 of the file as stored)}``, to recognise a published dataset by.
 
     ``source`` says what named the directory (``'path='``, ...), for the messages. ``digests``:
     ``{stem: (SHA-256 of the uncompressed file, {file name: SHA-256 as stored})}``, checked where
@@ -309,7 +310,7 @@ def read_dataset(directory: Path, source: str, files: dict, verified_by, digests
     file must declare. ``num_classes``: labels must lie below it.
     """
     _check_directory(directory, source)
-    dataset, sizes = {}, []
+    dataset, stored, sizes = {}, {}, []
     for split in ("train", "test"):
         found = []
         for key, magic in ((f"{split}_img", IMAGES_MAGIC), (f"{split}_label", LABELS_MAGIC)):
@@ -321,8 +322,9 @@ def read_dataset(directory: Path, source: str, files: dict, verified_by, digests
                 raise DatasetError(f"{verified_by} lists no SHA-256 for {file.name}; add its line "
                                    f"(sha256sum {file.name} >> SHA256SUMS) or remove {verified_by} to load "
                                    "the files unverified")
-            dataset[key] = _read_idx_cached(file, magic, data_digest, file_digest,
-                                            shapes.get(stem) if shapes else None, max_bytes)
+            dataset[key], raw = _read_idx_cached(file, magic, data_digest, file_digest,
+                                                 shapes.get(stem) if shapes else None, max_bytes)
+            stored[key] = (file, raw)
             found.append(file)
         images, labels = dataset[f"{split}_img"], dataset[f"{split}_label"]
         _check_pair(images, labels, *found, num_classes)
@@ -330,4 +332,4 @@ def read_dataset(directory: Path, source: str, files: dict, verified_by, digests
     if sizes[0][1] != sizes[1][1]:
         raise DatasetError(f"{sizes[0][0]} holds {'x'.join(map(str, sizes[0][1]))} images but {sizes[1][0]} "
                            f"{'x'.join(map(str, sizes[1][1]))}: the files are from different datasets")
-    return dataset
+    return dataset, stored
