@@ -199,9 +199,9 @@ _CACHE: dict = {}
 
 
 def _read_idx_cached(file: Path, magic, sha256, file_sha256, shape, max_bytes):
-    """(array, SHA-256 as stored): ``_decode``, remembered per file *content* (the SHA-256 of the file as stored, hashed
-    again on every call: a file changed in place, even with the same size and modification
-    time, is read afresh). Decompressing and checking MNIST costs about a second, hashing
+    """(array, SHA-256 of the file as stored): ``_decode``, remembered per file *content* (that
+    digest, hashed again on every call: a file changed in place, even with the same size and
+    modification time, is read afresh). Decompressing and checking MNIST costs about a second, hashing
     its compressed files a few milliseconds. The cached array is read-only; callers get copies."""
     raw = _file_sha256(file, max_bytes)
     if file_sha256 is not None and raw != file_sha256:
@@ -298,7 +298,7 @@ def _check_pair(images, labels, file_i: Path, file_l: Path, num_classes) -> None
 
 
 def read_dataset(directory: Path, source: str, files: dict, verified_by, digests: dict, shapes=None,
-                 num_classes=None, max_bytes: int = MAX_IDX_BYTES) -> dict:
+                 num_classes=None, max_bytes: int = MAX_IDX_BYTES) -> tuple[dict, dict]:
     """The four arrays of an IDX dataset in ``directory`` -- ``{'train_img': N x rows x cols,
     'train_label': N, 'test_img': ..., 'test_label': ...}``, read-only uint8 -- from the file
     stems ``files`` gives for those keys (as the book's ``key_file``), plain or gzipped; and

@@ -15,7 +15,7 @@ from ..exceptions import DatasetError
 __all__ = ["PUBLISHED_SHA256", "identify"]
 
 # dataset -> file stem -> its digests. MNIST: the .gz files and their uncompressed contents.
-# Fashion-MNIST: Zalando's current files (with the MD5s its README gives) and an earlier
+# Fashion-MNIST: Zalando's current files (listed beside the MD5s its README gives) and an earlier
 # packaging listed by batchup (2017). KMNIST: ROIS-CODH's files.
 PUBLISHED_SHA256 = {
     "MNIST": {
